@@ -1,0 +1,157 @@
+"""Fast checks of the benchmark helpers in benchmarks/ (readers, episodes, data loaders)."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _episodes  # noqa: E402
+import _readers  # noqa: E402
+from sklearn.linear_model import RidgeClassifierCV  # noqa: E402
+from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
+
+
+def _blobs(n_per_class=20, n_classes=4, d=16, sep=6.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_classes, d)) * sep
+    X = np.concatenate([c + rng.normal(size=(n_per_class, d)) for c in centers])
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    perm = rng.permutation(len(y))
+    return X[perm].astype(np.float32), y[perm]
+
+
+READERS = [
+    _readers.KNNReader(device="cpu"),
+    _readers.SoftmaxAttentionReader(device="cpu"),
+    _readers.LinearAttentionReader(device="cpu"),
+    _readers.SGDProbe(device="cpu"),
+    _readers.AdamProbe(epochs=100, device="cpu"),
+    _readers.ChunkAverageReader(device="cpu"),
+    _readers.ChunkAverageReader(chunk_size=30, device="cpu"),
+]
+
+
+@pytest.mark.parametrize("reader", READERS, ids=lambda r: type(r).__name__)
+def test_reader_learns_separable_problem(reader):
+    X, y = _blobs(seed=1)
+    Xq, yq = _blobs(seed=1, n_per_class=10)  # same centres, fresh noise
+    y_str = np.array(["a", "b", "c", "d"])[y]
+    reader.fit(X, y_str)
+    assert reader.score(Xq, np.array(["a", "b", "c", "d"])[yq]) >= 0.95
+    assert _readers.inference_nbytes(reader) > 0
+    if hasattr(reader, "predict_proba"):
+        P = reader.predict_proba(Xq)
+        assert P.shape == (len(Xq), 4)
+        np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-4)
+
+
+@pytest.mark.parametrize("k", [None, 1, 3, 7])
+def test_knn_equals_sklearn(k):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8)).astype(np.float32)
+    y = rng.integers(0, 3, size=60)
+    Xq = rng.normal(size=(40, 8)).astype(np.float32)
+    ours = _readers.KNNReader(k, device="cpu").fit(X, y)
+    k_eff = k if k is not None else min(10, np.bincount(y).max())
+    assert ours.n_neighbors_ == k_eff
+    ref = KNeighborsClassifier(n_neighbors=k_eff).fit(X, y)
+    np.testing.assert_array_equal(ours.predict(Xq), ref.predict(Xq))
+    np.testing.assert_allclose(ours.predict_proba(Xq), ref.predict_proba(Xq), atol=1e-6)
+
+
+def test_softmax_attention_tiny_tau_is_1nn_on_normalised():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 8)).astype(np.float32)
+    y = rng.integers(0, 5, size=50)
+    Xq = rng.normal(size=(30, 8)).astype(np.float32)
+    ours = _readers.SoftmaxAttentionReader(tau=1e-4, device="cpu").fit(X, y)
+    nrm = np.linalg.norm
+    ref = KNeighborsClassifier(n_neighbors=1).fit(X / nrm(X, axis=1, keepdims=True), y)
+    np.testing.assert_array_equal(
+        ours.predict(Xq), ref.predict(Xq / nrm(Xq, axis=1, keepdims=True))
+    )
+
+
+def test_chunk_average_one_chunk_is_truncated_pinv():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 12)).astype(np.float32)
+    X[:, -1] = X[:, 0] + 1e-4 * X[:, 1]  # an ill-conditioned direction the cut-off drops
+    y = rng.integers(0, 3, size=40)
+    ours = _readers.ChunkAverageReader(device="cpu").fit(X, y)
+    V = np.eye(3)[y]
+    W = np.linalg.pinv(X.astype(np.float64), rcond=40**-0.8) @ V
+    np.testing.assert_allclose(ours.W_.numpy(), W, atol=2e-4)
+    # one partial_fit call == fit with one chunk
+    pf = _readers.ChunkAverageReader(device="cpu").partial_fit(X, y, classes=[0, 1, 2])
+    np.testing.assert_allclose(pf.W_.numpy(), ours.W_.numpy(), atol=1e-6)
+
+
+def test_chunk_average_is_weighted_average():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 6)).astype(np.float32)
+    y = rng.integers(0, 2, size=30)
+    r = _readers.ChunkAverageReader(chunk_size=10, device="cpu").fit(X, y)
+    Ws = [
+        np.linalg.pinv(X[i : i + 10], rcond=10**-0.8) @ np.eye(2)[y[i : i + 10]]
+        for i in (0, 10, 20)
+    ]
+    np.testing.assert_allclose(r.W_.numpy(), np.mean(Ws, axis=0), atol=1e-4)
+
+
+def test_probes_are_deterministic():
+    X, y = _blobs(seed=2)
+    for cls in (_readers.SGDProbe, _readers.AdamProbe):
+        a = cls(device="cpu", random_state=3).fit(X, y).coef_
+        b = cls(device="cpu", random_state=3).fit(X, y).coef_
+        np.testing.assert_array_equal(a, b)
+
+
+def test_episode_sampler_and_summary():
+    rng = np.random.default_rng(0)
+    y_pool = np.repeat(np.arange(5), 30)
+    y_query = np.repeat(np.arange(5), 25)
+    s, q = _episodes.sample_episode(y_pool, y_query, shots=4, n_query=20, rng=rng)
+    assert np.all(np.bincount(y_pool[s]) == 4)
+    assert np.all(np.bincount(y_query[q]) == 20)
+    assert len(set(s)) == len(s) and len(set(q)) == len(q)
+    # reproducible from the seed
+    s2, q2 = _episodes.sample_episode(y_pool, y_query, 4, 20, np.random.default_rng(0))
+    np.testing.assert_array_equal(s, s2)
+    np.testing.assert_array_equal(q, q2)
+    m, ci = _episodes.mean_ci([0.5, 0.7, 0.6, 0.6])
+    assert m == pytest.approx(0.6)
+    assert ci == pytest.approx(1.96 * np.std([0.5, 0.7, 0.6, 0.6], ddof=1) / 2)
+
+
+def test_run_episodes_smoke():
+    X, y = _blobs(n_per_class=30, seed=3)
+    Xq, yq = _blobs(n_per_class=25, seed=3)
+    methods = {
+        "knn": lambda: _readers.KNNReader(device="cpu"),
+        "ridge_cv": lambda: RidgeClassifierCV(),
+    }
+    res = _episodes.run_episodes(methods, X, y, Xq, yq, shots=2, episodes=3, n_query=5, seed=0)
+    assert set(res) == {"knn", "ridge_cv"}
+    for r in res.values():
+        assert r["episodes"] == 3 and 0.0 <= r["acc_mean"] <= 1.0
+        assert r["fit_time_median_s"] >= 0 and r["predict_time_per_sample_s"] >= 0
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+    reason="dataset-fashion-mnist not installed",
+)
+def test_fashion_mnist_idx_reader():
+    import _data
+
+    X, y = _data.load_fashion_mnist("test")
+    assert X.shape == (10000, 28, 28) and X.dtype == np.uint8
+    assert y.shape == (10000,) and set(np.unique(y)) == set(range(10))
+    assert np.all(np.bincount(y) == 1000)
