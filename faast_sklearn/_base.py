@@ -1,0 +1,308 @@
+"""Machinery shared by the estimators: validate -> (extract) -> accumulate -> solve -> predict.
+
+Every public method validates first and assigns fitted state last, so a call that fails leaves
+the estimator exactly as it was. ``fit`` solves at once; ``partial_fit`` only accumulates
+statistics (O(batch d^2)) and the solve runs at the first use of the model afterwards.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
+
+from .solvers import Statistics, resolve_backend, solve, spectrum
+from .solvers._backends import ScipyBackend, TorchBackend
+from .utils._torch import import_torch, is_tensor
+
+# Paper's default prior strength: N0 = 40 examples per class (N0 = 400 on CIFAR-10).
+_PRIOR_PER_OUTPUT = 40.0
+
+
+def _fitted_property(name: str, doc: str) -> property:
+    def getter(self):
+        if "stats_" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} before fit.")
+        return self._public_solution()[name]
+
+    return property(getter, doc=doc)
+
+
+class _BaseFAAST(BaseEstimator):
+    """Common parameters and the fit / partial_fit / predict flow."""
+
+    _parameter_constraints: dict = {
+        "backbone": [None],
+        "alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left"), "array-like"],
+        "rtol": [None, StrOptions({"paper"}), Interval(Real, 0, 1, closed="left")],
+        "fit_intercept": ["boolean"],
+        "prior": [None, StrOptions({"identity"}), callable, HasMethods(["predict"])],
+        "prior_strength": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
+        "solver": [StrOptions({"auto", "torch", "scipy"})],
+        "device": [str, object],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------ input validation
+    def _validate_X(self, X, *, reset: bool):
+        """2-D float features as a NumPy array or a torch tensor (kept on its device)."""
+        ndim = getattr(X, "ndim", None)
+        if ndim is not None and ndim >= 3:
+            raise ValueError(
+                f"X has {ndim} dimensions (shape {tuple(X.shape)}): without a backbone, "
+                f"{type(self).__name__} expects a 2-D feature matrix (n_samples, n_features). "
+                "Pass backbone=... (for example backbone='efficientnet_lite0') to fit on images."
+            )
+        if not is_tensor(X):
+            return validate_data(
+                self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1
+            )
+        return self._validate_tensor(X, reset=reset)
+
+    def _validate_tensor(self, X, *, reset: bool):
+        torch = import_torch()
+        name = type(self).__name__
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected a 2-D tensor (n_samples, n_features), got shape {tuple(X.shape)}."
+            )
+        if X.shape[0] == 0:
+            raise ValueError(
+                f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a "
+                f"minimum of 1 is required by {name}."
+            )
+        if X.shape[1] == 0:
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a "
+                f"minimum of 1 is required by {name}."
+            )
+        if X.is_complex():
+            raise ValueError("Complex data not supported.")
+        if X.dtype not in (torch.float32, torch.float64):
+            X = X.float()
+        if not bool(torch.isfinite(X).all()):
+            raise ValueError("Input X contains NaN or infinity.")
+        if reset:
+            self.n_features_in_ = int(X.shape[1])
+            self.__dict__.pop("feature_names_in_", None)
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {name} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X
+
+    def _validate_weights(self, sample_weight, X) -> np.ndarray:
+        if sample_weight is not None and is_tensor(sample_weight):
+            sample_weight = sample_weight.detach().cpu().numpy()
+        w = _check_sample_weight(
+            sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True
+        )
+        if w.sum() == 0:
+            raise ValueError(
+                "sample_weight is zero for every sample: at least one sample needs a positive "
+                "weight."
+            )
+        return w
+
+    # ------------------------------------------------------------------ fit flow
+    def _accumulate(self, X, y, sample_weight, *, partial: bool, classes=None):
+        """Validate one batch and return the new fitted state as a dict (nothing assigned).
+
+        Subclasses encode ``y`` in :meth:`_encode_targets`, which returns the batch targets
+        (dense float array or class codes), their column count, the re-indexing of the
+        targets kept so far (or None) and subclass state to assign.
+        """
+        first = not partial or "stats_" not in self.__dict__
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        saved = {
+            k: self.__dict__[k]
+            for k in ("n_features_in_", "feature_names_in_")
+            if k in self.__dict__
+        }
+        try:
+            X = self._validate_X(X, reset=first)
+            check_consistent_length(X, y)
+            w = self._validate_weights(sample_weight, X)
+            targets, n_targets, columns, state = self._encode_targets(
+                y, w, first=first, partial=partial, classes=classes
+            )
+            backend = resolve_backend(self.solver, self.device, X)
+            if first:
+                stats = Statistics.empty(X.shape[1], n_targets)
+            else:
+                stats = self.stats_
+                if columns is not None:
+                    stats = stats.with_targets(n_targets, columns)
+            stats = stats.merge(self._batch_statistics(backend, X, targets, w, n_targets))
+        except BaseException:
+            # validate_data assigns n_features_in_ on reset: restore the previous state.
+            for k in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(k, None)
+            self.__dict__.update(saved)
+            raise
+        state.update(
+            stats_=stats,
+            solver_=backend.name,
+            device_=backend.device,
+            n_samples_seen_=(0 if first else self.n_samples_seen_) + int(X.shape[0]),
+        )
+        return state, backend
+
+    @staticmethod
+    def _batch_statistics(backend, X, targets, w, n_targets) -> Statistics:
+        d = X.shape[1]
+        if X.shape[0] <= d:
+            # Few rows: keep them (float64, host memory) for the kernel-side solve.
+            Xh = ScipyBackend().asarray(X)
+            if targets.ndim == 1:
+                Y = np.zeros((len(targets), n_targets))
+                Y[np.arange(len(targets)), targets] = 1.0
+            else:
+                Y = np.asarray(targets, dtype=np.float64)
+            return Statistics(d, n_targets, d, rows=(Xh, Y, w))
+        return Statistics(d, n_targets, d, moments=backend.moments(X, targets, w, n_targets))
+
+    def _set_state(self, state: dict, backend, *, solve_now: bool) -> None:
+        self.__dict__.update(state)
+        self._solution = None
+        if solve_now:
+            self._solution = self._solve(backend)
+
+    def fit(self, X, y, sample_weight=None):
+        state, backend = self._accumulate(X, y, sample_weight, partial=False)
+        self._set_state(state, backend, solve_now=True)
+        return self
+
+    # ------------------------------------------------------------------ solve
+    def _resolved_rtol(self, n: float):
+        if self.rtol == "paper":
+            return float(n) ** -0.8  # the paper's rule for images
+        return self.rtol
+
+    def _validated_alpha(self):
+        alpha = self.alpha
+        if isinstance(alpha, str):
+            return alpha
+        a = np.asarray(alpha, dtype=np.float64)
+        if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0) or a.ndim > 1:
+            raise ValueError(
+                f"alpha must be 'auto', a non-negative float or a 1-D array of non-negative "
+                f"floats; got {alpha!r}."
+            )
+        return a if a.ndim else float(a)
+
+    def _solve(self, backend) -> dict:
+        """Solve from ``stats_``; returns the raw solution (coefficients in target space)."""
+        stats = self.stats_
+        spec = spectrum(
+            stats, backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
+        )
+        sol = solve(
+            spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.weight)
+        )
+        return {"solution": sol, "blend": self._blend_ratio(stats.weight)}
+
+    def _ensure_solution(self) -> dict:
+        check_is_fitted(self)
+        if self.__dict__.get("_solution") is None:
+            # After partial_fit: solve on the host (the statistics live there) unless the
+            # torch back-end was used for the data, in which case reuse its device.
+            backend = TorchBackend(self.device_) if self.solver_ == "torch" else ScipyBackend()
+            self._solution = self._solve(backend)
+        return self._solution
+
+    def _embedding(self):
+        return None
+
+    # ------------------------------------------------------------------ prior
+    def _n_outputs(self) -> int:
+        raise NotImplementedError
+
+    def _blend_ratio(self, n: float) -> float:
+        """r = N / (N0 + N): weight of the fast weights against the prior."""
+        if self.prior is None:
+            return 1.0
+        n0 = (
+            _PRIOR_PER_OUTPUT * self._n_outputs()
+            if isinstance(self.prior_strength, str)
+            else float(self.prior_strength)
+        )
+        return float(n / (n0 + n)) if n0 + n > 0 else 1.0
+
+    def _prior_share(self, X) -> np.ndarray | None:
+        """``(1 - r) prior(X)`` in the output space, for a callable or estimator prior."""
+        if self.prior is None or isinstance(self.prior, str):
+            return None
+        Xh = X.detach().cpu().numpy() if is_tensor(X) else X
+        raw = np.asarray(self._call_prior(Xh), dtype=np.float64)
+        if raw.ndim == 1:
+            raw = raw[:, None]
+        if raw.shape[0] != Xh.shape[0]:
+            raise ValueError(f"The prior returned {raw.shape[0]} rows for {Xh.shape[0]} samples.")
+        return (1.0 - self._ensure_solution()["blend"]) * self._prior_to_outputs(raw)
+
+    # ------------------------------------------------------------------ prediction
+    def _linear_targets(self):
+        """(coef (d, D), intercept (D,)) of the blended linear part of the prediction."""
+        sol = self._ensure_solution()
+        s, r = sol["solution"], sol["blend"]
+        coef, intercept = r * s.coef, r * s.intercept
+        if self.prior == "identity":
+            d, D = coef.shape
+            if d != D:
+                raise ValueError(
+                    f"prior='identity' needs features and targets in one space, but there "
+                    f"are {d} features and {D} target dimensions."
+                )
+            coef = coef + (1.0 - r) * np.eye(d)
+        return coef, intercept
+
+    def _predict_linear(self, X, coef, intercept) -> np.ndarray:
+        """``X @ coef + intercept`` plus the user prior's share, on X's device, as NumPy."""
+        if is_tensor(X):
+            torch = import_torch()
+            out = X @ torch.as_tensor(coef, dtype=X.dtype, device=X.device)
+            out = out + torch.as_tensor(intercept, dtype=X.dtype, device=X.device)
+            out = out.cpu().numpy().astype(np.float64)
+        else:
+            out = X @ coef + intercept
+        share = self._prior_share(X)
+        return out if share is None else out + share
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return "stats_" in self.__dict__
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ------------------------------------------------------------------ fitted attributes
+    alpha_ = _fitted_property("alpha_", "Regularisation strength used (chosen by GCV if searched).")
+    alphas_ = _fitted_property("alphas_", "Strengths searched (absolute values).")
+    gcv_scores_ = _fitted_property(
+        "gcv_scores_", "Generalised cross-validation score of each value in ``alphas_``."
+    )
+    rank_ = _fitted_property("rank_", "Number of spectral components used by the solution.")
+
+    def _public_solution(self) -> dict:
+        s = self._ensure_solution()["solution"]
+        return {
+            "alpha_": s.alpha,
+            "alphas_": s.alphas,
+            "gcv_scores_": s.gcv_scores,
+            "rank_": s.rank,
+        }

@@ -1,0 +1,387 @@
+"""FAASTClassifier: closed-form fast weights for classification."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.special import expit, log_expit, log_softmax, softmax
+from sklearn.base import ClassifierMixin
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import column_or_1d
+
+from . import targets as _targets
+from ._base import _BaseFAAST
+from .utils._torch import is_tensor
+
+# Floor on the residual variance (relative to the targets' own variance) so that a model that
+# interpolates its training data still gives finite log-odds.
+_MIN_NOISE = 1e-6
+
+
+class FAASTClassifier(ClassifierMixin, _BaseFAAST):
+    """Classifier whose weights are solved in closed form from labelled features.
+
+    Fits a regularised least-squares map from features to one-hot class indicators (or to
+    user-given class embeddings) from sufficient statistics, in one pass over the data, and
+    predicts the class whose target is most similar to the prediction. ``partial_fit`` over
+    any split of the rows gives the same model as ``fit`` on all of them.
+
+    Parameters
+    ----------
+    backbone : None, default=None
+        Feature extractor applied to ``X``. ``None``: ``X`` is a 2-D feature matrix (NumPy,
+        pandas or a torch tensor on any device).
+    alpha : "auto", float or array-like of floats, default="auto"
+        Ridge strength. ``"auto"`` searches 56 strengths spanning 11 decades around the
+        feature scale by generalised cross-validation (GCV); an array searches the given
+        values; a float is used as is (``0`` with ``rtol`` gives the paper's truncated
+        pseudo-inverse).
+    rtol : None, "paper" or float in [0, 1), default=None
+        Truncate the spectrum: directions whose singular value is below ``rtol`` times the
+        largest are dropped (``scipy.linalg.lstsq(cond=rtol)``). ``"paper"`` is the paper's
+        rule ``rtol = N ** -0.8`` for N training samples. Combines with ``alpha``.
+    fit_intercept : bool, default=True
+        Fit a bias (centre the features). The paper fits none.
+    class_embeddings : None, array-like of shape (n_classes, n_dims) or mapping, default=None
+        Targets for each class, for example text embeddings of the class names. Rows follow
+        the sorted labels (or use a mapping ``label -> vector``, which may also name classes
+        absent from the training data: they can still be predicted, zero-shot). Rows are
+        L2-normalised and compared with the prediction by cosine similarity. ``None``:
+        one-hot targets.
+    prior : None, "identity", callable or fitted estimator, default=None
+        A predictor blended with the fast weights: ``(1 - r) prior(X) + r (X W + b)`` with
+        ``r = N / (N0 + N)``. ``"identity"`` uses the features themselves as the prediction
+        (features and class embeddings in one space, as CLIP's are: zero-shot), a callable
+        maps features to class scores (n_samples, n_classes), a fitted classifier contributes
+        its ``predict_proba`` (its ``classes_`` must cover ours).
+    prior_strength : "auto" or float >= 0, default="auto"
+        ``N0`` above, in (weighted) samples. ``"auto"``: 40 per class, the paper's setting.
+    solver : {"auto", "torch", "scipy"}, default="auto"
+        ``"scipy"``: NumPy/SciPy (the reference). ``"torch"``: torch on ``device``.
+        ``"auto"``: torch for torch tensors or when a CUDA device is used, else scipy.
+    device : str, default="auto"
+        Device of the torch solver: ``"auto"`` (the tensor's device, else CUDA if present),
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    batch_size : int, default=256
+        Batch size of feature extraction when a backbone is used.
+    verbose : int, default=0
+        Verbosity of feature extraction.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (for multilabel targets, ``arange(n_labels)``).
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        Weights of the decision function, ``decision_function(X) = X @ coef_.T + intercept_``
+        (with a callable or estimator ``prior``, its share is added on top).
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+    alpha_ : float
+        Ridge strength used (the GCV choice for ``alpha="auto"`` or an array).
+    alphas_ : ndarray
+        Strengths searched, as absolute values.
+    gcv_scores_ : ndarray
+        GCV score (mean squared error estimate; lower is better) of each of ``alphas_``.
+    noise_variance_ : float or ndarray of shape (n_labels,)
+        Residual variance of the targets at ``alpha_``; it sets the scale of the log-odds.
+    rank_ : int
+        Spectral components used.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined when ``X`` has feature names that are all strings.
+    n_samples_seen_ : int
+    stats_ : Statistics
+        The sufficient statistics (NumPy, float64) from which the model is solved.
+    solver_, device_ : str
+        Solver and device used.
+
+    Notes
+    -----
+    In the terms of the FAAST paper (arXiv 2605.04651), the features are keys, the targets
+    values and ``coef_`` the fast weights, compiled in one forward pass.
+
+    Probabilities follow from a Gaussian model of the residuals: with prediction ``y_hat``
+    and residual variance ``sigma^2``, ``log p(c | x) = e_c . y_hat / sigma^2 + const``
+    for unit-norm class targets ``e_c``, so ``predict_proba`` is a softmax whose argmax is
+    ``predict`` and ``decision_function`` returns its log-odds.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from faast_sklearn import FAASTClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = FAASTClassifier().fit(X[:1000], y[:1000])
+    >>> round(clf.score(X[1000:], y[1000:]), 2)
+    0.92
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseFAAST._parameter_constraints,
+        "class_embeddings": [None, "array-like", Mapping],
+        "prior_strength": [
+            StrOptions({"auto"}),
+            *_BaseFAAST._parameter_constraints["prior_strength"][1:],
+        ],
+    }
+
+    def __init__(
+        self,
+        backbone=None,
+        *,
+        alpha="auto",
+        rtol=None,
+        fit_intercept=True,
+        class_embeddings=None,
+        prior=None,
+        prior_strength="auto",
+        solver="auto",
+        device="auto",
+        batch_size=256,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.alpha = alpha
+        self.rtol = rtol
+        self.fit_intercept = fit_intercept
+        self.class_embeddings = class_embeddings
+        self.prior = prior
+        self.prior_strength = prior_strength
+        self.solver = solver
+        self.device = device
+        self.batch_size = batch_size
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X, y, sample_weight=None):
+        """Fit the fast weights on features ``X`` and labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a binary indicator matrix for multilabel targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; not all zero.
+
+        Returns
+        -------
+        self : FAASTClassifier
+        """
+        self._validate_params()
+        return super().fit(X, y, sample_weight)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Add a batch of labelled rows to the statistics.
+
+        Classes may arrive at any time: a class first seen in a later batch starts with
+        exactly zero statistics for the earlier rows. ``classes`` is accepted (like
+        :class:`~sklearn.linear_model.SGDClassifier`) to declare labels up front.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        classes : array-like of shape (n_classes,), default=None
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : FAASTClassifier
+        """
+        self._validate_params()
+        state, backend = self._accumulate(X, y, sample_weight, partial=True, classes=classes)
+        self._set_state(state, backend, solve_now=False)
+        return self
+
+    def decision_function(self, X):
+        """Log-odds of each class (binary: of ``classes_[1]``).
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        X = self._check_X(X)
+        coef, intercept = self._decision_coef()
+        scores = self._predict_linear(X, coef.T, intercept)
+        return scores.ravel() if scores.shape[1] == 1 else scores
+
+    def predict(self, X):
+        """Predicted class labels (multilabel: an indicator matrix)."""
+        scores = self.decision_function(X)
+        if self._multilabel:
+            return (scores > 0).astype(self._label_dtype)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(np.intp)]
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def predict_proba(self, X):
+        """Class probabilities: softmax of :meth:`decision_function` (sigmoid when binary).
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            For multilabel targets, the probability of each label.
+        """
+        scores = self.decision_function(X)
+        if self._multilabel:
+            return expit(scores)
+        if scores.ndim == 1:
+            p1 = expit(scores)
+            return np.column_stack([1.0 - p1, p1])
+        return softmax(scores, axis=1)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed without underflow."""
+        scores = self.decision_function(X)
+        if self._multilabel:
+            return log_expit(scores)
+        if scores.ndim == 1:
+            return np.column_stack([log_expit(-scores), log_expit(scores)])
+        return log_softmax(scores, axis=1)
+
+    @property
+    def coef_(self):
+        """Weights of the decision function, shape (n_classes or 1, n_features)."""
+        self._require_fitted("coef_")
+        return self._decision_coef()[0]
+
+    @property
+    def intercept_(self):
+        """Intercept of the decision function, shape (n_classes or 1,)."""
+        self._require_fitted("intercept_")
+        return self._decision_coef()[1]
+
+    @property
+    def noise_variance_(self):
+        """Residual variance of the targets at ``alpha_``."""
+        self._require_fitted("noise_variance_")
+        return self._noise()
+
+    # ------------------------------------------------------------------ internals
+    def _require_fitted(self, name):
+        if "stats_" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} before fit.")
+
+    def _check_X(self, X):
+        self._ensure_solution()
+        return self._validate_X(X, reset=False)
+
+    def _n_outputs(self) -> int:
+        return len(self.classes_)
+
+    def _encode_targets(self, y, w, *, first, partial, classes):
+        if is_tensor(y):
+            y = y.detach().cpu().numpy()
+        y_arr = np.asarray(y)
+        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+            y_arr = column_or_1d(y_arr, warn=True)
+        check_classification_targets(y_arr)
+        kind = type_of_target(y_arr)
+        if kind == "multilabel-indicator":
+            return self._encode_multilabel(y_arr, first=first)
+        if not first and self._multilabel:
+            raise ValueError("The estimator was fitted on multilabel targets; got 1-D labels.")
+        y_arr = column_or_1d(y_arr)
+        old = None if first else self.classes_
+        declared = _targets.embedding_classes(self.class_embeddings, y_arr, classes)
+        if declared is None and classes is not None:
+            declared = np.unique(np.asarray(classes))
+        new_classes, columns = _targets.union_classes(old, y_arr)
+        if declared is not None:
+            new_classes, _ = _targets.union_classes(declared, new_classes)
+            if old is not None:
+                columns = np.searchsorted(new_classes, old)
+        if self.class_embeddings is not None and isinstance(self.class_embeddings, Mapping):
+            missing = np.setdiff1d(new_classes, declared)
+            if len(missing):
+                raise ValueError(
+                    f"class_embeddings has no vector for labels {missing[:10].tolist()}."
+                )
+        codes = _targets.encode(new_classes, y_arr)
+        if not partial:
+            present = np.unique(codes[w > 0])
+            if len(present) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs samples of at least 2 classes with positive "
+                    f"weight to fit; got 1 class ({new_classes[present].tolist()}). Use "
+                    "partial_fit to start a stream with one class."
+                )
+        state = {"classes_": new_classes, "_multilabel": False, "_label_dtype": y_arr.dtype}
+        if self.class_embeddings is not None:
+            state["_class_embedding"] = _targets.embedding_matrix(
+                self.class_embeddings, new_classes
+            )
+        return codes, len(new_classes), (None if first else columns), state
+
+    def _encode_multilabel(self, y, *, first):
+        if self.class_embeddings is not None:
+            raise ValueError("class_embeddings cannot be combined with multilabel targets.")
+        n_labels = y.shape[1]
+        if not first:
+            if not self._multilabel or n_labels != len(self.classes_):
+                raise ValueError(
+                    f"y has {n_labels} label columns; the estimator was fitted on "
+                    f"{len(self.classes_)} {'labels' if self._multilabel else 'classes'}."
+                )
+        state = {"classes_": np.arange(n_labels), "_multilabel": True, "_label_dtype": y.dtype}
+        return np.asarray(y, dtype=np.float64), n_labels, None, state
+
+    def _embedding(self):
+        return self.__dict__.get("_class_embedding")
+
+    def _noise(self):
+        sol = self._ensure_solution()["solution"]
+        var = sol.noise_variance
+        # Scale of the floor: the variance of a balanced one-hot target, 1 / n_targets.
+        floor = _MIN_NOISE / max(len(var), 1)
+        if self._multilabel:
+            return np.maximum(var, floor)
+        return float(max(var.mean(), floor))
+
+    def _decision_coef(self):
+        """coef (n_out, d) and intercept (n_out,) of the log-odds."""
+        coef, intercept = self._linear_targets()  # (d, D), (D,)
+        noise = self._noise()
+        if self._multilabel:
+            # log N(1; s, v) - log N(0; s, v) = (s - 1/2) / v per label.
+            return (coef / noise).T, (intercept - 0.5) / noise
+        E = self._embedding()
+        if E is not None:
+            coef, intercept = coef @ E.T, intercept @ E.T
+        coef, intercept = coef.T / noise, intercept / noise
+        if len(self.classes_) == 2:
+            return coef[1:] - coef[:1], intercept[1:] - intercept[:1]
+        return coef, intercept
+
+    def _call_prior(self, X):
+        prior = self.prior
+        if hasattr(prior, "predict_proba"):
+            proba = prior.predict_proba(X)
+            pos = np.searchsorted(prior.classes_, self.classes_)
+            pos = np.minimum(pos, len(prior.classes_) - 1)
+            if np.any(np.asarray(prior.classes_)[pos] != self.classes_):
+                raise ValueError("The prior's classes_ do not cover this estimator's classes_.")
+            return proba[:, pos]
+        if callable(prior):
+            return prior(X)
+        return prior.predict(X)
+
+    def _prior_to_outputs(self, prior):
+        # Class scores -> the log-odds space of the decision function (see _decision_coef).
+        n_cls = len(self.classes_)
+        if prior.shape[1] != n_cls:
+            raise ValueError(f"The prior returned {prior.shape[1]} columns for {n_cls} classes.")
+        noise = self._noise()
+        E = self._embedding()
+        if E is not None:
+            prior = (prior @ E) @ E.T
+        scores = prior / noise
+        if n_cls == 2 and not self._multilabel:
+            return scores[:, 1:] - scores[:, :1]
+        return scores
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

@@ -1,0 +1,178 @@
+"""Solver back-ends: the few dense kernels a fit needs, in NumPy/SciPy or in torch.
+
+Both back-ends run one algorithm (:meth:`Backend.moments`, and the spectral solve in
+:mod:`._spectral`); they differ only in where the arithmetic happens. Inputs and outputs of the
+public methods are NumPy float64 (statistics are small: O(d^2 + d T)); only the row data of
+:meth:`Backend.moments` stays in its native container (a NumPy array or a torch tensor, on any
+device), so that the O(N d^2) pass runs where the data already lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import scipy.linalg
+
+from ..utils._torch import import_torch, is_tensor
+from ._stats import Moments
+
+# Rows per float64 block of the O(N d^2) pass: bounds the float64 copy of a float32 input
+# (2**16 rows x 1280 features x 8 bytes = 671 MB on a GPU; a quarter of that on the CPU).
+_CHUNK_BYTES = {"cpu": 2**28, "cuda": 2**30}
+
+
+class Backend:
+    """Dense linear algebra in float64 on one device; subclasses supply the primitives."""
+
+    name: str
+    device: str
+
+    # --- primitives -------------------------------------------------------------------------
+    def asarray(self, a):  # native float64 array on this backend's device
+        raise NotImplementedError
+
+    def to_numpy(self, a) -> np.ndarray:
+        raise NotImplementedError
+
+    def class_sums(self, Xw, codes, n_classes: int):
+        """``sum_i Xw[i] * onehot(codes[i])`` as a (d, n_classes) array."""
+        raise NotImplementedError
+
+    def eigh(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix."""
+        raise NotImplementedError
+
+    def matmul(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        return A @ B
+
+    # --- the shared algorithm ---------------------------------------------------------------
+    def moments(self, X, targets, w: np.ndarray, n_targets: int) -> Moments:
+        """Centred moments of rows ``X`` (native array) with weights ``w``.
+
+        ``targets`` is either a dense (N, T) float array or a 1-D array of integer class codes
+        (one-hot targets), whose cross-products are class sums rather than a product with an
+        N x T one-hot matrix (1e6 rows x 1000 classes would be 8 GB in float64).
+
+        Rows are processed in float64 blocks, shifted by the first block's mean: the shifted
+        sums ``sum w (x - s)(x - s)^T`` lose no precision to large feature means, and
+        ``cxx = G - sx sx^T / W`` is then exact to round-off.
+        """
+        n, d = X.shape
+        one_hot = targets.ndim == 1
+        chunk = max(1, _CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"] // (8 * d))
+        weight = float(w.sum())
+        if weight == 0:
+            return replace(Moments.empty(d, n_targets), count=n)
+        shift_x = shift_y = None
+        G = B = sx = sy = yy = None
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            wb_np = w[start:stop]
+            wb = self.asarray(wb_np)
+            Xb = self.asarray(X[start:stop])
+            if shift_x is None:
+                # The first block's weighted mean (or its first row if all its weights are 0).
+                wsum = float(wb_np.sum())
+                shift_x = (wb @ Xb) / wsum if wsum > 0 else Xb[0]
+            Xb = Xb - shift_x
+            Xw = Xb * wb[:, None]
+            if one_hot:
+                codes = targets[start:stop]
+                Bb = self.class_sums(Xw, codes, n_targets)
+                syb = np.bincount(self.to_numpy_codes(codes), weights=wb_np, minlength=n_targets)
+                yyb = syb  # one-hot entries square to themselves
+            else:
+                Yb = self.asarray(targets[start:stop])
+                if shift_y is None:
+                    wsum = float(wb_np.sum())
+                    shift_y = (wb @ Yb) / wsum if wsum > 0 else Yb[0]
+                Yb = Yb - shift_y
+                Bb = Xw.T @ Yb
+                syb = self.to_numpy(wb @ Yb)
+                yyb = self.to_numpy(wb @ (Yb * Yb))
+            Gb = Xw.T @ Xb
+            sxb = Xw.sum(0)
+            if G is None:
+                G, B, sx, sy, yy = Gb, Bb, sxb, syb, yyb
+            else:
+                G, B, sx, sy, yy = G + Gb, B + Bb, sx + sxb, sy + syb, yy + yyb
+        G, B, sx = self.to_numpy(G), self.to_numpy(B), self.to_numpy(sx)
+        shift_x = self.to_numpy(shift_x)
+        shift_y = np.zeros(n_targets) if shift_y is None else self.to_numpy(shift_y)
+        return Moments(
+            count=n,
+            weight=weight,
+            mean_x=shift_x + sx / weight,
+            mean_y=shift_y + sy / weight,
+            cxx=G - np.outer(sx, sx) / weight,
+            cxy=B - np.outer(sx, sy) / weight,
+            cyy=np.maximum(yy - sy * sy / weight, 0.0),
+        )
+
+    def to_numpy_codes(self, codes) -> np.ndarray:
+        return np.asarray(self.to_numpy(codes), dtype=np.intp)
+
+
+class ScipyBackend(Backend):
+    """NumPy/SciPy only: the reference implementation."""
+
+    name = "scipy"
+    device = "cpu"
+
+    def asarray(self, a):
+        if is_tensor(a):
+            a = a.detach().cpu().numpy()
+        return np.asarray(a, dtype=np.float64)
+
+    def to_numpy(self, a) -> np.ndarray:
+        return np.asarray(a)
+
+    def class_sums(self, Xw, codes, n_classes):
+        # Sum rows per class: a sparse one-hot (N x C) product, O(N d).
+        import scipy.sparse
+
+        codes = self.to_numpy_codes(codes)
+        onehot = scipy.sparse.csr_matrix(
+            (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_classes, len(codes))
+        )
+        return np.asarray((onehot @ Xw).T)
+
+    def eigh(self, A):
+        return scipy.linalg.eigh(A, driver="evd", check_finite=False)
+
+
+class TorchBackend(Backend):
+    """torch on any device (CUDA or CPU), imported lazily."""
+
+    name = "torch"
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self.torch = import_torch()
+
+    def asarray(self, a):
+        torch = self.torch
+        if not is_tensor(a):
+            a = torch.from_numpy(np.ascontiguousarray(a))
+        return a.to(device=self.device, dtype=torch.float64, non_blocking=True)
+
+    def to_numpy(self, a) -> np.ndarray:
+        return a.detach().cpu().numpy() if is_tensor(a) else np.asarray(a)
+
+    def class_sums(self, Xw, codes, n_classes):
+        torch = self.torch
+        if not is_tensor(codes):
+            codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+        codes = codes.to(device=self.device, dtype=torch.int64)
+        out = torch.zeros((n_classes, Xw.shape[1]), dtype=Xw.dtype, device=Xw.device)
+        return out.index_add_(0, codes, Xw).T
+
+    def eigh(self, A):
+        evals, evecs = self.torch.linalg.eigh(self.asarray(A))
+        return self.to_numpy(evals), self.to_numpy(evecs)
+
+    def matmul(self, A, B):
+        if not self.device.startswith("cuda"):
+            return A @ B
+        return self.to_numpy(self.asarray(A) @ self.asarray(B))

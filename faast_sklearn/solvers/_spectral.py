@@ -1,0 +1,204 @@
+"""Regularised least squares from sufficient statistics, through one eigendecomposition.
+
+Notation: ``A`` is the (centred, weighted) Gram matrix of the features, ``B`` the
+cross-product with the targets, ``yy`` the targets' sums of squares and ``n`` the total weight.
+With ``A = V diag(s) V^T`` (kept eigenpairs, ``s > 0``) and ``P = V^T B``, every regulariser
+here is a *filter* ``f(s)`` on the spectrum and the coefficients are ``W = V diag(f) P``:
+
+- ridge:            ``f = 1 / (s + alpha)``;
+- truncated pinv:   ``f = 1 / s`` for ``s > rtol**2 s_max`` (singular values above
+  ``rtol sigma_max``, as ``scipy.linalg.lstsq(cond=rtol)``), 0 below; both combine.
+
+The residual sum of squares and the trace of the hat matrix follow from the same quantities,
+for any filter, at O(k D) cost::
+
+    RSS(f) = rss_perp + sum_k (P_k^2 / s_k) (1 - s_k f_k)^2        df(f) = sum_k s_k f_k (+1)
+
+where ``rss_perp`` is the part of the targets outside the span of the features. Generalised
+cross-validation, ``GCV = n RSS / (n - df)^2`` (Golub, Heath & Wahba, 1979), therefore scores a
+whole grid of strengths from one eigendecomposition.
+
+Few-shot (rows kept, N <= d): the same ``s``, ``V`` and ``P`` come from the N x N kernel
+``K = Xs Xs^T = U diag(s) U^T`` as ``V = Xs^T U s^-1/2`` and ``P = s^1/2 U^T Ys``, which costs
+O(N^2 d) instead of O(d^3); ``rss_perp`` is then computed directly, free of cancellation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._backends import Backend
+from ._stats import Statistics
+
+# Strengths searched by alpha="auto", relative to the mean eigenvalue trace(A) / d, i.e. to the
+# typical per-feature sum of squares. scikit-learn's alpha=1 on standardised data is 1/N there.
+AUTO_GRID = np.logspace(-8, 3, 56)
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """The eigen-representation of a least-squares problem (see the module docstring)."""
+
+    s: np.ndarray  # (k,) kept eigenvalues
+    V: np.ndarray  # (d, k) orthonormal eigenvectors
+    P: np.ndarray  # (k, D) projections of the cross-products
+    rss_perp: np.ndarray  # (D,) residual outside the span of the features
+    trace: float  # trace(A), for the scale of alpha="auto"
+    n: float  # total weight
+    mean_x: np.ndarray  # (d,) zero without an intercept
+    mean_y: np.ndarray  # (D,) zero without an intercept
+    fit_intercept: bool
+
+
+@dataclass(frozen=True)
+class Solution:
+    coef: np.ndarray  # (d, D)
+    intercept: np.ndarray  # (D,)
+    alpha: float
+    alphas: np.ndarray
+    gcv_scores: np.ndarray
+    rank: int  # number of spectral components used
+    noise_variance: np.ndarray  # (D,) residual variance at the chosen strength
+
+
+def _rank_tol(s_max: float, shape: tuple[int, int]) -> float:
+    # Eigenvalues of a float64 Gram matrix are accurate to about eps * s_max * size: below that
+    # a direction is numerically absent (numpy.linalg.matrix_rank's rule, for eigenvalues).
+    return s_max * max(shape) * np.finfo(np.float64).eps
+
+
+def spectrum(
+    stats: Statistics,
+    backend: Backend,
+    *,
+    fit_intercept: bool,
+    embedding: np.ndarray | None = None,
+) -> Spectrum:
+    """Eigen-representation of the statistics.
+
+    ``embedding`` (T x D), for one-hot class statistics only, maps class columns to the
+    targets actually regressed (``Y @ embedding``): class embeddings such as text features.
+    """
+    if stats.rows is not None:
+        return _spectrum_from_rows(stats, backend, fit_intercept, embedding)
+    return _spectrum_from_moments(stats, backend, fit_intercept, embedding)
+
+
+def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
+    X, Y, w = stats.rows
+    if embedding is not None:
+        Y = Y @ embedding
+    n = float(w.sum())
+    if fit_intercept:
+        mean_x, mean_y = w @ X / n, w @ Y / n
+    else:
+        mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Y.shape[1])
+    root = np.sqrt(w)[:, None]
+    Xs = root * (X - mean_x)
+    Ys = root * (Y - mean_y)
+    s, U = backend.eigh(backend.matmul(Xs, Xs.T))
+    s_max = s[-1] if len(s) else 0.0
+    keep = s > _rank_tol(s_max, X.shape)
+    s, U = s[keep], U[:, keep]
+    UtY = U.T @ Ys
+    root_s = np.sqrt(s)
+    V = backend.matmul(Xs.T, U / root_s)
+    resid = Ys - U @ UtY
+    return Spectrum(
+        s=s,
+        V=V,
+        P=root_s[:, None] * UtY,
+        rss_perp=(resid * resid).sum(0),
+        trace=float((Xs * Xs).sum()),
+        n=n,
+        mean_x=mean_x,
+        mean_y=mean_y,
+        fit_intercept=fit_intercept,
+    )
+
+
+def _spectrum_from_moments(stats, backend, fit_intercept, embedding):
+    m = stats.to_moments()
+    n = m.weight
+    A, B, yy = m.cxx, m.cxy, m.cyy
+    if embedding is not None:
+        # One-hot class statistics: sum_i w_i y_ic y_ic' = diag(class weights), so the
+        # embedded targets' centred sums of squares follow from the class weights alone.
+        class_weight = m.mean_y * n
+        emb_mean = m.mean_y @ embedding
+        B = B @ embedding
+        yy = class_weight @ (embedding * embedding) - n * emb_mean * emb_mean
+        mean_y = emb_mean
+    else:
+        mean_y = m.mean_y
+    if fit_intercept:
+        mean_x = m.mean_x
+    else:
+        # Raw (uncentred) statistics: A + n m m^T etc. (addition, no cancellation).
+        A = A + n * np.outer(m.mean_x, m.mean_x)
+        B = B + n * np.outer(m.mean_x, mean_y)
+        yy = yy + n * mean_y * mean_y
+        mean_x, mean_y = np.zeros_like(m.mean_x), np.zeros_like(mean_y)
+    s, Q = backend.eigh(A)
+    s_max = s[-1] if len(s) else 0.0
+    keep = s > _rank_tol(s_max, A.shape)
+    s, V = s[keep], Q[:, keep]
+    P = backend.matmul(V.T, B)
+    # Cancellation in yy - sum P^2/s only affects this constant of the GCV curve.
+    rss_perp = np.maximum(yy - ((P * P) / s[:, None]).sum(0), 0.0)
+    return Spectrum(
+        s=s,
+        V=V,
+        P=P,
+        rss_perp=rss_perp,
+        trace=float(np.trace(A)),
+        n=n,
+        mean_x=mean_x,
+        mean_y=mean_y,
+        fit_intercept=fit_intercept,
+    )
+
+
+def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Solution:
+    """Coefficients for ``alpha`` ("auto", a float or an array of floats, chosen by GCV)."""
+    s, P = spec.s, spec.P
+    d = spec.V.shape[0]
+    keep = np.ones(len(s), dtype=bool)
+    if rtol is not None and len(s):
+        keep = s > rtol * rtol * s[-1]
+    if isinstance(alpha, str):  # "auto"
+        scale = spec.trace / d if spec.trace > 0 else 1.0
+        alphas = scale * AUTO_GRID
+    else:
+        alphas = np.sort(np.atleast_1d(np.asarray(alpha, dtype=np.float64)))
+    # Filters for every strength at once: (L, k).
+    filters = (
+        np.where(keep, 1.0 / (s + alphas[:, None]), 0.0) if len(s) else np.zeros((len(alphas), 0))
+    )
+    fitted = s * filters  # s_k f_k
+    df = fitted.sum(1) + spec.fit_intercept
+    energy = (P * P) / s[:, None] if len(s) else np.zeros((0, P.shape[1]))  # (k, D)
+    shrink = (1.0 - fitted) ** 2  # (L, k)
+    rss = spec.rss_perp.sum() + shrink @ energy.sum(1)  # (L,)
+    n = spec.n
+    dof = n - df
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gcv = np.where(dof > 1e-9 * n, n * rss / (dof * dof), np.inf)
+    # Ties (flat or all-infinite curves) go to the strongest regularisation.
+    best = len(alphas) - 1 - int(np.argmin(gcv[::-1]))
+    f = filters[best]
+    coef = backend.matmul(spec.V, f[:, None] * P) if len(s) else np.zeros((d, P.shape[1]))
+    intercept = spec.mean_y - spec.mean_x @ coef
+    rss_t = spec.rss_perp + shrink[best] @ energy
+    noise = rss_t / max(dof[best], 1.0)
+    return Solution(
+        coef=coef,
+        intercept=intercept,
+        alpha=float(alphas[best]),
+        alphas=alphas,
+        gcv_scores=gcv,
+        rank=int(keep.sum()),
+        noise_variance=noise,
+    )

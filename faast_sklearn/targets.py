@@ -1,0 +1,91 @@
+"""Label encodings: class codes, classes that arrive mid-stream, and user class embeddings.
+
+Classifier statistics are kept in one-hot class space whatever the targets regressed: a class
+embedding ``E`` (one row per class) turns them into the embedded targets ``Y @ E`` at solve
+time (see :func:`faast_sklearn.solvers.spectrum`), so classes can be added to a stream and
+embeddings can cover classes never seen in training (the zero-shot case).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def union_classes(classes: np.ndarray | None, labels) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sorted union of known classes and new labels.
+
+    Returns the new classes and, when ``classes`` was given, the position of each old class in
+    the new array (to re-index statistics kept so far).
+    """
+    labels = np.unique(np.asarray(labels))
+    if classes is None:
+        return labels, None
+    try:
+        merged = np.union1d(classes, labels)
+    except TypeError as exc:
+        raise ValueError(
+            f"Labels of different types cannot be mixed: the estimator was fitted on "
+            f"{classes.dtype} labels and got {labels.dtype} labels ({exc})."
+        ) from exc
+    return merged, np.searchsorted(merged, classes)
+
+
+def encode(classes: np.ndarray, labels) -> np.ndarray:
+    """Integer code of each label in the sorted ``classes`` (all labels must be known)."""
+    labels = np.asarray(labels)
+    codes = np.searchsorted(classes, labels)
+    codes = np.minimum(codes, len(classes) - 1)
+    unknown = classes[codes] != labels
+    if np.any(unknown):
+        missing = np.unique(labels[unknown])[:10]
+        raise ValueError(f"y contains labels that are not in classes_: {missing.tolist()}.")
+    return codes
+
+
+def embedding_classes(class_embeddings, labels, classes) -> np.ndarray | None:
+    """The classes defined by ``class_embeddings`` (None for one-hot targets)."""
+    if class_embeddings is None:
+        return None
+    if isinstance(class_embeddings, Mapping):
+        try:
+            return np.unique(np.asarray(list(class_embeddings.keys())))
+        except TypeError as exc:
+            raise ValueError(f"class_embeddings keys must be comparable labels: {exc}") from exc
+    return np.unique(np.asarray(labels if classes is None else classes))
+
+
+def embedding_matrix(class_embeddings, classes: np.ndarray) -> np.ndarray:
+    """Row-normalised (n_classes, D) float64 embedding, rows in the order of ``classes``.
+
+    Rows are L2-normalised: predictions are compared with them by cosine similarity, as the
+    paper does with CLIP text embeddings.
+    """
+    if isinstance(class_embeddings, Mapping):
+        rows = [np.asarray(class_embeddings[c], dtype=np.float64).ravel() for c in classes]
+        dims = {r.shape[0] for r in rows}
+        if len(dims) != 1:
+            raise ValueError(f"class_embeddings vectors must all have one length; got {dims}.")
+        E = np.stack(rows)
+    else:
+        E = np.asarray(class_embeddings, dtype=np.float64)
+        if E.ndim != 2:
+            raise ValueError(
+                f"class_embeddings must be a mapping label -> vector or a 2-D array of shape "
+                f"(n_classes, n_dims); got an array of shape {E.shape}."
+            )
+        if E.shape[0] != len(classes):
+            raise ValueError(
+                f"class_embeddings has {E.shape[0]} rows but there are {len(classes)} classes "
+                f"({classes[:10].tolist()}...): rows must follow the sorted class labels, or "
+                "pass a mapping label -> vector."
+            )
+    if not np.all(np.isfinite(E)):
+        raise ValueError("class_embeddings contains NaN or infinity.")
+    norms = np.linalg.norm(E, axis=1)
+    if np.any(norms == 0):
+        raise ValueError(
+            f"class_embeddings has all-zero rows for classes {classes[norms == 0][:10].tolist()}."
+        )
+    return E / norms[:, None]
