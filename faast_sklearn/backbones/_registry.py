@@ -1,0 +1,332 @@
+"""Backbone registry, picklable specs, and the per-process model cache.
+
+A backbone reaches the estimators as a *name* or a small :class:`BackboneSpec`, never as an
+``nn.Module``: ``clone()`` deep-copies parameters, so a module parameter would copy the network
+for every grid point. Names resolve to factories here; the loaded module lives in a
+per-process cache keyed by (spec, weights, device), so clones, folds and unpickled estimators
+share one copy and a pickle never carries weights.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..utils._torch import import_torch
+
+__all__ = [
+    "Backbone",
+    "BackboneSpec",
+    "clear_backbone_cache",
+    "get_backbone_meta",
+    "list_backbones",
+    "load_backbone",
+    "register_backbone",
+    "resolve_backbone",
+]
+
+# Prefixes that name a model outside the registry.
+_PREFIXES = ("timm:", "hf:")
+
+
+@dataclass(eq=False)
+class Backbone:
+    """A loaded backbone: a frozen module plus what extraction needs to feed it.
+
+    Factories return this object; users normally never see it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        For images, maps a normalised float batch ``(N, 3, H, W)`` to ``(N, n_features)``.
+        For text, maps the tokenizer's keyword tensors to ``(N, n_features)``.
+    n_features : int
+        Feature dimension.
+    modality : {"image", "text"}
+        What the model consumes.
+    data_config : dict or None
+        Image preprocessing in timm's vocabulary: ``input_size`` (C, H, W), ``mean``, ``std``,
+        ``interpolation``, ``crop_pct``, ``crop_mode``.
+    tokenizer : callable or None
+        Text only: ``tokenizer(list_of_str) -> dict[str, torch.Tensor]``.
+    description : str
+        Human-readable description (model name and weights source) for messages.
+    """
+
+    model: Any
+    n_features: int
+    modality: str = "image"
+    data_config: dict | None = None
+    tokenizer: Callable[[list[str]], dict] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A small, picklable description of a backbone.
+
+    Use it where a plain name is not enough, e.g. to change the input resolution or pass
+    keyword arguments to the model constructor. It is cheap to clone and pickle.
+
+    Parameters
+    ----------
+    name : str
+        A registered name (see :func:`list_backbones`), ``"timm:<model>"`` or
+        ``"hf:<model id or local folder>"``.
+    image_size : int or None, default=None
+        Square input resolution overriding the backbone's pretrained configuration (timm
+        resamples ViT position embeddings). Smaller is faster; accuracy may drop.
+    model_kwargs : mapping or None, default=None
+        Extra keyword arguments for the backbone factory (e.g. ``timm.create_model``).
+
+    Examples
+    --------
+    >>> from faast_sklearn.backbones import BackboneSpec
+    >>> BackboneSpec("efficientnet_lite0", image_size=128)
+    BackboneSpec(name='efficientnet_lite0', image_size=128, model_kwargs=None)
+    """
+
+    name: str
+    image_size: int | None = None
+    model_kwargs: Mapping[str, Any] | None = field(default=None)
+
+    def key(self) -> tuple:
+        """A hashable, deterministic identity of this spec (used for caches)."""
+        kwargs = tuple(sorted((self.model_kwargs or {}).items()))
+        return (self.name, self.image_size, repr(kwargs))
+
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., Backbone]
+    meta: dict
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_MODELS: dict[tuple, Backbone] = {}
+_LOCK = threading.RLock()
+
+
+def register_backbone(
+    name: str, factory: Callable[..., Backbone], *, overwrite: bool = False, **meta: Any
+) -> None:
+    """Register a backbone factory under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The name users pass as ``backbone=``. It may not start with ``"timm:"`` or ``"hf:"``.
+    factory : callable
+        ``factory(*, pretrained, weights, image_size, **model_kwargs) -> Backbone``, building
+        the model on the CPU. It must fail fast with an actionable message when pretrained
+        weights are unavailable, and never silently return random weights when
+        ``pretrained=True``.
+    overwrite : bool, default=False
+        Replace an existing registration instead of raising.
+    **meta
+        Free-form metadata shown by :func:`get_backbone_meta`, e.g. ``modality="image"``,
+        ``n_features=768``, ``source="timm:vit_base_patch16_224"``, ``offline=True``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is taken and ``overwrite`` is False, or ``name`` is malformed.
+    """
+    if not isinstance(name, str) or not name or name.startswith(_PREFIXES):
+        raise ValueError(
+            f"Backbone name must be a non-empty string without a prefix; got {name!r}."
+        )
+    if not callable(factory):
+        raise TypeError(f"factory must be callable; got {type(factory).__name__}.")
+    with _LOCK:
+        if name in _REGISTRY and not overwrite:
+            raise ValueError(
+                f"A backbone named {name!r} is already registered; pass overwrite=True to replace it."
+            )
+        _REGISTRY[name] = _Entry(factory, dict(meta))
+        # A replaced factory must not be served from the model cache.
+        for key in [k for k in _MODELS if k[0][0] == name]:
+            del _MODELS[key]
+
+
+def list_backbones() -> list[str]:
+    """Return the sorted names of the registered backbones.
+
+    Any timm model is also available as ``"timm:<model>"`` and any Hugging Face text model or
+    local sentence-transformers folder as ``"hf:<id or path>"``.
+
+    Examples
+    --------
+    >>> from faast_sklearn.backbones import list_backbones
+    >>> "efficientnet_lite0" in list_backbones()
+    True
+    """
+    return sorted(_REGISTRY)
+
+
+def get_backbone_meta(name: str) -> dict:
+    """Return a copy of the metadata registered with ``name``."""
+    _check_known(name)
+    return dict(_REGISTRY[name].meta)
+
+
+def _check_known(name: str) -> None:
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"Unknown backbone {name!r}. Known backbones: {', '.join(list_backbones())}; "
+            "or use 'timm:<any timm model>', 'hf:<Hugging Face text model or local folder>', "
+            "a BackboneSpec, or a callable mapping a batch to features."
+        )
+
+
+def resolve_backbone(backbone: str | BackboneSpec) -> BackboneSpec:
+    """Turn a backbone parameter (name or spec) into a validated :class:`BackboneSpec`.
+
+    Raises
+    ------
+    ValueError
+        For unknown names (the message lists the registered ones) or empty prefixed names.
+    TypeError
+        For anything that is neither a string nor a :class:`BackboneSpec`.
+    """
+    if isinstance(backbone, str):
+        spec = BackboneSpec(backbone)
+    elif isinstance(backbone, BackboneSpec):
+        spec = backbone
+    else:
+        raise TypeError(
+            "backbone must be a registered name, 'timm:<model>', 'hf:<model>', a BackboneSpec, "
+            f"a FeatureExtractor or a callable; got {type(backbone).__name__}."
+        )
+    if not isinstance(spec.name, str):
+        raise TypeError(f"BackboneSpec.name must be a string; got {spec.name!r}.")
+    prefix = next((p for p in _PREFIXES if spec.name.startswith(p)), None)
+    if prefix is not None:
+        if not spec.name[len(prefix) :].strip():
+            raise ValueError(f"Backbone {spec.name!r} names no model after {prefix!r}.")
+    else:
+        _check_known(spec.name)
+    if spec.image_size is not None and (
+        not isinstance(spec.image_size, int)
+        or isinstance(spec.image_size, bool)
+        or spec.image_size < 1
+    ):
+        raise ValueError(f"image_size must be a positive int or None; got {spec.image_size!r}.")
+    return spec
+
+
+def _factory_for(spec: BackboneSpec) -> tuple[Callable[..., Backbone], dict]:
+    # Imported here: the adapters import timm/transformers lazily themselves, but keeping the
+    # registry module free of them keeps the import graph one-way.
+    from ._text import hf_text_factory
+    from ._timm import timm_factory
+
+    if spec.name.startswith("timm:"):
+        return timm_factory, {"model_name": spec.name[len("timm:") :]}
+    if spec.name.startswith("hf:"):
+        return hf_text_factory, {"model_id": spec.name[len("hf:") :]}
+    return _REGISTRY[spec.name].factory, {}
+
+
+def _weights_key(weights: str | os.PathLike | None) -> tuple | None:
+    # A weights file is identified by path *and* modification time so that a file replaced on
+    # disk is reloaded (and its features not served from a stale cache).
+    if weights is None:
+        return None
+    path = os.fspath(weights)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (path,)
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+def model_key(
+    backbone: str | BackboneSpec, *, pretrained: bool = True, weights: Any = None
+) -> tuple:
+    """Deterministic identity of the network a backbone parameter denotes (not its device)."""
+    spec = resolve_backbone(backbone)
+    return (spec.key(), bool(pretrained), _weights_key(weights))
+
+
+def load_backbone(
+    backbone: str | BackboneSpec,
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> Backbone:
+    """Load a backbone once per process and device, frozen, in eval mode.
+
+    Parameters
+    ----------
+    backbone : str or BackboneSpec
+        See :func:`resolve_backbone`.
+    pretrained : bool, default=True
+        Load pretrained weights. ``False`` gives random weights (for tests and timing only).
+    weights : path-like or None, default=None
+        A local weights file (or folder for ``hf:`` models) replacing the default weights.
+    device : str, default="cpu"
+        A resolved device string (see :func:`faast_sklearn.utils._torch.resolve_device`).
+
+    Returns
+    -------
+    backbone : Backbone
+        The cached, shared instance. Do not modify its module.
+    """
+    spec = resolve_backbone(backbone)
+    if weights is not None and not os.path.exists(os.fspath(weights)):
+        raise FileNotFoundError(f"weights={os.fspath(weights)!r} does not exist.")
+    key = (model_key(spec, pretrained=pretrained, weights=weights), str(device))
+    loaded = _MODELS.get(key)
+    if loaded is not None:
+        return loaded
+    with _LOCK:
+        loaded = _MODELS.get(key)
+        if loaded is not None:  # another thread loaded it while we waited
+            return loaded
+        # Reuse a copy loaded on another device instead of rebuilding it from disk.
+        cpu_twin = next((b for k, b in _MODELS.items() if k[0] == key[0]), None)
+        if cpu_twin is not None:
+            loaded = _move(cpu_twin, device, copy=True)
+        else:
+            factory, fixed = _factory_for(spec)
+            kwargs = dict(spec.model_kwargs or {})
+            kwargs.update(fixed)
+            built = factory(
+                pretrained=bool(pretrained), weights=weights, image_size=spec.image_size, **kwargs
+            )
+            if not isinstance(built, Backbone):
+                raise TypeError(
+                    f"The factory of backbone {spec.name!r} returned {type(built).__name__}, "
+                    "not a faast_sklearn.backbones.Backbone."
+                )
+            loaded = _move(built, device, copy=False)
+        _MODELS[key] = loaded
+        return loaded
+
+
+def _move(backbone: Backbone, device: str, *, copy: bool) -> Backbone:
+    import copy as _copy
+
+    torch = import_torch()
+    model = _copy.deepcopy(backbone.model) if copy else backbone.model
+    model = model.to(torch.device(device)).eval()
+    model.requires_grad_(False)
+    return Backbone(
+        model=model,
+        n_features=backbone.n_features,
+        modality=backbone.modality,
+        data_config=backbone.data_config,
+        tokenizer=backbone.tokenizer,
+        description=backbone.description,
+    )
+
+
+def clear_backbone_cache() -> None:
+    """Drop every loaded backbone from this process (frees host and GPU memory)."""
+    with _LOCK:
+        _MODELS.clear()

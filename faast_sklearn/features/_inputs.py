@@ -1,0 +1,450 @@
+"""Input adapters: turn any supported X into row keys (for the cache) and device batches.
+
+Every source answers three questions for a set of row indices: what are their content keys,
+what is the host batch, and has it already been resized to the backbone's input size. Images
+that share a shape (arrays, tensors) travel to the device as they are -- uint8 when given as
+uint8, four times smaller than float -- and are resized and normalised there; images of varying
+sizes (PIL, files, datasets) are decoded and resized on the host, in worker threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..utils._torch import import_torch, is_tensor
+
+_KEY_BYTES = 16  # 128-bit digests: accidental collisions are out of reach at any data size
+
+
+def _digest(*parts: bytes | memoryview) -> bytes:
+    h = hashlib.sha256()  # SHA-NI makes it ~2 GB/s per core; it releases the GIL
+    for part in parts:
+        h.update(part)
+    return h.digest()[:_KEY_BYTES]
+
+
+def _n_threads(num_workers: int) -> int:
+    return num_workers if num_workers > 0 else max(1, min(8, os.cpu_count() or 1))
+
+
+def _is_pil(x: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:
+        return False
+    return isinstance(x, Image.Image)
+
+
+def _is_dataset(x: Any) -> bool:
+    torch_mod = __import__("sys").modules.get("torch")
+    if torch_mod is not None and isinstance(x, torch_mod.utils.data.Dataset):
+        return True
+    return False
+
+
+def describe(X: Any) -> str:
+    """Short description of X for error messages."""
+    if isinstance(X, np.ndarray) or is_tensor(X):
+        return f"{type(X).__name__} of shape {tuple(X.shape)} and dtype {X.dtype}"
+    if isinstance(X, (list, tuple)):
+        first = type(X[0]).__name__ if len(X) else "nothing"
+        return f"{type(X).__name__} of {len(X)} {first}"
+    return type(X).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Image geometry, shared by the host (PIL) and device (torch) paths so that both follow timm's
+# evaluation transform: resize the shorter side to size / crop_pct, then centre-crop to size.
+# ---------------------------------------------------------------------------------------------
+
+
+def resize_plan(h: int, w: int, cfg: dict) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """((new_h, new_w), (top, left, crop_h, crop_w)) for an (h, w) image under ``cfg``."""
+    out_h, out_w = cfg["input_size"][1:]
+    crop_pct = cfg.get("crop_pct") or 1.0
+    scale_h, scale_w = math.floor(out_h / crop_pct), math.floor(out_w / crop_pct)
+    if cfg.get("crop_mode") == "squash" or scale_h < out_h or scale_w < out_w:
+        new = (scale_h, scale_w) if scale_h >= out_h and scale_w >= out_w else (out_h, out_w)
+    elif scale_h == scale_w:  # torchvision Resize(int): shorter side to scale, keep aspect
+        if h <= w:
+            new = (scale_h, int(scale_h * w / h))
+        else:
+            new = (int(scale_w * h / w), scale_w)
+    else:
+        new = (scale_h, scale_w)
+    top = int(round((new[0] - out_h) / 2.0))
+    left = int(round((new[1] - out_w) / 2.0))
+    return new, (top, left, out_h, out_w)
+
+
+def resize_crop_tensor(x: Any, cfg: dict) -> Any:
+    """Resize + centre-crop a float (N, C, H, W) batch on its device, like timm's eval transform."""
+    torch = import_torch()
+    (nh, nw), (top, left, oh, ow) = resize_plan(x.shape[-2], x.shape[-1], cfg)
+    if (nh, nw) != tuple(x.shape[-2:]):
+        mode = cfg.get("interpolation", "bilinear")
+        mode = mode if mode in {"bilinear", "bicubic", "nearest"} else "bilinear"
+        kwargs = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
+        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode=mode, **kwargs)
+        if mode == "bicubic":  # bicubic overshoots; PIL clamps to the pixel range
+            x = x.clamp_(0.0, 1.0)
+    return x[..., top : top + oh, left : left + ow]
+
+
+def resize_crop_pil(img: Any, cfg: dict) -> np.ndarray:
+    """Decode-side resize + centre-crop of a PIL image to a (H, W, 3) uint8 array."""
+    from PIL import Image
+
+    resample = {
+        "bicubic": Image.Resampling.BICUBIC,
+        "bilinear": Image.Resampling.BILINEAR,
+        "nearest": Image.Resampling.NEAREST,
+        "lanczos": Image.Resampling.LANCZOS,
+    }.get(cfg.get("interpolation", "bilinear"), Image.Resampling.BILINEAR)
+    img = img.convert("RGB")  # grey -> 3 channels, alpha dropped (as PIL does)
+    w, h = img.size
+    (nh, nw), (top, left, oh, ow) = resize_plan(h, w, cfg)
+    if (nh, nw) != (h, w):
+        img = img.resize((nw, nh), resample=resample)
+    img = img.crop((left, top, left + ow, top + oh))
+    return np.asarray(img, dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------
+
+
+def image_layout(shape: tuple[int, ...], *, prefer_channels_first: bool) -> str:
+    """Infer "NHW", "NHWC" or "NCHW" from a batch shape, or raise a ValueError saying why."""
+    if len(shape) == 3:
+        if shape[-1] in (3, 4) and shape[1] > 4:
+            raise ValueError(
+                f"X has shape {shape}: a 3-D array is read as a batch of grey images (N, H, W), "
+                "but its last axis looks like colour channels. For one colour image pass "
+                "X[None] (shape (1, H, W, C))."
+            )
+        return "NHW"
+    if len(shape) != 4:
+        raise ValueError(
+            f"Image arrays must be (N, H, W), (N, H, W, C) or (N, C, H, W); got shape {shape}."
+        )
+    last, second = shape[-1] in (1, 3, 4), shape[1] in (1, 3, 4)
+    if last and second:
+        return "NCHW" if prefer_channels_first else "NHWC"
+    if last:
+        return "NHWC"
+    if second:
+        return "NCHW"
+    raise ValueError(
+        f"X has shape {shape}: no axis has 1, 3 or 4 colour channels. Image arrays must be "
+        "(N, H, W), (N, H, W, C) or (N, C, H, W) with C in (1, 3, 4)."
+    )
+
+
+class ArraySource:
+    """NumPy arrays and torch tensors (CPU or CUDA) of equally sized images."""
+
+    kind = "image"
+    sized = False
+
+    def __init__(self, X: Any, num_workers: int):
+        torch = import_torch()
+        self.is_tensor = is_tensor(X)
+        dtype = X.dtype
+        if self.is_tensor:
+            ok = dtype == torch.uint8 or dtype.is_floating_point
+        else:
+            ok = dtype == np.uint8 or np.issubdtype(dtype, np.floating)
+        if not ok:
+            raise TypeError(
+                f"Image arrays must be uint8 (0-255) or floating point (0-1); got dtype {dtype}. "
+                "Convert with X.astype(np.uint8) or X / 255."
+            )
+        if X.shape[0] == 0:
+            raise ValueError("X has no samples.")
+        self.layout = image_layout(tuple(X.shape), prefer_channels_first=self.is_tensor)
+        self.X = X
+        self.n = X.shape[0]
+        self.num_workers = num_workers
+        self._host = None
+
+    def check_range(self) -> tuple[float, float] | None:
+        """(min, max) of a floating point input, None for uint8."""
+        X = self.X
+        if self.is_tensor:
+            if not X.dtype.is_floating_point:
+                return None
+            lo, hi = X.aminmax() if X.dtype != import_torch().float16 else X.float().aminmax()
+            return float(lo), float(hi)
+        if X.dtype == np.uint8:
+            return None
+        return float(np.nanmin(X)), float(np.nanmax(X))
+
+    def _host_array(self) -> np.ndarray:
+        if self._host is None:
+            X = self.X
+            if self.is_tensor:
+                torch = import_torch()
+                X = X.detach()
+                # NumPy has no bfloat16: hash its bits instead.
+                X = X.view(torch.int16) if X.dtype == torch.bfloat16 else X
+                X = X.cpu().numpy()  # CUDA input: one device-to-host copy, only for keys
+            self._host = X
+        return self._host
+
+    def keys(self, idx: np.ndarray) -> list[bytes]:
+        host = self._host_array()
+        header = f"{host.dtype.str}{host.shape[1:]}{self.layout}".encode()
+
+        def run(block: np.ndarray) -> list[bytes]:
+            return [
+                _digest(header, memoryview(np.ascontiguousarray(host[i])).cast("B")) for i in block
+            ]
+
+        threads = _n_threads(self.num_workers)
+        if threads == 1 or len(idx) < 64:
+            return run(idx)
+        with ThreadPoolExecutor(threads) as pool:
+            parts = pool.map(run, np.array_split(idx, threads))
+            return [k for part in parts for k in part]
+
+    def raw(self, idx: np.ndarray) -> Any:
+        return self.X[_as_index(idx, self.is_tensor, self.X)]
+
+    def load(self, idx: np.ndarray, device: str) -> Any:
+        """The batch on ``device``, still in its input dtype and layout."""
+        torch = import_torch()
+        X = self.X
+        if self.is_tensor:
+            batch = X[_as_index(idx, True, X)]
+            return batch.to(device, non_blocking=True)
+        if device.startswith("cuda"):
+            # Gather straight into pinned memory, then copy without blocking the host.
+            buf = torch.empty(
+                (len(idx), *X.shape[1:]), dtype=_torch_dtype(X.dtype), pin_memory=True
+            )
+            out = buf.numpy()
+            if _is_range(idx):
+                out[...] = X[idx[0] : idx[-1] + 1]
+            else:
+                np.take(X, idx, axis=0, out=out)
+            return buf.to(device, non_blocking=True)
+        return torch.from_numpy(np.ascontiguousarray(X[_as_index(idx, False, X)]))
+
+
+def _torch_dtype(dtype: np.dtype) -> Any:
+    torch = import_torch()
+    return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+
+
+def _is_range(idx: np.ndarray) -> bool:
+    return len(idx) > 0 and idx[-1] - idx[0] == len(idx) - 1 and bool(np.all(np.diff(idx) == 1))
+
+
+def _as_index(idx: np.ndarray, tensor: bool, X: Any) -> Any:
+    if _is_range(idx):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    if tensor:
+        return import_torch().as_tensor(idx, device=X.device)
+    return idx
+
+
+class ItemSource:
+    """PIL images, image file paths, or a torch Dataset: decoded lazily, in worker threads."""
+
+    kind = "image"
+    sized = True
+    layout = "NHWC"
+
+    def __init__(self, X: Any, cfg: dict | None, num_workers: int, what: str):
+        self.X = X
+        self.n = len(X)
+        if self.n == 0:
+            raise ValueError("X has no samples.")
+        self.cfg = cfg
+        self.what = what  # "pil", "path" or "dataset"
+        self.num_workers = num_workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._memo: dict[int, np.ndarray] = {}
+        if what == "path":
+            missing = [p for p in X if not os.path.isfile(os.fspath(p))]
+            if missing:
+                raise FileNotFoundError(
+                    f"{len(missing)} of {self.n} image paths do not exist, e.g. {missing[0]!r}. "
+                    "An image backbone reads strings as image file paths; for text use a text "
+                    "backbone such as backbone='minilm'."
+                )
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_n_threads(self.num_workers))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _item(self, i: int) -> Any:
+        item = self.X[int(i)]
+        if self.what == "path":
+            from PIL import Image
+
+            with Image.open(os.fspath(item)) as img:
+                img.load()
+                return img
+        if self.what == "dataset" and isinstance(item, (tuple, list)):
+            item = item[0]  # (image, label) pairs: the image
+        return item
+
+    def _decoded(self, i: int) -> np.ndarray:
+        if i in self._memo:
+            return self._memo.pop(i)
+        item = self._item(i)
+        if _is_pil(item):
+            return resize_crop_pil(item, self.cfg)
+        return _array_item_to_uint8(item, self.cfg)
+
+    def keys(self, idx: np.ndarray) -> list[bytes]:
+        if self.what == "path":
+
+            def key(i: int) -> bytes:
+                p = os.path.abspath(os.fspath(self.X[int(i)]))
+                st = os.stat(p)
+                return _digest(f"path:{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+        elif self.what == "pil":
+
+            def key(i: int) -> bytes:
+                img = self.X[int(i)]
+                return _digest(f"pil:{img.mode}:{img.size}".encode(), img.tobytes())
+        else:
+            # A dataset item is only known once loaded: decode now, keep it for load().
+            def key(i: int) -> bytes:
+                arr = self._decoded(int(i))
+                self._memo[int(i)] = arr
+                return _digest(f"ds:{arr.shape}".encode(), memoryview(arr).cast("B"))
+
+        return list(self.pool().map(key, idx))
+
+    def raw(self, idx: np.ndarray) -> list:
+        return [self._item(i) for i in idx]
+
+    def load(self, idx: np.ndarray, device: str) -> Any:
+        torch = import_torch()
+        arrays = list(self.pool().map(self._decoded, [int(i) for i in idx]))
+        batch = torch.from_numpy(np.stack(arrays))
+        if device.startswith("cuda"):
+            batch = batch.pin_memory().to(device, non_blocking=True)
+        return batch
+
+    def drop_memo(self) -> None:
+        self._memo.clear()
+
+
+def _array_item_to_uint8(item: Any, cfg: dict) -> np.ndarray:
+    """One dataset item (array or tensor, HW / HWC / CHW) -> resized (H, W, 3) uint8."""
+    torch = import_torch()
+    x = item.detach().cpu() if is_tensor(item) else torch.from_numpy(np.asarray(item))
+    if x.ndim == 2:
+        x = x[None]
+    elif x.ndim == 3:
+        layout = image_layout((1, *x.shape), prefer_channels_first=True)
+        x = x.permute(2, 0, 1) if layout == "NHWC" else x
+    else:
+        raise ValueError(
+            f"A dataset item must be one image (2-D or 3-D); got shape {tuple(x.shape)}."
+        )
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    x = x[:3] if x.shape[0] == 4 else x.expand(3, -1, -1) if x.shape[0] == 1 else x
+    x = resize_crop_tensor(x[None].clamp(0.0, 1.0), cfg)[0]
+    return (x * 255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+class TextSource:
+    """A sequence of strings."""
+
+    kind = "text"
+    sized = True
+
+    def __init__(self, X: Sequence[str]):
+        self.X = list(X)
+        self.n = len(self.X)
+        if self.n == 0:
+            raise ValueError("X has no samples.")
+
+    def keys(self, idx: np.ndarray) -> list[bytes]:
+        return [_digest(b"text:", self.X[int(i)].encode("utf-8", "surrogatepass")) for i in idx]
+
+    def raw(self, idx: np.ndarray) -> list[str]:
+        return [self.X[int(i)] for i in idx]
+
+
+def _as_sequence_of_str(X: Any) -> list | None:
+    if isinstance(X, str):
+        return None
+    if isinstance(X, np.ndarray) and X.dtype.kind in "UO" and X.ndim == 1:
+        X = X.tolist()
+    elif type(X).__name__ == "Series":  # pandas, without importing it
+        X = X.tolist()
+    if isinstance(X, (list, tuple)) and len(X) and all(isinstance(s, str) for s in X):
+        return list(X)
+    return None
+
+
+def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> Any:
+    """Pick the adapter for ``X`` and the backbone's ``modality``; clear errors otherwise."""
+    if isinstance(X, str):
+        raise TypeError(
+            "X must be a collection of samples, not a single string; wrap it in a list."
+        )
+    texts = _as_sequence_of_str(X)
+    if modality == "any" and texts is not None:  # callable backbones get the strings as they are
+        return TextSource(texts)
+    if modality == "text":
+        if texts is None:
+            raise TypeError(
+                f"This backbone is a text model: X must be a list of strings; got {describe(X)}. "
+                "For images use an image backbone such as 'efficientnet_lite0' or 'vit_base'."
+            )
+        return TextSource(texts)
+    if texts is not None:
+        return ItemSource(texts, cfg, num_workers, "path")
+    if isinstance(X, np.ndarray) or is_tensor(X):
+        if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
+            raise TypeError(f"Cannot read images from an array of dtype {X.dtype}.")
+        return ArraySource(X, num_workers)
+    if _is_dataset(X):
+        return ItemSource(X, cfg, num_workers, "dataset")
+    if isinstance(X, (list, tuple)):
+        if len(X) == 0:
+            raise ValueError("X has no samples.")
+        if all(_is_pil(x) for x in X):
+            return ItemSource(X, cfg, num_workers, "pil")
+        if all(isinstance(x, (str, os.PathLike)) for x in X):
+            return ItemSource(X, cfg, num_workers, "path")
+        if all(isinstance(x, np.ndarray) or is_tensor(x) for x in X):
+            shapes = {tuple(x.shape) for x in X}
+            if len(shapes) == 1:
+                torch = import_torch()
+                return ArraySource(
+                    torch.stack(list(X)) if is_tensor(X[0]) else np.stack(X), num_workers
+                )
+            return ItemSource(list(X), cfg, num_workers, "dataset")
+        kinds = sorted({type(x).__name__ for x in X})
+        raise TypeError(
+            f"Cannot read images from a {type(X).__name__} of {', '.join(kinds)}; expected image "
+            "arrays, torch tensors, PIL images, image file paths or a torch Dataset."
+        )
+    raise TypeError(
+        f"Unsupported input {describe(X)}; expected an image array (N, H, W[, C]) or "
+        "(N, C, H, W), a torch tensor, a list of PIL images or file paths, a torch Dataset, or "
+        "a list of strings for a text backbone."
+    )
