@@ -15,9 +15,10 @@ from . import targets as _targets
 from ._base import _BaseFAAST
 from .utils._torch import is_tensor
 
-# Floor on the residual variance (relative to the targets' own variance) so that a model that
-# interpolates its training data still gives finite log-odds.
-_MIN_NOISE = 1e-6
+# Floor on the error variance, relative to that of a balanced one-hot target (1 / n_targets):
+# a model that interpolates its training data (GCV fooled by duplicated rows, say) would
+# otherwise give log-odds in the millions, and probabilities that are pure round-off.
+_MIN_NOISE = 1e-3
 
 
 class FAASTClassifier(ClassifierMixin, _BaseFAAST):
@@ -83,8 +84,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         Strengths searched, as absolute values.
     gcv_scores_ : ndarray
         GCV score (mean squared error estimate; lower is better) of each of ``alphas_``.
-    noise_variance_ : float or ndarray of shape (n_labels,)
-        Residual variance of the targets at ``alpha_``; it sets the scale of the log-odds.
+    error_variance_ : float or ndarray of shape (n_labels,)
+        GCV estimate of the squared prediction error per target on new rows, at ``alpha_``;
+        it sets the scale of the log-odds.
     rank_ : int
         Spectral components used.
     n_features_in_ : int
@@ -101,8 +103,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     In the terms of the FAAST paper (arXiv 2605.04651), the features are keys, the targets
     values and ``coef_`` the fast weights, compiled in one forward pass.
 
-    Probabilities follow from a Gaussian model of the residuals: with prediction ``y_hat``
-    and residual variance ``sigma^2``, ``log p(c | x) = e_c . y_hat / sigma^2 + const``
+    Probabilities follow from a Gaussian model of the errors: with prediction ``y_hat``
+    and error variance ``sigma^2`` (estimated by GCV), ``log p(c | x) = e_c . y_hat / sigma^2 + const``
     for unit-norm class targets ``e_c``, so ``predict_proba`` is a softmax whose argmax is
     ``predict`` and ``decision_function`` returns its log-odds.
 
@@ -253,10 +255,10 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         return self._decision_coef()[1]
 
     @property
-    def noise_variance_(self):
-        """Residual variance of the targets at ``alpha_``."""
-        self._require_fitted("noise_variance_")
-        return self._noise()
+    def error_variance_(self):
+        """GCV estimate of the squared prediction error per target at ``alpha_``."""
+        self._require_fitted("error_variance_")
+        return self._error_variance()
 
     # ------------------------------------------------------------------ internals
     def _require_fitted(self, name):
@@ -330,9 +332,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def _embedding(self):
         return self.__dict__.get("_class_embedding")
 
-    def _noise(self):
+    def _error_variance(self):
         sol = self._ensure_solution()["solution"]
-        var = sol.noise_variance
+        var = sol.error_variance
         # Scale of the floor: the variance of a balanced one-hot target, 1 / n_targets.
         floor = _MIN_NOISE / max(len(var), 1)
         if self._multilabel:
@@ -342,7 +344,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def _decision_coef(self):
         """coef (n_out, d) and intercept (n_out,) of the log-odds."""
         coef, intercept = self._linear_targets()  # (d, D), (D,)
-        noise = self._noise()
+        noise = self._error_variance()
         if self._multilabel:
             # log N(1; s, v) - log N(0; s, v) = (s - 1/2) / v per label.
             return (coef / noise).T, (intercept - 0.5) / noise
@@ -372,7 +374,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         n_cls = len(self.classes_)
         if prior.shape[1] != n_cls:
             raise ValueError(f"The prior returned {prior.shape[1]} columns for {n_cls} classes.")
-        noise = self._noise()
+        noise = self._error_variance()
         E = self._embedding()
         if E is not None:
             prior = (prior @ E) @ E.T

@@ -42,7 +42,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
     ----------
     coef_ : ndarray of shape (n_features,) or (n_targets, n_features)
     intercept_ : float or ndarray of shape (n_targets,)
-    alpha_, alphas_, gcv_scores_, rank_, noise_variance_ :
+    alpha_, alphas_, gcv_scores_, rank_, error_variance_ :
         As in :class:`FAASTClassifier`.
     n_features_in_, feature_names_in_, n_samples_seen_, stats_, solver_, device_ :
         As in :class:`FAASTClassifier`.
@@ -127,10 +127,10 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         return float(intercept[0]) if self._y_1d else intercept
 
     @property
-    def noise_variance_(self):
-        """Residual variance of each target at ``alpha_``."""
-        self._require("noise_variance_")
-        var = self._ensure_solution()["solution"].noise_variance
+    def error_variance_(self):
+        """GCV estimate of the squared prediction error of each target at ``alpha_``."""
+        self._require("error_variance_")
+        var = self._ensure_solution()["solution"].error_variance
         return float(var[0]) if self._y_1d else var
 
     def _require(self, name):

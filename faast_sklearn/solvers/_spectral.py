@@ -60,7 +60,7 @@ class Solution:
     alphas: np.ndarray
     gcv_scores: np.ndarray
     rank: int  # number of spectral components used
-    noise_variance: np.ndarray  # (D,) residual variance at the chosen strength
+    error_variance: np.ndarray  # (D,) GCV estimate of the out-of-sample squared error
 
 
 def _rank_tol(s_max: float, shape: tuple[int, int]) -> float:
@@ -191,8 +191,10 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
     f = filters[best]
     coef = backend.matmul(spec.V, f[:, None] * P) if len(s) else np.zeros((d, P.shape[1]))
     intercept = spec.mean_y - spec.mean_x @ coef
+    # Per target, GCV's estimate of the squared error on new rows, n RSS / (n - df)^2 (it
+    # exceeds the training residual variance RSS / (n - df) by the estimate's own variance).
     rss_t = spec.rss_perp + shrink[best] @ energy
-    noise = rss_t / max(dof[best], 1.0)
+    error = n * rss_t / max(dof[best], 1.0) ** 2
     return Solution(
         coef=coef,
         intercept=intercept,
@@ -200,5 +202,5 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
         alphas=alphas,
         gcv_scores=gcv,
         rank=int(keep.sum()),
-        noise_variance=noise,
+        error_variance=error,
     )
