@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import gzip
 import html
-import inspect
 import os
 import re
 from pathlib import Path
@@ -177,6 +176,7 @@ def to_rgb_uint8(images: np.ndarray, size: int) -> np.ndarray:
 
 def _make_extractor(backbone: str, image_size: int | None, device: str, batch_size: int):
     try:
+        from faast_sklearn.backbones import BackboneSpec
         from faast_sklearn.features import FeatureExtractor
     except ImportError as exc:  # pragma: no cover - depends on the package state
         raise ImportError(
@@ -184,17 +184,8 @@ def _make_extractor(backbone: str, image_size: int | None, device: str, batch_si
             f"({exc}); install the package (`pip install -e .[torch]`) or pass precomputed "
             "features with --features PATH.npz"
         ) from exc
-    params = inspect.signature(FeatureExtractor).parameters
-    kwargs = {}
-    for key, val in (("device", device), ("batch_size", batch_size)):
-        if key in params:
-            kwargs[key] = val
-    if image_size is not None:
-        for key in ("image_size", "input_size", "size", "resolution"):
-            if key in params:
-                kwargs[key] = image_size
-                break
-    return FeatureExtractor(backbone, **kwargs)
+    spec = BackboneSpec(backbone, image_size=image_size) if image_size else backbone
+    return FeatureExtractor(spec, device=device, batch_size=batch_size, verbose=0)
 
 
 def cached_features(
@@ -210,8 +201,9 @@ def cached_features(
 ) -> np.ndarray:
     """Features of ``dataset[f"X_{split}"]`` through ``FeatureExtractor(backbone)``, cached.
 
-    Images are resized to ``image_size`` px and made 3-channel here (``(N, S, S, 3)`` uint8)
-    before extraction; texts are passed as a list of strings. The ``.npy`` lands in
+    Grey images are made 3-channel here (``(N, H, W, 3)`` uint8) and the extractor resizes
+    them to ``image_size`` px through ``BackboneSpec(backbone, image_size=...)`` (``None``: the
+    backbone's pretrained resolution); texts are passed as a list of strings. The ``.npy`` lands in
     ``cache_dir`` (default ``benchmarks/.cache``) under a name that holds the data set, split,
     backbone, image size and row count; a second call loads it.
     """
@@ -228,11 +220,10 @@ def cached_features(
                           batch_size)  # fmt: skip
     t0 = time.perf_counter()
     if dataset["kind"] == "image":
-        inputs = to_rgb_uint8(X, image_size) if image_size else X
+        inputs = np.repeat(X[..., None], 3, axis=-1) if X.ndim == 3 else X
     else:
         inputs = list(X)
-    feats = np.asarray(ext.fit_transform(inputs) if hasattr(ext, "fit_transform")
-                       else ext.transform(inputs), dtype=np.float32)  # fmt: skip
+    feats = np.asarray(ext.fit(inputs[:1]).transform(inputs), dtype=np.float32)
     if verbose:
         print(f"extracted {feats.shape} from {dataset['name']}/{split} with {backbone} "
               f"in {time.perf_counter() - t0:.1f} s -> {path}", flush=True)  # fmt: skip
