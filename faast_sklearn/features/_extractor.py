@@ -51,7 +51,7 @@ class _Progress:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, desc=desc, unit="img", unit_scale=True, leave=True)
+                self.bar = tqdm(total=total, desc=desc, unit="img", leave=True)
             except ImportError:
                 self.desc = desc
 

@@ -277,7 +277,7 @@ class ItemSource:
         if what == "path":
             missing = [p for p in X if not os.path.isfile(os.fspath(p))]
             if missing:
-                raise FileNotFoundError(
+                raise ValueError(
                     f"{len(missing)} of {self.n} image paths do not exist, e.g. {missing[0]!r}. "
                     "An image backbone reads strings as image file paths; for text use a text "
                     "backbone such as backbone='minilm'."

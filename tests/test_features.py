@@ -1,0 +1,308 @@
+"""FeatureExtractor with the tiny random backbone: inputs, batching, caching, pickling."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from PIL import Image  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.linear_model import RidgeClassifier  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+
+from faast_sklearn.backbones import clear_backbone_cache, load_backbone  # noqa: E402
+from faast_sklearn.features import (  # noqa: E402
+    FeatureExtractor,
+    as_extractor,
+    clear_feature_cache,
+    extraction_stats,
+    reset_extraction_stats,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    clear_feature_cache()
+    reset_extraction_stats()
+    yield
+    clear_feature_cache()
+
+
+@pytest.fixture
+def images():
+    # 32x32 is test_tiny's input size with crop_pct=1: no resizing, so every input path
+    # (array, tensor, PIL, file) must give bit-identical pixels and features.
+    return np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+
+
+def tiny(**kw):
+    kw.setdefault("device", "cpu")
+    return FeatureExtractor("test_tiny", **kw)
+
+
+def test_transform_shape_dtype_and_names(images):
+    ext = tiny().fit(images)
+    feats = ext.transform(images)
+    assert feats.shape == (24, 16) and feats.dtype == np.float32
+    assert ext.n_features_out_ == 16 and ext.device_ == "cpu"
+    names = ext.get_feature_names_out()
+    assert len(names) == 16 and names[0] == "featureextractor0"
+
+
+def test_transform_needs_no_fit(images):
+    np.testing.assert_array_equal(tiny().transform(images), tiny().fit(images).transform(images))
+
+
+def test_every_image_input_type_agrees(images, tmp_path):
+    ref = tiny(cache=False).transform(images)
+    nchw = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    pils = [Image.fromarray(im) for im in images]
+    paths = []
+    for i, im in enumerate(pils):
+        paths.append(str(tmp_path / f"{i}.png"))
+        im.save(paths[-1])
+
+    class DS(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, i):
+            return torch.from_numpy(nchw[i]), i % 2  # (image, label) pairs
+
+    inputs = {
+        "nhwc": images,
+        "nchw": nchw,
+        "float": images.astype(np.float32) / 255,
+        "tensor_nchw": torch.from_numpy(nchw),
+        "tensor_nhwc": torch.from_numpy(images),
+        "pil": pils,
+        "paths": paths,
+        "pathlib": [tmp_path / f"{i}.png" for i in range(len(images))],
+        "dataset": DS(),
+        "list_of_arrays": list(images),
+    }
+    for name, X in inputs.items():
+        out = tiny(cache=False, num_workers=2).transform(X)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_grey_images_become_three_channels(images):
+    grey = images[..., 0]
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    expected = tiny().transform(rgb)
+    np.testing.assert_allclose(tiny().transform(grey), expected, atol=1e-6)
+    np.testing.assert_allclose(tiny().transform(grey[..., None]), expected, atol=1e-6)
+    pils = [Image.fromarray(g, mode="L") for g in grey]
+    np.testing.assert_allclose(tiny().transform(pils), expected, atol=1e-6)
+
+
+def test_resize_matches_pil_path():
+    # Larger images of one size are resized on the device; PIL images on the host. Both follow
+    # timm's eval transform, so they agree up to interpolation and rounding differences.
+    X = np.random.default_rng(1).integers(0, 256, (6, 48, 64, 3), dtype=np.uint8)
+    X = np.asarray(
+        [
+            np.asarray(Image.fromarray(x).filter(__import__("PIL.ImageFilter").ImageFilter.BLUR))
+            for x in X
+        ]
+    )
+    a = tiny().transform(X)
+    b = tiny().transform([Image.fromarray(x) for x in X])
+    assert a.shape == b.shape == (6, 16)
+    np.testing.assert_allclose(a, b, rtol=0.05, atol=0.05)
+
+
+def test_batched_equals_unbatched(images):
+    full = tiny(batch_size=64, cache=False).transform(images)
+    one = tiny(batch_size=1, cache=False).transform(images)
+    odd = tiny(batch_size=5, cache=False).transform(images)
+    np.testing.assert_allclose(one, full, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(odd, full, rtol=1e-5, atol=1e-6)
+    stats = extraction_stats()
+    assert stats["forward_calls"] == 1 + 24 + 5
+
+
+def test_cache_hit_equals_miss_and_counts(images):
+    miss = tiny().transform(images)
+    assert extraction_stats()["samples"] == 24
+    hit = tiny(batch_size=3).transform(images[::-1])  # another instance, other order
+    np.testing.assert_array_equal(hit, miss[::-1])
+    stats = extraction_stats()
+    assert stats["samples"] == 24 and stats["hits"] == 24
+    mixed = np.concatenate([images[:5], images[:5] + 1])
+    out = tiny().transform(mixed)
+    assert extraction_stats()["samples"] == 29  # only the 5 new rows
+    np.testing.assert_allclose(out, tiny(cache=False).transform(mixed), atol=1e-6)
+
+
+def test_duplicate_rows_are_computed_once(images):
+    X = np.concatenate([images[:4]] * 3)
+    out = tiny().transform(X)
+    assert extraction_stats()["samples"] == 4
+    np.testing.assert_array_equal(out[:4], out[8:])
+
+
+def test_grid_search_runs_backbone_once_per_image():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+    y = np.repeat([0, 1, 2], 20)
+    pipe = make_pipeline(FeatureExtractor("test_tiny", device="cpu"), RidgeClassifier())
+    grid = GridSearchCV(pipe, {"ridgeclassifier__alpha": np.logspace(-3, 3, 10)}, cv=5)
+    grid.fit(X, y)
+    # 10 alphas x 5 folds x (train + test) + the refit all hit the row cache after the first.
+    assert extraction_stats()["samples"] == 60
+    assert grid.predict(X).shape == (60,)
+
+
+def test_disk_memory_shares_across_processes(images, tmp_path):
+    a = tiny(memory=str(tmp_path)).transform(images)
+    clear_feature_cache()  # as a fresh process would be
+    b = tiny(memory=str(tmp_path)).transform(images)
+    np.testing.assert_array_equal(a, b)
+    assert extraction_stats()["samples"] == 24
+    t = tiny(memory=str(tmp_path)).extract(images, as_tensor=True)
+    assert isinstance(t, torch.Tensor)
+
+
+def test_clone_and_pickle_carry_no_weights(images):
+    ext = tiny(batch_size=8).fit(images)
+    before = ext.transform(images)
+    blob = pickle.dumps(ext)
+    assert len(blob) < 4000  # parameters only, no tensors
+    clear_backbone_cache()
+    clear_feature_cache()
+    again = pickle.loads(blob)
+    np.testing.assert_allclose(again.transform(images), before, atol=1e-6)
+    c = clone(ext)
+    assert c.get_params() == ext.get_params() and not hasattr(c, "n_features_out_")
+
+
+def test_model_loaded_once_per_process(images):
+    a = load_backbone("test_tiny", device="cpu")
+    tiny().transform(images)
+    clone(tiny()).transform(images[:3] + 7)
+    assert load_backbone("test_tiny", device="cpu") is a
+
+
+def test_as_extractor():
+    ext = tiny(batch_size=3)
+    assert as_extractor(ext, device="cuda", batch_size=99) is ext
+    built = as_extractor("test_tiny", device="cpu", batch_size=7, verbose=1)
+    assert isinstance(built, FeatureExtractor)
+    assert (built.backbone, built.device, built.batch_size, built.verbose) == (
+        "test_tiny",
+        "cpu",
+        7,
+        1,
+    )
+
+
+def test_as_tensor(images):
+    t = tiny(cache=False).extract(images, as_tensor=True)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.device.type == "cpu"
+    t.mul_(2)  # a normal tensor, not an inference tensor: the solver may update it in place
+    t2 = tiny().extract(images, as_tensor=True)
+    t3 = tiny().extract(images, as_tensor=True)  # from the cache
+    torch.testing.assert_close(t2, t3)
+
+
+def test_callable_backbone(images):
+    def mean_colour(batch):
+        return np.asarray(batch, dtype=np.float32).mean(axis=(1, 2)) / 255
+
+    ext = FeatureExtractor(mean_colour, device="cpu", batch_size=10).fit(images)
+    assert ext.n_features_out_ == 3
+    out = ext.transform(images)
+    np.testing.assert_allclose(out, images.mean(axis=(1, 2)) / 255, rtol=1e-5)
+    ext.transform(images)
+    assert extraction_stats()["samples"] == 24  # the probe row was cached too
+    bad = FeatureExtractor(lambda b: np.zeros(3), device="cpu")
+    with pytest.raises(ValueError, match="batch size, n_features"):
+        bad.transform(images)
+
+
+def test_precision_bfloat16_close(images):
+    a = tiny(cache=False).transform(images)
+    b = tiny(cache=False, precision="bfloat16").transform(images)
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(a, b, rtol=0.05, atol=0.05)
+
+
+def test_oom_halves_batch_and_warns(images, monkeypatch):
+    backbone = load_backbone("test_tiny", device="cpu")
+    real = backbone.model.forward
+
+    def flaky(x):
+        if x.shape[0] > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(x)
+
+    expected = tiny(cache=False).transform(images)
+    monkeypatch.setattr(backbone.model, "forward", flaky)
+    with pytest.warns(RuntimeWarning, match="Out of memory on a batch of (16|8)"):
+        out = tiny(cache=False, batch_size=16).transform(images)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_verbose_progress(images, capsys):
+    tiny(verbose=1).transform(images)
+    err = capsys.readouterr().err
+    assert "24/24" in err and ("img/s" in err or "images/s" in err)
+
+
+@pytest.mark.parametrize(
+    "X, exc, match",
+    [
+        (np.zeros((2, 32, 32, 5), np.uint8), ValueError, "no axis has 1, 3 or 4"),
+        (np.zeros((2, 32, 3), np.uint8), ValueError, "single|one colour image"),
+        (np.zeros((2, 8), np.uint8), ValueError, r"\(N, H, W\)"),
+        (np.zeros((2, 8, 8, 3), np.int64), TypeError, "uint8"),
+        (["a photo of a cat", "a dog"], ValueError, "text backbone"),
+        ("a photo", TypeError, "single string"),
+        ([1, 2, 3], TypeError, "Cannot read images"),
+        ({"a": 1}, TypeError, "Unsupported input"),
+        (np.zeros((0, 8, 8, 3), np.uint8), ValueError, "no samples"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(X, exc, match):
+    with pytest.raises(exc, match=match):
+        tiny().transform(X)
+
+
+def test_float_range_warning(images):
+    with pytest.warns(UserWarning, match=r"\[0, 1\]"):
+        tiny().transform(images.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny().transform(images.astype(np.float32) / 255)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"precision": "int8"}, "precision"),
+        ({"device": "tpu"}, "device"),
+        ({"device": 3}, "device"),
+    ],
+)
+def test_bad_params(images, params, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        tiny(**params).fit(images)
+
+
+@pytest.mark.gpu
+def test_gpu_extraction_matches_cpu(images):
+    cpu = tiny(cache=False).transform(images)
+    ext = FeatureExtractor("test_tiny", device="cuda", precision="float32", cache=False)
+    np.testing.assert_allclose(ext.transform(images), cpu, rtol=1e-3, atol=1e-3)
+    t = ext.extract(torch.from_numpy(images).cuda(), as_tensor=True)
+    assert t.device.type == "cuda" and t.dtype == torch.float32
+    np.testing.assert_allclose(t.cpu().numpy(), cpu, rtol=1e-3, atol=1e-3)
+    auto = FeatureExtractor("test_tiny", device="cuda").extract(images, as_tensor=True)
+    assert auto.device.type == "cuda"
