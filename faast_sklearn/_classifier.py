@@ -213,6 +213,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         scores = self.decision_function(X)
         if self._multilabel:
             return (scores > 0).astype(self._label_dtype)
+        if len(self.classes_) == 1:  # a stream that has seen one class so far
+            return np.repeat(self.classes_, len(scores))
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(np.intp)]
         return self.classes_[np.argmax(scores, axis=1)]
@@ -228,6 +230,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         scores = self.decision_function(X)
         if self._multilabel:
             return expit(scores)
+        if len(self.classes_) == 1:
+            return np.ones((len(scores), 1))
         if scores.ndim == 1:
             p1 = expit(scores)
             return np.column_stack([1.0 - p1, p1])
@@ -238,6 +242,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         scores = self.decision_function(X)
         if self._multilabel:
             return log_expit(scores)
+        if len(self.classes_) == 1:
+            return np.zeros((len(scores), 1))
         if scores.ndim == 1:
             return np.column_stack([log_expit(-scores), log_expit(scores)])
         return log_softmax(scores, axis=1)

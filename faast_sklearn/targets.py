@@ -22,7 +22,11 @@ def union_classes(classes: np.ndarray | None, labels) -> tuple[np.ndarray, np.nd
     labels = np.unique(np.asarray(labels))
     if classes is None:
         return labels, None
+    # np.union1d would silently turn [0, 1] and ["a"] into strings: compare kinds first.
+    numeric = [a.dtype.kind in "biuf" for a in (classes, labels)]
     try:
+        if numeric[0] != numeric[1]:
+            raise TypeError("numbers and strings")
         merged = np.union1d(classes, labels)
     except TypeError as exc:
         raise ValueError(

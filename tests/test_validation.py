@@ -1,0 +1,135 @@
+"""Bad input: a clear error naming the problem, and the estimator left as it was."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from faast_sklearn import FAASTClassifier, FAASTRegressor
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    return X, y
+
+
+def _state(est):
+    return pickle.dumps(sorted((k, v) for k, v in vars(est).items() if k != "_solution"))
+
+
+BAD_FIT = [
+    ("nan", lambda X, y: (np.where(np.eye(*X.shape, dtype=bool), np.nan, X), y, None), "NaN"),
+    ("inf", lambda X, y: (np.where(np.eye(*X.shape, dtype=bool), np.inf, X), y, None), "infinity"),
+    ("empty", lambda X, y: (X[:0], y[:0], None), "0 sample"),
+    ("lengths", lambda X, y: (X, y[:-1], None), "inconsistent numbers of samples"),
+    ("3d", lambda X, y: (X.reshape(60, 2, 2), y, None), "without a backbone"),
+    ("negative weight", lambda X, y: (X, y, -np.ones(len(y))), "Negative values"),
+    ("zero weights", lambda X, y: (X, y, np.zeros(len(y))), "non-zero"),
+    ("wrong features", lambda X, y: (X[:, :3], y, None), "3 features"),
+    ("tensor nan", lambda X, y: (torch.full((60, 4), float("nan")), y, None), "NaN"),
+    ("tensor 3d", lambda X, y: (torch.zeros(60, 2, 2), y, None), "without a backbone"),
+]
+
+
+@pytest.mark.parametrize("name, make, match", BAD_FIT, ids=[b[0] for b in BAD_FIT])
+@pytest.mark.parametrize("Est", [FAASTClassifier, FAASTRegressor])
+def test_bad_partial_fit_leaves_state_unchanged(data, name, make, match, Est):
+    X, y = data
+    est = Est().partial_fit(X, y)
+    before = _state(est)
+    Xb, yb, w = make(X, y)
+    with pytest.raises(ValueError, match=match):
+        est.partial_fit(Xb, yb, sample_weight=w)
+    assert _state(est) == before
+    if name == "wrong features":
+        return  # a new fit may change the number of features
+    # ... and a failing fit leaves the earlier model in place too.
+    with pytest.raises(ValueError, match=match):
+        est.fit(Xb, yb, sample_weight=w)
+    assert _state(est) == before
+    est.predict(X)
+
+
+def test_one_class_fit_errors_but_stream_may_start_with_one(data):
+    X, y = data
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        FAASTClassifier().fit(X, np.zeros(60))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        FAASTClassifier().fit(X[:1], y[:1])
+    FAASTClassifier().partial_fit(X[:1], y[:1])
+
+
+def test_continuous_target_to_classifier(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="Unknown label type"):
+        FAASTClassifier().fit(X, X[:, 0])
+
+
+def test_predict_errors(data):
+    X, y = data
+    for Est in [FAASTClassifier, FAASTRegressor]:
+        with pytest.raises(NotFittedError):
+            Est().predict(X)
+        est = Est().fit(X, y)
+        with pytest.raises(ValueError, match="X has 5 features, but .* is expecting 4"):
+            est.predict(np.zeros((3, 5)))
+        with pytest.raises(ValueError, match="NaN"):
+            est.predict(np.full((3, 4), np.nan))
+        with pytest.raises(ValueError, match="without a backbone"):
+            est.predict(np.zeros((3, 2, 2)))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"alpha": -1.0}, "alpha"),
+        ({"alpha": [1.0, -2.0]}, "alpha"),
+        ({"alpha": []}, "alpha"),
+        ({"rtol": 1.5}, "rtol"),
+        ({"rtol": "bogus"}, "rtol"),
+        ({"solver": "cuml"}, "solver"),
+        ({"prior_strength": -3}, "prior_strength"),
+    ],
+)
+def test_bad_parameters(data, params, match):
+    X, y = data
+    with pytest.raises(ValueError, match=match):
+        FAASTClassifier(**params).fit(X, y)
+
+
+def test_label_type_change_mid_stream(data):
+    X, y = data
+    clf = FAASTClassifier().partial_fit(X, y)
+    before = _state(clf)
+    with pytest.raises(ValueError, match="different types"):
+        clf.partial_fit(X, np.array(["a"] * 60))
+    assert _state(clf) == before
+
+
+def test_multilabel_then_multiclass_errors(data):
+    X, y = data
+    Y = np.column_stack([y == 0, y == 1, y == 2]).astype(int)
+    clf = FAASTClassifier().partial_fit(X, Y)
+    with pytest.raises(ValueError, match="multilabel"):
+        clf.partial_fit(X, y)
+
+
+def test_regressor_target_shape_change(data):
+    X, _ = data
+    reg = FAASTRegressor().partial_fit(X, X[:, :2])
+    with pytest.raises(ValueError, match="target"):
+        reg.partial_fit(X, X[:, 0])
+
+
+def test_cuda_device_without_cuda(data):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    X, y = data
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        FAASTClassifier(device="cuda").fit(X, y)
