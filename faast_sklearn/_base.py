@@ -40,7 +40,7 @@ class _BaseFAAST(BaseEstimator):
     """Common parameters and the fit / partial_fit / predict flow."""
 
     _parameter_constraints: dict = {
-        "backbone": [None],
+        "backbone": "no_validation",  # checked by features.as_extractor on use
         "alpha": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left"), "array-like"],
         "rtol": [None, StrOptions({"paper"}), Interval(Real, 0, 1, closed="left")],
         "fit_intercept": ["boolean"],
@@ -54,7 +54,25 @@ class _BaseFAAST(BaseEstimator):
 
     # ------------------------------------------------------------------ input validation
     def _validate_X(self, X, *, reset: bool):
-        """2-D float features as a NumPy array or a torch tensor (kept on its device)."""
+        """2-D float features as a NumPy array or a torch tensor (kept on its device).
+
+        With a backbone, ``X`` is raw input (images, texts...) and its features are extracted
+        first (cached across clones, folds and grid points by the extractor); on a GPU they
+        stay there as a tensor for the torch solver.
+        """
+        if self.backbone is not None:
+            from .features import as_extractor
+
+            extractor = as_extractor(
+                self.backbone,
+                device=self.device,
+                batch_size=self.batch_size,
+                verbose=self.verbose,
+            )
+            on_gpu = self.solver != "scipy" and str(extractor.device) != "cpu"
+            X = extractor.extract(X, as_tensor=on_gpu)
+            if is_tensor(X) and X.device.type == "cpu":
+                X = X.numpy()
         ndim = getattr(X, "ndim", None)
         if ndim is not None and ndim >= 3:
             raise ValueError(

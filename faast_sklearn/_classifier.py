@@ -31,9 +31,14 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
 
     Parameters
     ----------
-    backbone : None, default=None
-        Feature extractor applied to ``X``. ``None``: ``X`` is a 2-D feature matrix (NumPy,
-        pandas or a torch tensor on any device).
+    backbone : None, str, BackboneSpec, FeatureExtractor or callable, default=None
+        Frozen feature extractor applied to ``X``: a registered name such as
+        ``"efficientnet_lite0"``, ``"vit_base"`` or ``"minilm"`` (see
+        :func:`faast_sklearn.backbones.list_backbones`), ``"timm:<model>"``,
+        ``"hf:<text model>"``, a :class:`~faast_sklearn.features.FeatureExtractor` for full
+        control, or a callable mapping a batch to features. ``X`` is then images (arrays,
+        tensors, PIL images, file paths, a torch Dataset) or texts. ``None``: ``X`` is a 2-D
+        feature matrix (NumPy, pandas or a torch tensor on any device).
     alpha : "auto", float or array-like of floats, default="auto"
         Ridge strength. ``"auto"`` searches 56 strengths spanning 11 decades around the
         feature scale by generalised cross-validation (GCV); an array searches the given
@@ -66,9 +71,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         Device of the torch solver: ``"auto"`` (the tensor's device, else CUDA if present),
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     batch_size : int, default=256
-        Batch size of feature extraction when a backbone is used.
+        Inputs per forward pass of the backbone.
     verbose : int, default=0
-        Verbosity of feature extraction.
+        Show a progress bar (images/s) during feature extraction.
 
     Attributes
     ----------
