@@ -306,3 +306,23 @@ def test_gpu_extraction_matches_cpu(images):
     np.testing.assert_allclose(t.cpu().numpy(), cpu, rtol=1e-3, atol=1e-3)
     auto = FeatureExtractor("test_tiny", device="cuda").extract(images, as_tensor=True)
     assert auto.device.type == "cuda"
+
+
+def test_property_any_batching_and_subset_matches_reference():
+    """batched == unbatched and cache hit == miss, for any batch size and row selection."""
+    hyp = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+    X = np.random.default_rng(3).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    reference = tiny(cache=False, batch_size=1).transform(X)
+
+    @hyp.settings(max_examples=25, deadline=None)
+    @hyp.given(
+        batch_size=st.integers(1, 25),
+        rows=st.lists(st.integers(0, 19), min_size=1, max_size=30),
+        cache=st.booleans(),
+    )
+    def check(batch_size, rows, cache):
+        out = tiny(cache=cache, batch_size=batch_size).transform(X[rows])
+        np.testing.assert_allclose(out, reference[rows], rtol=1e-5, atol=1e-6)
+
+    check()

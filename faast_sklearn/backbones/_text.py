@@ -189,6 +189,8 @@ def hf_text_factory(
         config = transformers.AutoConfig.from_pretrained(transformer_dir)
         transformer = transformers.AutoModel.from_config(config)
     tokenizer = transformers.AutoTokenizer.from_pretrained(transformer_dir)
+    if tokenizer.pad_token is None:  # decoder models (GPT-2...) ship without one; mean pooling
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token  # masks padding anyway
     limit = max_length or st_max or getattr(tokenizer, "model_max_length", None)
     if limit is None or limit > 100_000:  # tokenizers without a limit report a huge sentinel
         limit = getattr(transformer.config, "max_position_embeddings", 512)

@@ -255,9 +255,13 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         if _is_callable_backbone(self.backbone):
             source = make_source(X, "any", None, self.num_workers)
-            namespace = self._callable_namespace()
-            compute = self._callable_compute(source, device)
-            return self._run(source, compute, namespace, device, as_tensor)
+            try:
+                namespace = self._callable_namespace()
+                compute = self._callable_compute(source, device)
+                return self._run(source, compute, namespace, device, as_tensor)
+            finally:
+                if hasattr(source, "close"):
+                    source.close()
         backbone = self._load(device)
         precision = resolve_precision(self.precision, device)
         source = make_source(X, backbone.modality, backbone.data_config, self.num_workers)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -43,10 +44,9 @@ def _is_pil(x: Any) -> bool:
 
 
 def _is_dataset(x: Any) -> bool:
-    torch_mod = __import__("sys").modules.get("torch")
-    if torch_mod is not None and isinstance(x, torch_mod.utils.data.Dataset):
-        return True
-    return False
+    # Only a torch Dataset can be one, and only if torch is already imported.
+    torch_mod = sys.modules.get("torch")
+    return torch_mod is not None and isinstance(x, torch_mod.utils.data.Dataset)
 
 
 def describe(X: Any) -> str:
@@ -235,7 +235,8 @@ class ArraySource:
             if _is_range(idx):
                 out[...] = X[idx[0] : idx[-1] + 1]
             else:
-                np.take(X, idx, axis=0, out=out)
+                # mode="clip": with the default "raise", NumPy buffers `out` (an extra copy).
+                np.take(X, idx, axis=0, out=out, mode="clip")
             return buf.to(device, non_blocking=True)
         return torch.from_numpy(np.ascontiguousarray(X[_as_index(idx, False, X)]))
 
