@@ -406,8 +406,25 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                 with autocast:
                     return model(**raw)
 
+        # On CUDA, host-to-device copies go through a side stream so that copying batch k+1
+        # overlaps the forward pass of batch k instead of queueing behind it.
+        copy_stream = torch.cuda.Stream(dev) if dev.type == "cuda" else None
+        if copy_stream is not None:
+            # CUDA inputs may still be in the making on the current stream: wait for them.
+            copy_stream.wait_stream(torch.cuda.current_stream(dev))
+
         def compute(idx: np.ndarray, state: dict):
-            raw = prepare(idx)
+            if copy_stream is None:
+                raw = prepare(idx)
+            else:
+                with torch.cuda.stream(copy_stream):
+                    raw = prepare(idx)
+                current = torch.cuda.current_stream(dev)
+                current.wait_stream(copy_stream)
+                for t in raw.values() if isinstance(raw, dict) else (raw,):
+                    # Allocated on the copy stream, used on this one: keep the caching
+                    # allocator from recycling the memory before the forward pass is done.
+                    t.record_stream(current)
             with torch.inference_mode():
                 return self._forward(run, raw, len(idx), state)
 
