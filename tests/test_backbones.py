@@ -243,3 +243,21 @@ def test_offline_backbones_on_gpu(photos):
     assert cos.min() > 0.98
     t = FeatureExtractor("minilm", device="cuda").extract(["a cat", "a dog"], as_tensor=True)
     assert t.device.type == "cuda" and t.shape == (2, 384)
+
+
+def test_hub_probe_is_bounded(monkeypatch):
+    import socket
+
+    from faast_sklearn.backbones import _hub
+
+    def hang(*args, **kwargs):
+        time.sleep(30)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", hang)
+    start = time.perf_counter()
+    assert _hub.hub_reachable(timeout=0.5) is False
+    assert time.perf_counter() - start < 2
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _hub.hub_reachable() is False and _hub.hub_offline()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from urllib.parse import urlparse
 
 _OFFLINE_ALTERNATIVES = (
@@ -32,11 +33,21 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((url.hostname or "huggingface.co", port), timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    # A daemon thread bounds the whole probe: name resolution ignores the socket timeout and
+    # can hang for a long time on machines without network.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
 
 
 def cached_hub_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:
