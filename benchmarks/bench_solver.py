@@ -81,8 +81,15 @@ def bench_point(n, d, n_classes, repeat, device, sklearn_ok, n_test=10000):
     def record(method, fit_s, fit_mem, predict_s, acc, note=""):
         rows.append(
             dict(
-                n=n, d=d, classes=n_classes, method=method, fit_s=fit_s,
-                fit_peak_host_mb=fit_mem / 2**20, predict_s=predict_s, accuracy=acc, note=note,
+                n=n,
+                d=d,
+                classes=n_classes,
+                method=method,
+                fit_s=fit_s,
+                fit_peak_host_mb=fit_mem / 2**20,
+                predict_s=predict_s,
+                accuracy=acc,
+                note=note,
             )
         )
 
@@ -106,16 +113,28 @@ def bench_point(n, d, n_classes, repeat, device, sklearn_ok, n_test=10000):
         t, mem, est = timed(lambda: est.fit(Xg, ytr), repeat, sync)
         gpu_peak = torch.cuda.max_memory_allocated() / 2**20
         tp, _, pred = timed(lambda: est.predict(Xteg), repeat, sync)
-        record(f"faast[torch,{device}] tensor in", t, mem, tp, float((pred == yte).mean()),
-               f"gpu peak {gpu_peak:.0f} MB (X itself {Xg.nbytes / 2**20:.0f} MB)")
+        record(
+            f"faast[torch,{device}] tensor in",
+            t,
+            mem,
+            tp,
+            float((pred == yte).mean()),
+            f"gpu peak {gpu_peak:.0f} MB (X itself {Xg.nbytes / 2**20:.0f} MB)",
+        )
         del Xg, Xteg
 
     if sklearn_ok:
         ref = RidgeClassifierCV(alphas=SK_ALPHAS)
         t, mem, ref = timed(lambda: ref.fit(Xtr, ytr), repeat)
         tp, _, pred = timed(lambda: ref.predict(Xte), repeat)
-        record("RidgeClassifierCV(13 alphas)", t, mem, tp, float((pred == yte).mean()),
-               f"alpha_={ref.alpha_:.3g}")
+        record(
+            "RidgeClassifierCV(13 alphas)",
+            t,
+            mem,
+            tp,
+            float((pred == yte).mean()),
+            f"alpha_={ref.alpha_:.3g}",
+        )
         Y = one_hot_pm(ytr, n_classes)
         ridge = Ridge(alpha=1.0)
         t, mem, ridge = timed(lambda: ridge.fit(Xtr, Y), repeat)
@@ -141,12 +160,13 @@ def bench_streaming(n_total, d, n_classes, batch):
         Xb = centers[yb] * 0.3 + rng.standard_normal((batch, d), dtype=np.float32)
         est.partial_fit(Xb, yb)
         del Xb, yb
-    est.coef_  # the deferred solve
+    _ = est.coef_  # the deferred solve
     elapsed = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return dict(n=n_total, d=d, classes=n_classes, batch=batch, seconds=elapsed,
-                peak_host_mb=peak / 2**20)
+    return dict(
+        n=n_total, d=d, classes=n_classes, batch=batch, seconds=elapsed, peak_host_mb=peak / 2**20
+    )
 
 
 def main(argv=None):
@@ -156,10 +176,19 @@ def main(argv=None):
     p.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000])
     p.add_argument("--repeat", type=int, default=3, help="runs per timing (median)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu' (no GPU rows) or 'cuda'")
-    p.add_argument("--skip-sklearn-above", type=float, default=2e5,
-                   help="run scikit-learn only up to this many rows (it is slow and memory-bound)")
-    p.add_argument("--stream", type=float, nargs="*", default=[1e4, 1e6],
-                   help="row counts for the partial_fit memory check (batch 1e4)")
+    p.add_argument(
+        "--skip-sklearn-above",
+        type=float,
+        default=2e5,
+        help="run scikit-learn only up to this many rows (it is slow and memory-bound)",
+    )
+    p.add_argument(
+        "--stream",
+        type=float,
+        nargs="*",
+        default=[1e4, 1e6],
+        help="row counts for the partial_fit memory check (batch 1e4)",
+    )
     p.add_argument("--smoke", action="store_true", help="small sizes, CPU, about a minute")
     p.add_argument("--tag", default=None, help="results file name tag")
     args = p.parse_args(argv)
@@ -189,26 +218,43 @@ def main(argv=None):
                 rows += bench_point(n_i, d, c, args.repeat, device, n_i <= args.skip_sklearn_above)
                 print(json.dumps(rows[-1]), flush=True)
     stream = [bench_streaming(int(n), args.d[0], args.classes[0], 10000) for n in args.stream]
-    meta = dict(machine=platform.node(), processor=platform.processor(), device=card,
-                cpu_count=__import__("os").cpu_count(), argv=argv or __import__("sys").argv[1:])
+    meta = dict(
+        machine=platform.node(),
+        processor=platform.processor(),
+        device=card,
+        cpu_count=__import__("os").cpu_count(),
+        argv=argv or __import__("sys").argv[1:],
+    )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"solver-{tag}"
-    out.with_suffix(".json").write_text(json.dumps(dict(meta=meta, rows=rows, streaming=stream),
-                                                   indent=1))
-    lines = [f"# Solver benchmark ({card}, {meta['cpu_count']} CPU cores)", "",
-             "| n | d | classes | method | fit s | fit peak host MB | predict s (10k rows) | "
-             "accuracy | note |", "|---|---|---|---|---|---|---|---|---|"]
+    out.with_suffix(".json").write_text(
+        json.dumps(dict(meta=meta, rows=rows, streaming=stream), indent=1)
+    )
+    lines = [
+        f"# Solver benchmark ({card}, {meta['cpu_count']} CPU cores)",
+        "",
+        "| n | d | classes | method | fit s | fit peak host MB | predict s (10k rows) | "
+        "accuracy | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['n']} | {r['d']} | {r['classes']} | {r['method']} | {r['fit_s']:.4f} | "
             f"{r['fit_peak_host_mb']:.1f} | {r['predict_s']:.4f} | {r['accuracy']:.4f} | "
             f"{r['note']} |"
         )
-    lines += ["", "Streaming partial_fit (batches of 1e4 rows, scipy solver):", "",
-              "| rows | d | classes | seconds | peak host MB |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Streaming partial_fit (batches of 1e4 rows, scipy solver):",
+        "",
+        "| rows | d | classes | seconds | peak host MB |",
+        "|---|---|---|---|---|",
+    ]
     for s in stream:
-        lines.append(f"| {s['n']} | {s['d']} | {s['classes']} | {s['seconds']:.2f} | "
-                     f"{s['peak_host_mb']:.1f} |")
+        lines.append(
+            f"| {s['n']} | {s['d']} | {s['classes']} | {s['seconds']:.2f} | "
+            f"{s['peak_host_mb']:.1f} |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

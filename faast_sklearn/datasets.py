@@ -1,0 +1,87 @@
+"""Real labelled images that need no download, for the demo, examples and benchmarks.
+
+- :func:`load_fashion_mnist`: all 70,000 Fashion-MNIST images from the Debian package
+  ``dataset-fashion-mnist`` (IDX ``.gz`` files under ``/usr/share/datasets/fashion-mnist``);
+- :func:`load_demo_images`: Fashion-MNIST where that package is installed, scikit-learn's
+  digits otherwise.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+
+
+def load_idx(path: str | os.PathLike) -> np.ndarray:
+    """Parse an IDX file (optionally ``.gz``): a big-endian header, then the raw array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic {data[:4]!r}).")
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtype = np.dtype(dtypes[data[2]])
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    arr = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim, count=int(np.prod(shape)))
+    return arr.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = None):
+    """Fashion-MNIST images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64.
+
+    Parameters
+    ----------
+    split : {"train", "test"}, default="train"
+        60,000 training or 10,000 test images.
+    root : path-like, default=None
+        Folder of the IDX files; default ``$FAAST_FASHION_MNIST`` or the Debian package's.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the files are absent; the message says ``apt-get install dataset-fashion-mnist``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test'; got {split!r}.")
+    root = Path(root or os.environ.get("FAAST_FASHION_MNIST", FASHION_MNIST_DIR))
+    prefix = {"train": "train", "test": "t10k"}[split]
+    images = root / f"{prefix}-images-idx3-ubyte.gz"
+    if not images.exists():
+        raise FileNotFoundError(
+            f"{images} not found: run `apt-get install dataset-fashion-mnist`, or set "
+            "FAAST_FASHION_MNIST to the folder holding the IDX .gz files."
+        )
+    return load_idx(images), load_idx(root / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
+
+
+def load_demo_images():
+    """(name, X_train, y_train, X_test, y_test, class_names) of real grey images.
+
+    Fashion-MNIST when the Debian package is installed, else scikit-learn's 8x8 digits
+    (scaled to 0-255 uint8, split 60/40 stratified).
+    """
+    try:
+        Xtr, ytr = load_fashion_mnist("train")
+        Xte, yte = load_fashion_mnist("test")
+        return "Fashion-MNIST", Xtr, ytr, Xte, yte, FASHION_MNIST_CLASSES
+    except FileNotFoundError:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        images = np.round(digits.images * (255 / 16)).astype(np.uint8)
+        Xtr, Xte, ytr, yte = train_test_split(
+            images, digits.target, test_size=0.4, stratify=digits.target, random_state=0
+        )
+        return "digits", Xtr, ytr, Xte, yte, [str(i) for i in range(10)]
