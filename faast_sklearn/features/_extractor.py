@@ -113,7 +113,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         Reuse features of inputs seen before in this process (bounded, least recently used).
     memory : str, joblib.Memory or None, default=None
         Also cache the features of each call on disk with :class:`joblib.Memory`, shared across
-        processes and sessions.
+        processes and sessions (named backbones and specs only, not callables).
     num_workers : int, default=0
         Threads decoding files, PIL images and dataset items and hashing inputs. 0 means
         ``min(8, os.cpu_count())``.
@@ -139,6 +139,15 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     one shape are resized on the device; PIL images, files and dataset items on the host, in
     worker threads. uint8 images are read as 0-255, floating point images as 0-1; grey images
     are repeated to 3 channels and alpha channels dropped.
+
+    The cache is keyed per row: SHA-256 of the bytes of each image (arrays, tensors, PIL
+    images, decoded dataset items) or string, and path + size + modification time for image
+    files, together with the backbone, its weights and the precision. A fold of a
+    cross-validation is a subset of rows seen before, so ``GridSearchCV`` runs the backbone
+    once per distinct input. Hashing costs far less than a forward pass but is not free
+    (about 1-2 GB/s per worker thread); CUDA tensors are copied to the host once for it.
+    ``cache=False`` skips it. The in-memory cache holds up to 2 GiB of features per process
+    (least recently used rows go first); see :func:`extraction_stats` for its counters.
 
     Examples
     --------
