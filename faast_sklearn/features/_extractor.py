@@ -391,16 +391,20 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             cfg = backbone.data_config
             # Created once per call: a per-batch tensor from a Python list would be a blocking
             # host-to-device copy that stalls the pipeline.
-            mean = torch.tensor(cfg["mean"], dtype=torch.float32, device=dev).view(1, -1, 1, 1)
-            std = torch.tensor(cfg["std"], dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+            mean = torch.tensor(cfg["mean"], dtype=torch.float64).view(1, -1, 1, 1)
+            std = torch.tensor(cfg["std"], dtype=torch.float64).view(1, -1, 1, 1)
+            # (x * scale - mean) / std as one fused x * gain + shift, per input scale.
+            shift = (-mean / std).float().to(dev)
+            gains = {s: (s / std).float().to(dev) for s in (1.0, 1.0 / 255.0)}
             layout, sized = source.layout, source.sized
 
             def prepare(idx):
                 return source.load(idx, device)
 
             def run(raw):
-                x = _to_nchw_float(raw, layout, sized, cfg)
-                x = (x - mean) / std
+                x, scale = _to_nchw_float(raw, layout, sized, cfg)
+                # Broadcasting also turns grey (N, 1, H, W) into 3 channels here.
+                x = torch.addcmul(shift, x, gains[scale])
                 with autocast:
                     return model(x)
 
@@ -556,7 +560,13 @@ def _disk_extract(namespace: str, keys: np.ndarray, job: tuple) -> np.ndarray:
     return extractor._run(source, compute, namespace, device, False, keys=key_list)
 
 
-def _to_nchw_float(raw: Any, layout: str, sized: bool, cfg: dict) -> Any:
+def _to_nchw_float(raw: Any, layout: str, sized: bool, cfg: dict) -> tuple[Any, float]:
+    """A raw device batch as float (N, 1 or 3, H, W) at the model's size, and its pixel scale.
+
+    Pixels stay in their input range (0-255 for uint8) so that the scaling folds into the
+    normalisation: one pass over the batch fewer. Grey images stay one channel through the
+    resize (a third of the work) and become three channels in the normalisation.
+    """
     torch = import_torch()
     from ._inputs import resize_crop_tensor
 
@@ -566,15 +576,13 @@ def _to_nchw_float(raw: Any, layout: str, sized: bool, cfg: dict) -> Any:
         x = raw.permute(0, 3, 1, 2)
     else:
         x = raw
-    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-    c = x.shape[1]
-    if c == 1:
-        x = x.expand(-1, 3, -1, -1)
-    elif c == 4:
-        x = x[:, :3]
+    if x.shape[1] == 4:
+        x = x[:, :3]  # alpha dropped, as PIL's convert("RGB") does
+    scale = 1.0 / 255.0 if x.dtype == torch.uint8 else 1.0
+    x = x.float()
     if not sized:
-        x = resize_crop_tensor(x, cfg)
-    return x
+        x = resize_crop_tensor(x, cfg, max_value=1.0 / scale)
+    return x, scale
 
 
 def _slice(raw: Any, a: int, b: int) -> Any:

@@ -84,8 +84,11 @@ def resize_plan(h: int, w: int, cfg: dict) -> tuple[tuple[int, int], tuple[int, 
     return new, (top, left, out_h, out_w)
 
 
-def resize_crop_tensor(x: Any, cfg: dict) -> Any:
-    """Resize + centre-crop a float (N, C, H, W) batch on its device, like timm's eval transform."""
+def resize_crop_tensor(x: Any, cfg: dict, max_value: float = 1.0) -> Any:
+    """Resize + centre-crop a float (N, C, H, W) batch on its device, like timm's eval transform.
+
+    ``max_value`` is the top of the pixel range (1 for [0, 1] images, 255 for uint8 ones).
+    """
     torch = import_torch()
     (nh, nw), (top, left, oh, ow) = resize_plan(x.shape[-2], x.shape[-1], cfg)
     if (nh, nw) != tuple(x.shape[-2:]):
@@ -94,7 +97,7 @@ def resize_crop_tensor(x: Any, cfg: dict) -> Any:
         kwargs = {} if mode == "nearest" else {"align_corners": False, "antialias": True}
         x = torch.nn.functional.interpolate(x, size=(nh, nw), mode=mode, **kwargs)
         if mode == "bicubic":  # bicubic overshoots; PIL clamps to the pixel range
-            x = x.clamp_(0.0, 1.0)
+            x = x.clamp_(0.0, max_value)
     return x[..., top : top + oh, left : left + ow]
 
 
