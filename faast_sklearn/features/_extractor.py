@@ -203,6 +203,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.three_d_array = True
         tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []  # always float32, whatever the input
         return tags
 
     # ------------------------------------------------------------------ public API
