@@ -155,3 +155,28 @@ def test_fashion_mnist_idx_reader():
     assert X.shape == (10000, 28, 28) and X.dtype == np.uint8
     assert y.shape == (10000,) and set(np.unique(y)) == set(range(10))
     assert np.all(np.bincount(y) == 1000)
+
+
+def test_idx_parser_roundtrip(tmp_path):
+    import gzip
+
+    import _data
+
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    header = bytes([0, 0, 0x08, 3]) + b"".join(n.to_bytes(4, "big") for n in arr.shape)
+    with gzip.open(tmp_path / "x-idx3-ubyte.gz", "wb") as fh:
+        fh.write(header + arr.tobytes())
+    np.testing.assert_array_equal(_data.load_idx(tmp_path / "x-idx3-ubyte.gz"), arr)
+
+
+def test_reuters_tm_parser(tmp_path):
+    import _data
+
+    for label, body in (("acq", "Company A buys B &amp; C."), ("crude", "Oil   prices\nrise.")):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "reut-00001.xml").write_text(
+            f"<REUTERS><TEXT><TITLE>T {label}</TITLE><BODY>{body}</BODY></TEXT></REUTERS>"
+        )
+    texts, labels = _data.load_reuters_tm(tmp_path)
+    assert list(labels) == ["acq", "crude"]
+    assert texts[0] == "T acq Company A buys B & C." and texts[1] == "T crude Oil prices rise."
