@@ -73,7 +73,7 @@ def one_hot_pm(y, n_classes):
     return Y
 
 
-def bench_point(n, d, n_classes, repeat, device, sklearn_ok, n_test=10000):
+def bench_point(n, d, n_classes, repeat, device, sklearn_ok, sk_methods, n_test=10000):
     X, y = make_data(n + n_test, d, n_classes)
     Xtr, ytr, Xte, yte = X[:n], y[:n], X[n:], y[n:]
     rows = []
@@ -123,7 +123,7 @@ def bench_point(n, d, n_classes, repeat, device, sklearn_ok, n_test=10000):
         )
         del Xg, Xteg
 
-    if sklearn_ok:
+    if sklearn_ok and "RidgeClassifierCV" in sk_methods:
         ref = RidgeClassifierCV(alphas=SK_ALPHAS)
         t, mem, ref = timed(lambda: ref.fit(Xtr, ytr), repeat)
         tp, _, pred = timed(lambda: ref.predict(Xte), repeat)
@@ -135,11 +135,14 @@ def bench_point(n, d, n_classes, repeat, device, sklearn_ok, n_test=10000):
             float((pred == yte).mean()),
             f"alpha_={ref.alpha_:.3g}",
         )
-        Y = one_hot_pm(ytr, n_classes)
+        del ref
+    Y = one_hot_pm(ytr, n_classes) if sklearn_ok else None
+    if sklearn_ok and "Ridge" in sk_methods:
         ridge = Ridge(alpha=1.0)
         t, mem, ridge = timed(lambda: ridge.fit(Xtr, Y), repeat)
         tp, _, out = timed(lambda: ridge.predict(Xte), repeat)
         record("Ridge(alpha=1)", t, mem, tp, float((out.argmax(1) == yte).mean()))
+    if sklearn_ok and "LinearRegression" in sk_methods:
         lin = LinearRegression()
         t, mem, lin = timed(lambda: lin.fit(Xtr, Y), repeat)
         tp, _, out = timed(lambda: lin.predict(Xte), repeat)
@@ -183,6 +186,12 @@ def main(argv=None):
         help="run scikit-learn only up to this many rows (it is slow and memory-bound)",
     )
     p.add_argument(
+        "--sk-methods",
+        nargs="*",
+        default=["RidgeClassifierCV", "Ridge", "LinearRegression"],
+        help="scikit-learn methods to run",
+    )
+    p.add_argument(
         "--stream",
         type=float,
         nargs="*",
@@ -215,8 +224,9 @@ def main(argv=None):
         for d in args.d:
             for c in args.classes:
                 n_i = int(n)
-                rows += bench_point(n_i, d, c, args.repeat, device, n_i <= args.skip_sklearn_above)
-                print(json.dumps(rows[-1]), flush=True)
+                rows += bench_point(
+                    n_i, d, c, args.repeat, device, n_i <= args.skip_sklearn_above, args.sk_methods
+                )
     stream = [bench_streaming(int(n), args.d[0], args.classes[0], 10000) for n in args.stream]
     meta = dict(
         machine=platform.node(),

