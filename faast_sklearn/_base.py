@@ -296,7 +296,8 @@ class _BaseFAAST(BaseEstimator):
             out = out + torch.as_tensor(intercept, dtype=X.dtype, device=X.device)
             out = out.cpu().numpy().astype(np.float64)
         else:
-            out = X @ coef + intercept
+            # Products in the input's precision: float32 features need no float64 copy.
+            out = (X @ coef.astype(X.dtype, copy=False)).astype(np.float64) + intercept
         share = self._prior_share(X)
         return out if share is None else out + share
 
