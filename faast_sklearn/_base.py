@@ -20,7 +20,7 @@ from sklearn.utils.validation import (
 )
 
 from .solvers import Statistics, resolve_backend, solve, spectrum
-from .solvers._backends import ScipyBackend, TorchBackend
+from .solvers._backends import ScipyBackend
 from .utils._torch import import_torch, is_tensor
 
 # Paper's default prior strength: N0 = 40 examples per class (N0 = 400 on CIFAR-10).
@@ -47,7 +47,7 @@ class _BaseFAAST(BaseEstimator):
         "prior": [None, StrOptions({"identity"}), callable, HasMethods(["predict"])],
         "prior_strength": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "solver": [StrOptions({"auto", "torch", "scipy"})],
-        "device": [str, object],
+        "device": "no_validation",  # resolved (and checked) by utils._torch.resolve_device
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
     }
@@ -236,10 +236,9 @@ class _BaseFAAST(BaseEstimator):
     def _ensure_solution(self) -> dict:
         check_is_fitted(self)
         if self.__dict__.get("_solution") is None:
-            # After partial_fit: solve on the host (the statistics live there) unless the
-            # torch back-end was used for the data, in which case reuse its device.
-            backend = TorchBackend(self.device_) if self.solver_ == "torch" else ScipyBackend()
-            self._solution = self._solve(backend)
+            # After partial_fit (or unpickling such a model elsewhere): resolve the back-end
+            # anew, so that a model streamed on a GPU machine still solves on a laptop.
+            self._solution = self._solve(resolve_backend(self.solver, self.device))
         return self._solution
 
     def _embedding(self):

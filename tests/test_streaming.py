@@ -113,3 +113,13 @@ def test_partial_fit_defers_the_solve():
     assert clf._solution is not None
     clf.partial_fit(X[200:300], y[200:300])
     assert clf._solution is None
+
+
+def test_streamed_model_pickles_before_its_deferred_solve():
+    import pickle
+
+    X, y = load_digits(return_X_y=True)
+    clf = FAASTClassifier().partial_fit(X[:300], y[:300])
+    back = pickle.loads(pickle.dumps(clf))  # unsolved statistics travel; solved on first use
+    assert back._solution is None
+    np.testing.assert_array_equal(back.predict(X[300:]), clf.predict(X[300:]))

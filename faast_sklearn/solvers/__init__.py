@@ -23,21 +23,21 @@ def resolve_backend(solver: str, device, X=None) -> Backend:
     if solver == "scipy":
         if device not in ("auto", "cpu"):
             raise ValueError(f"solver='scipy' runs on the CPU; got device={device!r}.")
-        return ScipyBackend()
+        return SOLVERS["scipy"]()
     if solver == "auto" and not torch_available():
         if device not in ("auto", "cpu"):
             raise ValueError(
                 f"device={device!r} needs PyTorch, which is not installed: "
                 "pip install faast-sklearn[torch]"
             )
-        return ScipyBackend()
+        return SOLVERS["scipy"]()
     if device == "auto" and tensor_device is not None:
         resolved = tensor_device
     else:
         resolved = resolve_device(device)
     if solver == "auto" and tensor_device is None and not resolved.startswith("cuda"):
-        return ScipyBackend()
-    return TorchBackend(resolved)
+        return SOLVERS["scipy"]()
+    return SOLVERS["torch"](resolved)
 
 
 __all__ = [
