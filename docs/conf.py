@@ -49,7 +49,6 @@ root_doc = "index"
 
 # -- autodoc / autosummary / numpydoc ---------------------------------------------------------
 autosummary_generate = True
-autodoc_default_options = {"members": False}
 autodoc_typehints = "none"  # numpydoc sections carry the types
 numpydoc_show_class_members = False  # members are listed by the autosummary class template
 numpydoc_class_members_toctree = False
@@ -292,5 +291,24 @@ def _literal_fitted_names(app, what, name, obj, options, lines):
     lines[:] = [_PAREN.sub(fix, line) for line in lines]
 
 
+_SKLEARN_KEPT = {"get_params", "set_params"}
+
+
+def _skip_sklearn_members(app, what, name, obj, skip, options):
+    """Hide members inherited from scikit-learn, except get_params/set_params.
+
+    ``score``, ``set_output`` and the metadata-routing methods are documented by scikit-learn,
+    and their docstrings point into its own documentation (labels this build cannot resolve).
+    """
+    if what != "class" or name in _SKLEARN_KEPT:
+        return None
+    target = getattr(obj, "fget", obj)
+    module = getattr(target, "__module__", None) or type(target).__module__
+    if module.startswith("sklearn."):
+        return True
+    return None
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _literal_fitted_names, priority=100)
+    app.connect("autodoc-skip-member", _skip_sklearn_members)
