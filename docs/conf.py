@@ -176,7 +176,8 @@ def _extraction_table() -> list[str]:
             [
                 path.name,
                 str(machine.get("device", "?")),
-                f"{cfg.get('backbone')} {cfg.get('image_size')} px, {cfg.get('resolved_precision')}",
+                f"{cfg.get('model', cfg.get('backbone'))}, {cfg.get('image_size')} px, "
+                f"{cfg.get('resolved_precision')}",
                 str(cfg.get("n_images")),
                 f"{res['forward_images_per_s']:,.0f}",
                 f"{res['extract_cold_cache_images_per_s']:,.0f}",
@@ -210,7 +211,8 @@ def _extraction_table() -> list[str]:
         "",
         "Throughput of :class:`~faast_sklearn.features.FeatureExtractor` against the bare "
         "forward pass of the network, and a ``GridSearchCV`` whose candidates all reuse the "
-        "cached features (the backbone sees each image once). Generated from "
+        "cached features (the backbone sees each image once). Throughput does not depend on "
+        "the weights, so runs without hub access use random ones. Generated from "
         "``benchmarks/results/extraction-*.json``; ``smoke`` files are tiny CPU runs that "
         "only check the script.",
         "",
