@@ -69,6 +69,7 @@ ax2.set_ylabel("pickled model (KiB)")
 ax2.set_ylim(0, 1.2 * max(state_bytes) / 1024)
 first_nine = n_seen[next(i for i, b in enumerate(batches) if np.any(y_stream[b] == 9))]
 ax1.axvline(first_nine, color="grey", linestyle=":", label="first 9 arrives")
-fig.legend(loc="lower right")
+handles = ax1.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+ax1.legend(handles=handles, loc="center right")
 ax1.set_title("partial_fit: accuracy and state size along the stream")
 fig.tight_layout()
