@@ -275,6 +275,23 @@ def _one_result(path: Path, used: set[Path]) -> list[str]:
 _write_benchmark_pages()
 
 
+def _write_backbone_table() -> None:
+    """``_generated/backbones_table.rst``: the registered backbones, read from the registry."""
+    from faast_sklearn.backbones import get_backbone_meta, list_backbones
+
+    md = ["| name | input | features | source | offline |", "|---|---|---|---|---|"]
+    for name in list_backbones():
+        meta = get_backbone_meta(name)
+        md.append(
+            f"| `{name}` | {meta.get('modality', '')} | {meta.get('n_features', '')} | "
+            f"{meta.get('source', '')} | {'yes' if meta.get('offline') else 'no (hub)'} |"
+        )
+    (GENERATED / "backbones_table.rst").write_text("\n".join(_table(md)) + "\n")
+
+
+_write_backbone_table()
+
+
 # -- docstring guard --------------------------------------------------------------------------
 _PAREN = re.compile(r"\(([^()`]*)\)")
 _TRAILING_UNDERSCORE = re.compile(r"(?<![\w`])([A-Za-z]\w*_)(?![\w`])")
