@@ -253,13 +253,14 @@ def main(argv=None):
             f"{r['fit_peak_host_mb']:.1f} | {r['predict_s']:.4f} | {r['accuracy']:.4f} | "
             f"{r['note']} |"
         )
-    lines += [
-        "",
-        "Streaming partial_fit (batches of 1e4 rows, scipy solver):",
-        "",
-        "| rows | d | classes | seconds | peak host MB |",
-        "|---|---|---|---|---|",
-    ]
+    if stream:
+        lines += [
+            "",
+            "Streaming partial_fit (batches of 1e4 rows, scipy solver):",
+            "",
+            "| rows | d | classes | seconds | peak host MB |",
+            "|---|---|---|---|---|",
+        ]
     for s in stream:
         lines.append(
             f"| {s['n']} | {s['d']} | {s['classes']} | {s['seconds']:.2f} | "

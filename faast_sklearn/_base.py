@@ -21,7 +21,7 @@ from sklearn.utils.validation import (
 
 from .solvers import Statistics, resolve_backend, solve, spectrum
 from .solvers._backends import ScipyBackend
-from .utils._torch import import_torch, is_tensor
+from .utils._torch import import_torch, is_tensor, resolve_device
 
 # Paper's default prior strength: N0 = 40 examples per class (N0 = 400 on CIFAR-10).
 _PRIOR_PER_OUTPUT = 40.0
@@ -69,7 +69,7 @@ class _BaseFAAST(BaseEstimator):
                 batch_size=self.batch_size,
                 verbose=self.verbose,
             )
-            on_gpu = self.solver != "scipy" and str(extractor.device) != "cpu"
+            on_gpu = self.solver != "scipy" and resolve_device(extractor.device) != "cpu"
             X = extractor.extract(X, as_tensor=on_gpu)
             if is_tensor(X) and X.device.type == "cpu":
                 X = X.numpy()

@@ -95,7 +95,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     rank_ : int
         Spectral components used.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when ``X`` has feature names that are all strings.
     n_samples_seen_ : int
     stats_ : Statistics

@@ -217,3 +217,16 @@ def test_cuda_tensor_classifier(digits):
     np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-6, atol=1e-8)
     back = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(back.predict(Xte), ref.predict(Xte))
+
+
+def test_error_variance_is_gcv_estimate_even_when_nearly_interpolating():
+    # 20 rows, 384 features: GCV picks a nearly interpolating fit (n - df < 1). The error
+    # variance behind the probabilities must still be GCV's own estimate (score / n_targets),
+    # not a clamped value that collapses to the floor.
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 384))
+    y = np.arange(20) % 4
+    X = centers[y] + 0.8 * rng.normal(size=(20, 384))
+    clf = FAASTClassifier().fit(X, y)
+    assert clf.alpha_ < 1e-6 * clf.alphas_[-1]
+    np.testing.assert_allclose(clf.error_variance_, clf.gcv_scores_.min() / 4, rtol=1e-10)

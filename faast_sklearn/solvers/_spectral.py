@@ -194,7 +194,12 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
     # Per target, GCV's estimate of the squared error on new rows, n RSS / (n - df)^2 (it
     # exceeds the training residual variance RSS / (n - df) by the estimate's own variance).
     rss_t = spec.rss_perp + shrink[best] @ energy
-    error = n * rss_t / max(dof[best], 1.0) ** 2
+    if np.isfinite(gcv[best]):
+        error = n * rss_t / dof[best] ** 2  # GCV's own estimate, per target
+    else:
+        # No strength leaves residual degrees of freedom (one row, say): fall back on the
+        # targets' variance, the error of predicting their mean.
+        error = (spec.rss_perp + energy.sum(0)) / max(n, 1e-300)
     return Solution(
         coef=coef,
         intercept=intercept,
