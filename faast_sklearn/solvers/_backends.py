@@ -17,9 +17,10 @@ import scipy.linalg
 from ..utils._torch import import_torch, is_tensor
 from ._stats import Moments
 
-# Rows per float64 block of the O(N d^2) pass: bounds the float64 copy of a float32 input
-# (2**16 rows x 1280 features x 8 bytes = 671 MB on a GPU; a quarter of that on the CPU).
-_CHUNK_BYTES = {"cpu": 2**28, "cuda": 2**30}
+# Bytes per float64 block of the O(N d^2) pass: bounds the float64 copies of the input that a
+# block needs (about three), so that fit never holds a float64 copy of all of X. On the CPU,
+# 64 MiB (6,553 rows of 1,280 features) keeps the GEMMs efficient; a GPU takes larger blocks.
+_CHUNK_BYTES = {"cpu": 2**26, "cuda": 2**30}
 
 
 class Backend:

@@ -20,7 +20,8 @@ whole grid of strengths from one eigendecomposition.
 
 Few-shot (rows kept, N <= d): the same ``s``, ``V`` and ``P`` come from the N x N kernel
 ``K = Xs Xs^T = U diag(s) U^T`` as ``V = Xs^T U s^-1/2`` and ``P = s^1/2 U^T Ys``, which costs
-O(N^2 d) instead of O(d^3); ``rss_perp`` is then computed directly, free of cancellation.
+O(N^2 d) instead of O(d^3); ``V`` itself is never formed (``W = Xs^T (U s^-1/2 diag(f) P)``),
+and ``rss_perp`` is computed directly, free of cancellation.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Spectrum:
     """The eigen-representation of a least-squares problem (see the module docstring)."""
 
     s: np.ndarray  # (k,) kept eigenvalues
-    V: np.ndarray  # (d, k) orthonormal eigenvectors
+    V: np.ndarray | None  # (d, k) orthonormal eigenvectors (primal), or None (kernel side)
     P: np.ndarray  # (k, D) projections of the cross-products
     rss_perp: np.ndarray  # (D,) residual outside the span of the features
     trace: float  # trace(A), for the scale of alpha="auto"
@@ -50,6 +51,20 @@ class Spectrum:
     mean_x: np.ndarray  # (d,) zero without an intercept
     mean_y: np.ndarray  # (D,) zero without an intercept
     fit_intercept: bool
+    # Kernel side: V = Xs^T (U s^-1/2) is never formed (that costs d N^2); V @ M is computed
+    # as Xs^T ((U s^-1/2) @ M), d N D.
+    Xs: np.ndarray | None = None
+    U_scaled: np.ndarray | None = None
+
+    @property
+    def n_features(self) -> int:
+        return self.V.shape[0] if self.V is not None else self.Xs.shape[1]
+
+    def expand(self, M: np.ndarray, backend: Backend) -> np.ndarray:
+        """``V @ M``: spectral coefficients (k, D) to feature-space weights (d, D)."""
+        if self.V is not None:
+            return backend.matmul(self.V, M)
+        return backend.matmul(self.Xs.T, self.U_scaled @ M)
 
 
 @dataclass(frozen=True)
@@ -104,11 +119,12 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     s, U = s[keep], U[:, keep]
     UtY = U.T @ Ys
     root_s = np.sqrt(s)
-    V = backend.matmul(Xs.T, U / root_s)
     resid = Ys - U @ UtY
     return Spectrum(
         s=s,
-        V=V,
+        V=None,
+        Xs=Xs,
+        U_scaled=U / root_s,
         P=root_s[:, None] * UtY,
         rss_perp=(resid * resid).sum(0),
         trace=float((Xs * Xs).sum()),
@@ -164,7 +180,7 @@ def _spectrum_from_moments(stats, backend, fit_intercept, embedding):
 def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Solution:
     """Coefficients for ``alpha`` ("auto", a float or an array of floats, chosen by GCV)."""
     s, P = spec.s, spec.P
-    d = spec.V.shape[0]
+    d = spec.n_features
     keep = np.ones(len(s), dtype=bool)
     if rtol is not None and len(s):
         keep = s > rtol * rtol * s[-1]
@@ -189,7 +205,7 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
     # Ties (flat or all-infinite curves) go to the strongest regularisation.
     best = len(alphas) - 1 - int(np.argmin(gcv[::-1]))
     f = filters[best]
-    coef = backend.matmul(spec.V, f[:, None] * P) if len(s) else np.zeros((d, P.shape[1]))
+    coef = spec.expand(f[:, None] * P, backend) if len(s) else np.zeros((d, P.shape[1]))
     intercept = spec.mean_y - spec.mean_x @ coef
     # Per target, GCV's estimate of the squared error on new rows, n RSS / (n - df)^2 (it
     # exceeds the training residual variance RSS / (n - df) by the estimate's own variance).
