@@ -23,7 +23,6 @@ Features: :func:`cached_features` runs ``faast_sklearn.features.FeatureExtractor
 
 from __future__ import annotations
 
-import gzip
 import html
 import os
 import re
@@ -31,14 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# One Fashion-MNIST reader for the package, its demo and the benchmarks.
+from faast_sklearn.datasets import (  # noqa: F401 (re-exported for the scripts)
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIR,
+    load_fashion_mnist,
+    load_idx,
+)
+
 TM_TEXTS_DIR = Path("/usr/lib/R/site-library/tm/texts")
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
-FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
 
 __all__ = [
     "DATASETS",
@@ -48,38 +50,6 @@ __all__ = [
     "load_idx",
     "load_reuters_tm",
 ]
-
-
-def load_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parse an IDX file (optionally ``.gz``): big-endian header, then the raw array."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    if data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic {data[:4]!r})")
-    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    dtype = np.dtype(dtypes[data[2]])
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    arr = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim, count=int(np.prod(shape)))
-    return arr.reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = None):
-    """Fashion-MNIST images ``(N, 28, 28)`` uint8 and labels ``(N,)`` int64, from the Debian
-    package ``dataset-fashion-mnist``."""
-    root = Path(root or os.environ.get("FAAST_FASHION_MNIST", FASHION_MNIST_DIR))
-    prefix = {"train": "train", "test": "t10k"}[split]
-    img = root / f"{prefix}-images-idx3-ubyte.gz"
-    if not img.exists():
-        raise FileNotFoundError(
-            f"{img} not found: run `apt-get install dataset-fashion-mnist` "
-            "or set FAAST_FASHION_MNIST to the folder holding the IDX .gz files"
-        )
-    X = load_idx(img)
-    y = load_idx(root / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
-    return X, y
 
 
 def load_reuters_tm(root: str | os.PathLike | None = None):
