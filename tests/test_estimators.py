@@ -230,3 +230,12 @@ def test_error_variance_is_gcv_estimate_even_when_nearly_interpolating():
     clf = FAASTClassifier().fit(X, y)
     assert clf.alpha_ < 1e-6 * clf.alphas_[-1]
     np.testing.assert_allclose(clf.error_variance_, clf.gcv_scores_.min() / 4, rtol=1e-10)
+
+
+def test_one_shot_fit_does_not_warn():
+    import warnings
+
+    X = np.random.default_rng(0).normal(size=(20, 30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FAASTClassifier().fit(X, np.arange(20))  # one example per class

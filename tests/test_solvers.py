@@ -185,6 +185,19 @@ def test_resolve_backend():
         resolve_backend("scipy", "cuda")
 
 
+def test_auto_solver_without_torch(monkeypatch, rng):
+    # Where torch is not installed, "auto" is the NumPy/SciPy solver, and asking for a GPU
+    # says what to install.
+    import faast_sklearn.solvers as solvers
+
+    monkeypatch.setattr(solvers, "torch_available", lambda: False)
+    assert resolve_backend("auto", "auto").name == "scipy"
+    with pytest.raises(ValueError, match="pip install faast-sklearn\\[torch\\]"):
+        resolve_backend("auto", "cuda")
+    X, Y = _problem(rng, 50, 5)
+    assert FAASTRegressor().fit(X, Y).solver_ == "scipy"
+
+
 @pytest.mark.gpu
 def test_cuda_solver_matches_scipy(rng):
     X, Y = _problem(rng, 3000, 128)
