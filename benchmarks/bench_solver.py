@@ -92,6 +92,7 @@ def bench_point(n, d, n_classes, repeat, device, sklearn_ok, sk_methods, n_test=
                 note=note,
             )
         )
+        print(json.dumps(rows[-1]), flush=True)  # progress, and a record if the run is cut
 
     est = FAASTClassifier(solver="scipy")
     t, mem, est = timed(lambda: est.fit(Xtr, ytr), repeat)
