@@ -29,8 +29,7 @@ _PRIOR_PER_OUTPUT = 40.0
 
 def _fitted_property(name: str, doc: str) -> property:
     def getter(self):
-        if "stats_" not in self.__dict__:
-            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} before fit.")
+        self._require_fitted(name)
         return self._public_solution()[name]
 
     return property(getter, doc=doc)
@@ -299,6 +298,12 @@ class _BaseFAAST(BaseEstimator):
             out = (X @ coef.astype(X.dtype, copy=False)).astype(np.float64) + intercept
         share = self._prior_share(X)
         return out if share is None else out + share
+
+    def _require_fitted(self, name: str) -> None:
+        # Fitted attributes are properties (solved lazily after partial_fit); before fit they
+        # must not exist at all, as scikit-learn's hasattr-based checks expect.
+        if "stats_" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} before fit.")
 
     def __sklearn_is_fitted__(self) -> bool:
         return "stats_" in self.__dict__

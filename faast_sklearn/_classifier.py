@@ -273,10 +273,6 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         return self._error_variance()
 
     # ------------------------------------------------------------------ internals
-    def _require_fitted(self, name):
-        if "stats_" not in self.__dict__:
-            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} before fit.")
-
     def _check_X(self, X):
         self._ensure_solution()
         return self._validate_X(X, reset=False)

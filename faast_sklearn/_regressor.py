@@ -120,27 +120,23 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
     @property
     def coef_(self):
         """Coefficients, shape (n_features,) or (n_targets, n_features)."""
-        self._require("coef_")
+        self._require_fitted("coef_")
         coef = self._linear_targets()[0].T
         return coef.ravel() if self._y_1d else coef
 
     @property
     def intercept_(self):
         """Intercept, float or shape (n_targets,)."""
-        self._require("intercept_")
+        self._require_fitted("intercept_")
         intercept = self._linear_targets()[1]
         return float(intercept[0]) if self._y_1d else intercept
 
     @property
     def error_variance_(self):
         """GCV estimate of the squared prediction error of each target at ``alpha_``."""
-        self._require("error_variance_")
+        self._require_fitted("error_variance_")
         var = self._ensure_solution()["solution"].error_variance
         return float(var[0]) if self._y_1d else var
-
-    def _require(self, name):
-        if "stats_" not in self.__dict__:
-            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} before fit.")
 
     def _n_outputs(self) -> int:
         return self.stats_.n_targets
