@@ -2,7 +2,17 @@
 
 from ._classifier import FAASTClassifier
 from ._regressor import FAASTRegressor
+from .backbones import BackboneSpec, list_backbones, register_backbone
+from .features import FeatureExtractor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["FAASTClassifier", "FAASTRegressor", "__version__"]
+__all__ = [
+    "BackboneSpec",
+    "FAASTClassifier",
+    "FAASTRegressor",
+    "FeatureExtractor",
+    "__version__",
+    "list_backbones",
+    "register_backbone",
+]
