@@ -21,6 +21,7 @@ from sklearn.utils.validation import (
 
 from .solvers import Statistics, resolve_backend, solve, spectrum
 from .solvers._backends import ScipyBackend
+from .solvers._cache import FIT_CACHE
 from .utils._torch import import_torch, is_tensor, resolve_device
 
 # Paper's default prior strength: N0 = 40 examples per class (N0 = 400 on CIFAR-10).
@@ -157,13 +158,27 @@ class _BaseFAAST(BaseEstimator):
                 y, w, first=first, partial=partial, classes=classes
             )
             backend = resolve_backend(self.solver, self.device, X)
-            if first:
-                stats = Statistics.empty(X.shape[1], n_targets)
+            entry = None
+            if not partial:
+                # A clone fitted on these very rows before (GridSearchCV over alpha or rtol):
+                # reuse its statistics, and below its eigendecomposition.
+                key = np.append(targets, n_targets)
+                tag = f"{backend.name}:{backend.device}"
+                entry = FIT_CACHE.get(tag, X, key, w)
+                if entry is None:
+                    stats = Statistics.empty(X.shape[1], n_targets).merge(
+                        self._batch_statistics(backend, X, targets, w, n_targets)
+                    )
+                    entry = FIT_CACHE.put(tag, X, key, w, stats)
+                stats = entry.stats
             else:
-                stats = self.stats_
-                if columns is not None:
-                    stats = stats.with_targets(n_targets, columns)
-            stats = stats.merge(self._batch_statistics(backend, X, targets, w, n_targets))
+                if first:
+                    stats = Statistics.empty(X.shape[1], n_targets)
+                else:
+                    stats = self.stats_
+                    if columns is not None:
+                        stats = stats.with_targets(n_targets, columns)
+                stats = stats.merge(self._batch_statistics(backend, X, targets, w, n_targets))
         except BaseException:
             # validate_data assigns n_features_in_ on reset: restore the previous state.
             for k in ("n_features_in_", "feature_names_in_"):
@@ -176,7 +191,7 @@ class _BaseFAAST(BaseEstimator):
             device_=backend.device,
             n_samples_seen_=(0 if first else self.n_samples_seen_) + int(X.shape[0]),
         )
-        return state, backend
+        return state, backend, entry
 
     @staticmethod
     def _batch_statistics(backend, X, targets, w, n_targets) -> Statistics:
@@ -192,15 +207,15 @@ class _BaseFAAST(BaseEstimator):
             return Statistics(d, n_targets, d, rows=(Xh, Y, w))
         return Statistics(d, n_targets, d, moments=backend.moments(X, targets, w, n_targets))
 
-    def _set_state(self, state: dict, backend, *, solve_now: bool) -> None:
+    def _set_state(self, state: dict, backend, entry=None, *, solve_now: bool) -> None:
         self.__dict__.update(state)
         self._solution = None
         if solve_now:
-            self._solution = self._solve(backend)
+            self._solution = self._solve(backend, entry)
 
     def fit(self, X, y, sample_weight=None):
-        state, backend = self._accumulate(X, y, sample_weight, partial=False)
-        self._set_state(state, backend, solve_now=True)
+        state, backend, entry = self._accumulate(X, y, sample_weight, partial=False)
+        self._set_state(state, backend, entry, solve_now=True)
         return self
 
     # ------------------------------------------------------------------ solve
@@ -221,12 +236,20 @@ class _BaseFAAST(BaseEstimator):
             )
         return a if a.ndim else float(a)
 
-    def _solve(self, backend) -> dict:
-        """Solve from ``stats_``; returns the raw solution (coefficients in target space)."""
+    def _solve(self, backend, entry=None) -> dict:
+        """Solve from ``stats_``; returns the raw solution (coefficients in target space).
+
+        ``entry`` (from the fit cache) memoises the spectrum, which depends on the data, the
+        intercept and the class embedding, but not on ``alpha`` or ``rtol``.
+        """
         stats = self.stats_
-        spec = spectrum(
-            stats, backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
-        )
+        embedding = self._embedding()
+        memo_key = (self.fit_intercept, None if embedding is None else embedding.tobytes())
+        spec = entry.spectra.get(memo_key) if entry is not None else None
+        if spec is None:
+            spec = spectrum(stats, backend, fit_intercept=self.fit_intercept, embedding=embedding)
+            if entry is not None:
+                entry.spectra[memo_key] = spec
         sol = solve(
             spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.weight)
         )

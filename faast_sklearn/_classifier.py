@@ -198,7 +198,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         self : FAASTClassifier
         """
         self._validate_params()
-        state, backend = self._accumulate(X, y, sample_weight, partial=True, classes=classes)
+        state, backend, _ = self._accumulate(X, y, sample_weight, partial=True, classes=classes)
         self._set_state(state, backend, solve_now=False)
         return self
 

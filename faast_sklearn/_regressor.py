@@ -105,7 +105,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         self : FAASTRegressor
         """
         self._validate_params()
-        state, backend = self._accumulate(X, y, sample_weight, partial=True)
+        state, backend, _ = self._accumulate(X, y, sample_weight, partial=True)
         self._set_state(state, backend, solve_now=False)
         return self
 

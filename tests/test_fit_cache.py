@@ -1,0 +1,89 @@
+"""The fit cache: a grid over alpha/rtol reuses each fold's statistics and spectrum, exactly."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV
+
+from faast_sklearn import FAASTClassifier, FAASTRegressor
+from faast_sklearn.solvers import _spectral
+from faast_sklearn.solvers._cache import FIT_CACHE, FitCache
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    FIT_CACHE.clear()
+    yield
+    FIT_CACHE.clear()
+
+
+def _count_spectra(monkeypatch):
+    calls = []
+    real = _spectral.spectrum
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    import faast_sklearn._base as base
+
+    monkeypatch.setattr(base, "spectrum", counting)
+    return calls
+
+
+def test_grid_search_decomposes_once_per_fold_and_intercept(monkeypatch):
+    calls = _count_spectra(monkeypatch)
+    X, y = load_digits(return_X_y=True)
+    grid = {"alpha": list(np.logspace(-2, 3, 6)), "fit_intercept": [True, False]}
+    search = GridSearchCV(FAASTClassifier(), grid, cv=3).fit(X, y)
+    assert len(calls) == 3 * 2 + 1  # folds x intercepts, plus the refit on all rows
+    # Cached and uncached fits give the same models.
+    FIT_CACHE.clear()
+    best = search.best_estimator_
+    fresh = FAASTClassifier(**search.best_params_).fit(X, y)
+    np.testing.assert_array_equal(fresh.coef_, best.coef_)
+
+
+def test_hit_requires_identical_data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 10))
+    y = X @ rng.normal(size=10)
+    a = FAASTRegressor(alpha=1.0).fit(X, y)
+    X2 = X.copy()
+    X2[150, 3] += 1e-9  # not a sampled fingerprint row: the full comparison must catch it
+    b = FAASTRegressor(alpha=1.0).fit(X2, y)
+    c = FAASTRegressor(alpha=1.0).fit(X, y, sample_weight=np.full(200, 2.0))
+    assert FIT_CACHE.hits == 0 and FIT_CACHE.misses == 3
+    assert not np.array_equal(a.coef_, b.coef_)
+    # The caller mutating its array after a fit cannot poison the cache.
+    X[0, 0] = 100.0
+    d = FAASTRegressor(alpha=1.0).fit(X, y)
+    assert FIT_CACHE.hits == 0
+    np.testing.assert_allclose(d.coef_, FAASTRegressor(alpha=1.0, solver="scipy").fit(X, y).coef_)
+    assert c is not None
+
+
+def test_solvers_do_not_share_entries():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 5)), rng.normal(size=100)
+    FAASTRegressor(solver="scipy").fit(X, y)
+    FAASTRegressor(solver="torch", device="cpu").fit(X, y)
+    assert FIT_CACHE.hits == 0 and len(FIT_CACHE) == 2
+    FAASTRegressor(solver="scipy", alpha=3.0).fit(X, y)
+    assert FIT_CACHE.hits == 1
+
+
+def test_bounded_and_partial_fit_untouched():
+    cache = FitCache(max_bytes=10_000)
+    rng = np.random.default_rng(0)
+    from faast_sklearn.solvers import Statistics
+
+    stats = Statistics.empty(4, 1)
+    for _ in range(20):
+        cache.put("scipy:cpu", rng.normal(size=(50, 4)), np.zeros(50), np.ones(50), stats)
+    assert cache._bytes <= cache.max_bytes
+    big = rng.normal(size=(1000, 4))  # 32 KB: over a quarter of the budget, never kept
+    cache.put("scipy:cpu", big, np.zeros(1000), np.ones(1000), stats)
+    assert cache.get("scipy:cpu", big, np.zeros(1000), np.ones(1000)) is None
+    FAASTRegressor().partial_fit(rng.normal(size=(30, 4)), rng.normal(size=30))
+    assert len(FIT_CACHE) == 0
