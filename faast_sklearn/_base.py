@@ -141,6 +141,7 @@ class _BaseFAAST(BaseEstimator):
         targets kept so far (or None) and subclass state to assign.
         """
         first = not partial or "stats_" not in self.__dict__
+        self._validated_alpha()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -208,10 +209,17 @@ class _BaseFAAST(BaseEstimator):
         return Statistics(d, n_targets, d, moments=backend.moments(X, targets, w, n_targets))
 
     def _set_state(self, state: dict, backend, entry=None, *, solve_now: bool) -> None:
+        # The solve reads the new state; should it fail, the estimator is restored whole.
+        previous = dict(self.__dict__)
         self.__dict__.update(state)
         self._solution = None
         if solve_now:
-            self._solution = self._solve(backend, entry)
+            try:
+                self._solution = self._solve(backend, entry)
+            except BaseException:
+                self.__dict__.clear()
+                self.__dict__.update(previous)
+                raise
 
     def fit(self, X, y, sample_weight=None):
         state, backend, entry = self._accumulate(X, y, sample_weight, partial=False)

@@ -133,3 +133,24 @@ def test_cuda_device_without_cuda(data):
     X, y = data
     with pytest.raises(ValueError, match="CUDA is not available"):
         FAASTClassifier(device="cuda").fit(X, y)
+
+
+def test_failing_solve_restores_the_previous_model(data, monkeypatch):
+    import faast_sklearn._base as base
+
+    X, y = data
+    clf = FAASTClassifier().fit(X, y)
+    before = _state(clf)
+    clf.set_params(alpha=[-1.0])
+    with pytest.raises(ValueError, match="alpha"):
+        clf.fit(X, y)
+    clf.set_params(alpha="auto")
+    assert _state(clf) == before
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("solver failure")
+
+    monkeypatch.setattr(base, "solve", broken)
+    with pytest.raises(RuntimeError, match="solver failure"):
+        clf.fit(X[:30], y[:30])
+    assert _state(clf) == before
