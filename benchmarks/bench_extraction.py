@@ -33,12 +33,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import GridSearchCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -66,6 +69,11 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is reported")
     p.add_argument("--n-classes", type=int, default=10)
     p.add_argument("--no-fit", action="store_true", help="skip the FAASTClassifier timings")
+    p.add_argument(
+        "--paths",
+        action="store_true",
+        help="also time fit and grid search on the images saved as PNG files",
+    )
     p.add_argument(
         "--smoke",
         action="store_true",
@@ -114,6 +122,26 @@ def time_forward(torch, backbone, args, device, precision):
     run()  # warm-up: kernels selected, memory pools filled
     best, times = best_time(run, args.repeats)
     return n_batches * args.batch_size / best, times
+
+
+def time_grid(estimator, X, y):
+    """Seconds of GridSearchCV over 10 alphas x 5 folds from a cold feature cache, and the
+    number of images the backbone saw."""
+    clear_feature_cache()
+    reset_extraction_stats()
+    start = time.perf_counter()
+    GridSearchCV(estimator, {"alpha": np.logspace(-3, 3, 10)}, cv=5).fit(X, y)
+    return time.perf_counter() - start, extraction_stats()["samples"]
+
+
+def write_images(X, folder):
+    """Save uint8 (N, H, W, 3) images as PNG files; returns their paths."""
+    from PIL import Image
+
+    paths = [os.path.join(folder, f"{i:06d}.png") for i in range(len(X))]
+    for path, image in zip(paths, X, strict=True):
+        Image.fromarray(image).save(path, compress_level=1)
+    return paths
 
 
 def make_classifier(extractor, alpha=1.0):
@@ -166,57 +194,65 @@ def main(argv=None):
     print(f"extract_warm_cache    : {args.n_images / best:10.1f} images/s", flush=True)
 
     if not args.no_fit:
-        try:
-            from sklearn.model_selection import GridSearchCV
+        from faast_sklearn import FAASTClassifier
 
-            ext = extractor()
-            fit_best, _ = best_time(
-                lambda: make_classifier(ext).fit(X, y), args.repeats, clear_feature_cache
-            )
-            results["fit_images_per_s"] = args.n_images / fit_best
-            results["fit_ratio_to_forward"] = args.n_images / fit_best / fwd
-            print(
-                f"fit (cold cache)      : {args.n_images / fit_best:10.1f} images/s "
-                f"({args.n_images / fit_best / fwd:.2f} x forward)",
-                flush=True,
-            )
-            grid = GridSearchCV(make_classifier(ext), {"alpha": np.logspace(-3, 3, 10)}, cv=5)
-            clear_feature_cache()
-            reset_extraction_stats()
-            start = time.perf_counter()
-            grid.fit(X, y)
-            grid_s = time.perf_counter() - start
-            samples = extraction_stats()["samples"]
+        ext = extractor()
+        fit_best, _ = best_time(
+            lambda: make_classifier(ext).fit(X, y), args.repeats, clear_feature_cache
+        )
+        results["fit_images_per_s"] = args.n_images / fit_best
+        results["fit_ratio_to_forward"] = args.n_images / fit_best / fwd
+        print(
+            f"fit (cold cache)      : {args.n_images / fit_best:10.1f} images/s "
+            f"({args.n_images / fit_best / fwd:.2f} x forward)",
+            flush=True,
+        )
+        grid_s, samples = time_grid(make_classifier(ext), X, y)
+        results.update(
+            grid_search_s=grid_s,
+            single_fit_s=fit_best,
+            grid_to_fit_ratio=grid_s / fit_best,
+            grid_backbone_samples=samples,
+        )
+        print(
+            f"grid search 10x5      : {grid_s:.2f} s = {grid_s / fit_best:.2f} x fit; "
+            f"backbone saw {samples} images for {args.n_images}",
+            flush=True,
+        )
+        # The same search on features extracted once: GridSearchCV then indexes small
+        # feature rows instead of copying (and re-hashing) images for each of its 51 fits.
+        clear_feature_cache()
+        start = time.perf_counter()
+        feats = ext.transform(X)
+        GridSearchCV(FAASTClassifier(), {"alpha": np.logspace(-3, 3, 10)}, cv=5).fit(feats, y)
+        feat_grid_s = time.perf_counter() - start
+        results.update(
+            grid_on_features_s=feat_grid_s, grid_on_features_to_fit_ratio=feat_grid_s / fit_best
+        )
+        print(
+            f"extract + grid on features: {feat_grid_s:.2f} s = {feat_grid_s / fit_best:.2f} x fit",
+            flush=True,
+        )
+        if args.paths:
+            # Image files: folds index a list of paths (cheap) and rows are keyed by path, size
+            # and modification time, so the search should cost little more than one fit.
+            with tempfile.TemporaryDirectory() as folder:
+                paths = write_images(X, folder)
+                path_fit, _ = best_time(
+                    lambda: make_classifier(ext).fit(paths, y), args.repeats, clear_feature_cache
+                )
+                path_grid, samples = time_grid(make_classifier(ext), paths, y)
             results.update(
-                grid_search_s=grid_s,
-                single_fit_s=fit_best,
-                grid_to_fit_ratio=grid_s / fit_best,
-                grid_backbone_samples=samples,
+                paths_fit_s=path_fit,
+                paths_grid_search_s=path_grid,
+                paths_grid_to_fit_ratio=path_grid / path_fit,
+                paths_grid_backbone_samples=samples,
             )
             print(
-                f"grid search 10x5      : {grid_s:.2f} s = {grid_s / fit_best:.2f} x fit; "
-                f"backbone saw {samples} images for {args.n_images}",
+                f"files: fit {path_fit:.2f} s, grid {path_grid:.2f} s = "
+                f"{path_grid / path_fit:.2f} x fit; backbone saw {samples} images",
                 flush=True,
             )
-            # The same search on features extracted once: GridSearchCV then indexes small
-            # feature rows instead of copying (and re-hashing) images for each of its 51 fits.
-            from faast_sklearn import FAASTClassifier
-
-            clear_feature_cache()
-            start = time.perf_counter()
-            feats = ext.transform(X)
-            GridSearchCV(FAASTClassifier(), {"alpha": np.logspace(-3, 3, 10)}, cv=5).fit(feats, y)
-            feat_grid_s = time.perf_counter() - start
-            results.update(
-                grid_on_features_s=feat_grid_s, grid_on_features_to_fit_ratio=feat_grid_s / fit_best
-            )
-            print(
-                f"extract + grid on features: {feat_grid_s:.2f} s = {feat_grid_s / fit_best:.2f} x fit",
-                flush=True,
-            )
-        except (ImportError, TypeError, ValueError) as exc:  # estimators not wired yet
-            results["fit_error"] = f"{type(exc).__name__}: {exc}"
-            print(f"fit timings skipped: {results['fit_error']}", flush=True)
 
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
