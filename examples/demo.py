@@ -6,7 +6,7 @@ features. FAAST then fits its fast weights in closed form, few-shot and on the f
 subset, next to a backprop-trained linear probe and LogisticRegression on the same features.
 
 Run ``python examples/demo.py --help`` for the options; on 2 CPU cores the default run takes
-about two minutes, most of it in the backbone's forward pass.
+about 40 seconds, most of it in the backbone's forward pass (about 260 images/s at 96 px).
 """
 
 from __future__ import annotations
@@ -23,32 +23,32 @@ from faast_sklearn.datasets import load_demo_images
 from faast_sklearn.features import FeatureExtractor
 
 
-def backprop_probe(X, y, X_test, epochs=20, lr=1e-3, batch_size=64, seed=0):
-    """A linear layer trained by Adam on cross-entropy: the backprop baseline."""
+def backprop_probe(X, y, X_test, steps=300, lr=1e-2, seed=0):
+    """A linear layer trained by full-batch Adam on cross-entropy: the backprop baseline."""
     import torch
 
     torch.manual_seed(seed)
     Xt = torch.from_numpy(X)
     mean, std = Xt.mean(0), Xt.std(0) + 1e-6
     Xt = (Xt - mean) / std
-    yt = torch.from_numpy(np.searchsorted(np.unique(y), y))
-    layer = torch.nn.Linear(X.shape[1], len(np.unique(y)))
+    classes = np.unique(y)
+    yt = torch.from_numpy(np.searchsorted(classes, y))
+    layer = torch.nn.Linear(X.shape[1], len(classes))
     opt = torch.optim.Adam(layer.parameters(), lr=lr, weight_decay=1e-4)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(Xt)).split(batch_size):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(layer(Xt[idx]), yt[idx]).backward()
-            opt.step()
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(layer(Xt), yt).backward()
+        opt.step()
     with torch.no_grad():
         scores = layer((torch.from_numpy(X_test) - mean) / std)
-    return np.unique(y)[scores.argmax(1).numpy()]
+    return classes[scores.argmax(1).numpy()]
 
 
 def run_methods(Ftr, ytr, Fte, yte):
     rows = []
     for name, fit_predict in [
         ("FAAST (closed form)", lambda: FAASTClassifier().fit(Ftr, ytr).predict(Fte)),
-        ("backprop probe (Adam, 20 ep.)", lambda: backprop_probe(Ftr, ytr, Fte)),
+        ("backprop probe (Adam, 300 steps)", lambda: backprop_probe(Ftr, ytr, Fte)),
         (
             "LogisticRegression",
             lambda: LogisticRegression(max_iter=1000).fit(Ftr, ytr).predict(Fte),
