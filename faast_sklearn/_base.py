@@ -222,8 +222,15 @@ class _BaseFAAST(BaseEstimator):
                 raise
 
     def fit(self, X, y, sample_weight=None):
+        self._validate_params()
         state, backend, entry = self._accumulate(X, y, sample_weight, partial=False)
         self._set_state(state, backend, entry, solve_now=True)
+        return self
+
+    def _partial_fit(self, X, y, sample_weight, classes=None):
+        self._validate_params()
+        state, backend, _ = self._accumulate(X, y, sample_weight, partial=True, classes=classes)
+        self._set_state(state, backend, solve_now=False)
         return self
 
     # ------------------------------------------------------------------ solve

@@ -178,7 +178,6 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         -------
         self : FAASTClassifier
         """
-        self._validate_params()
         return super().fit(X, y, sample_weight)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -199,10 +198,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         -------
         self : FAASTClassifier
         """
-        self._validate_params()
-        state, backend, _ = self._accumulate(X, y, sample_weight, partial=True, classes=classes)
-        self._set_state(state, backend, solve_now=False)
-        return self
+        return self._partial_fit(X, y, sample_weight, classes=classes)
 
     def decision_function(self, X):
         """Log-odds of each class (binary: of ``classes_[1]``).

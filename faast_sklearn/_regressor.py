@@ -94,7 +94,6 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         -------
         self : FAASTRegressor
         """
-        self._validate_params()
         return super().fit(X, y, sample_weight)
 
     def partial_fit(self, X, y, sample_weight=None):
@@ -104,10 +103,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         -------
         self : FAASTRegressor
         """
-        self._validate_params()
-        state, backend, _ = self._accumulate(X, y, sample_weight, partial=True)
-        self._set_state(state, backend, solve_now=False)
-        return self
+        return self._partial_fit(X, y, sample_weight)
 
     def predict(self, X):
         """Predicted targets, shape (n_samples,) or (n_samples, n_targets)."""
