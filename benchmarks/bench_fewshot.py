@@ -140,6 +140,15 @@ def load_features(args):
     return Xs, ds["y_support"], Xq, ds["y_query"], f"{args.backbone}{size}"
 
 
+def write_results(payload, out, to_markdown):
+    """Write ``payload`` as JSON at ``out`` and its markdown table beside it; returns the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
+    out.with_suffix(".md").write_text(to_markdown(payload))
+    return out
+
+
 def machine_info(device):
     import sklearn
     import torch
@@ -341,10 +350,7 @@ def main(argv=None):
         },
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
-    out.with_suffix(".md").write_text(to_markdown(payload))
+    out = write_results(payload, args.out, to_markdown)
     png = plot(payload, out.with_suffix(".png"))
     print(f"wrote {out}, {out.with_suffix('.md')}" + (f", {png}" if png else ""))
     return payload

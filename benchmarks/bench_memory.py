@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _readers  # noqa: E402
-from bench_fewshot import faast_available, machine_info  # noqa: E402
+from bench_fewshot import faast_available, machine_info, write_results  # noqa: E402
 
 DEFAULT_METHODS = ["faast", "knn", "softmax_attention", "linear_attention"]
 
@@ -225,10 +224,7 @@ def main(argv=None):
         },
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
-    out.with_suffix(".md").write_text(to_markdown(payload))
+    out = write_results(payload, args.out, to_markdown)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return payload
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 import tracemalloc
@@ -36,7 +35,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _readers  # noqa: E402
-from bench_fewshot import faast_available, load_features, machine_info  # noqa: E402
+from bench_fewshot import (  # noqa: E402
+    faast_available,
+    load_features,
+    machine_info,
+    write_results,
+)
 
 DEFAULT_METHODS = [
     "faast_fit",
@@ -251,10 +255,7 @@ def main(argv=None):
         },
         "results": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
-    out.with_suffix(".md").write_text(to_markdown(payload))
+    out = write_results(payload, args.out, to_markdown)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return payload
 

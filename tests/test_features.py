@@ -21,16 +21,7 @@ from faast_sklearn.features import (  # noqa: E402
     as_extractor,
     clear_feature_cache,
     extraction_stats,
-    reset_extraction_stats,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    clear_feature_cache()
-    reset_extraction_stats()
-    yield
-    clear_feature_cache()
 
 
 @pytest.fixture

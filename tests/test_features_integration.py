@@ -18,18 +18,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from faast_sklearn.backbones import BackboneSpec, clear_backbone_cache  # noqa: E402
 from faast_sklearn.features import (  # noqa: E402
     FeatureExtractor,
-    clear_feature_cache,
     extraction_stats,
-    reset_extraction_stats,
 )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    clear_feature_cache()
-    reset_extraction_stats()
-    yield
-    clear_feature_cache()
 
 
 @parametrize_with_checks([FeatureExtractor("test_tiny", device="cpu")])
