@@ -9,8 +9,10 @@ Three numbers for one backbone, measured in one run on one device:
 * ``fit``: ``FAASTClassifier(backbone=...).fit(X, y)`` on those arrays, cold cache, and
   ``GridSearchCV(FAASTClassifier(backbone=...), {"alpha": 10 values}, cv=5)``, cold cache,
   where the backbone sees each image once (``grid_backbone_samples``); the rest of its cost
-  is scikit-learn copying the image rows of each fold and the cache hashing them again. For
-  comparison, the same search on features extracted once (``grid_on_features_s``).
+  is scikit-learn copying the image rows of each fold (``grid_fold_copies_s``, timed alone)
+  and the cache hashing them again. The same search on 28 x 28 grey arrays resized on the
+  device (``grey28_*``), on features extracted once (``grid_on_features_s``) and, with
+  ``--paths``, on PNG files (``paths_*``).
 
 Random weights (``pretrained=False``) are used: throughput does not depend on the values.
 Targets from issue 3: extract/fit throughput >= 0.9 x forward; grid search <= 1.5 x fit.
@@ -134,6 +136,19 @@ def time_grid(estimator, X, y):
     return time.perf_counter() - start, extraction_stats()["samples"]
 
 
+def time_fold_copies(X, y):
+    """Seconds GridSearchCV spends copying X for its 50 (alpha, fold) fits and scores alone:
+    the floor of any search on in-memory arrays, whatever the estimator does."""
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.utils import _safe_indexing
+
+    start = time.perf_counter()
+    for _ in range(10):
+        for train, test in StratifiedKFold(5).split(X, y):
+            _safe_indexing(X, train), _safe_indexing(X, test)
+    return time.perf_counter() - start
+
+
 def write_images(X, folder):
     """Save uint8 (N, H, W, 3) images as PNG files; returns their paths."""
     from PIL import Image
@@ -217,6 +232,27 @@ def main(argv=None):
         print(
             f"grid search 10x5      : {grid_s:.2f} s = {grid_s / fit_best:.2f} x fit; "
             f"backbone saw {samples} images for {args.n_images}",
+            flush=True,
+        )
+        copies = time_fold_copies(X, y)
+        results.update(grid_fold_copies_s=copies, grid_fold_copies_to_fit_ratio=copies / fit_best)
+        print(f"  of which sklearn's fold copies alone: {copies:.2f} s", flush=True)
+        # Small grey images in memory (Fashion-MNIST's 28 x 28), resized on the device: the
+        # same forward passes, 1/192 of the host bytes to copy and hash per fold.
+        Xg = rng.integers(0, 256, (args.n_images, 28, 28), dtype=np.uint8)
+        grey_fit, _ = best_time(
+            lambda: make_classifier(ext).fit(Xg, y), args.repeats, clear_feature_cache
+        )
+        grey_grid, samples = time_grid(make_classifier(ext), Xg, y)
+        results.update(
+            grey28_fit_s=grey_fit,
+            grey28_grid_search_s=grey_grid,
+            grey28_grid_to_fit_ratio=grey_grid / grey_fit,
+            grey28_grid_backbone_samples=samples,
+        )
+        print(
+            f"28 px grey arrays: fit {grey_fit:.2f} s, grid {grey_grid:.2f} s = "
+            f"{grey_grid / grey_fit:.2f} x fit; backbone saw {samples} images",
             flush=True,
         )
         # The same search on features extracted once: GridSearchCV then indexes small

@@ -313,6 +313,28 @@ def main(argv=None):
     min_pool = int(np.bincount(np.unique(ys, return_inverse=True)[1]).min())
     results = []
     t_start = time.perf_counter()
+
+    def payload():
+        return {
+            "meta": {
+                "benchmark": "fewshot",
+                "dataset": args.dataset if not args.features else Path(args.features).name,
+                "features": desc,
+                "n_features": int(Xs.shape[1]),
+                "n_classes": int(len(np.unique(ys))),
+                "episodes": args.episodes,
+                "n_query": args.n_query,
+                "seed": args.seed,
+                "methods": {m: METHOD_NOTES.get(m, "") for m in methods},
+                "skipped": skipped,
+                "machine": machine_info(args.device),
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+                "wall_s": round(time.perf_counter() - t_start, 1),
+            },
+            "results": results,
+        }
+
     for k in args.shots:
         if k > min_pool:
             skipped.append(f"{k}-shot (smallest class has {min_pool} support rows)")
@@ -331,29 +353,13 @@ def main(argv=None):
                       + (f"  ERR {r['errors'][0]}" if r["errors"] else ""), flush=True)  # fmt: skip
         if args.verbose:
             print(f"  ({time.perf_counter() - t0:.1f} s for {k}-shot)", flush=True)
-    payload = {
-        "meta": {
-            "benchmark": "fewshot",
-            "dataset": args.dataset if not args.features else Path(args.features).name,
-            "features": desc,
-            "n_features": int(Xs.shape[1]),
-            "n_classes": int(len(np.unique(ys))),
-            "episodes": args.episodes,
-            "n_query": args.n_query,
-            "seed": args.seed,
-            "methods": {m: METHOD_NOTES.get(m, "") for m in methods},
-            "skipped": skipped,
-            "machine": machine_info(args.device),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-            "wall_s": round(time.perf_counter() - t_start, 1),
-        },
-        "results": results,
-    }
-    out = write_results(payload, args.out, to_markdown)
-    png = plot(payload, out.with_suffix(".png"))
+        # Written after every shot count: a run cut short keeps the shot counts it finished.
+        out = write_results(payload(), args.out, to_markdown)
+    final = payload()
+    out = write_results(final, args.out, to_markdown)
+    png = plot(final, out.with_suffix(".png"))
     print(f"wrote {out}, {out.with_suffix('.md')}" + (f", {png}" if png else ""))
-    return payload
+    return final
 
 
 if __name__ == "__main__":

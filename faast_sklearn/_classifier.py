@@ -9,7 +9,7 @@ import numpy as np
 from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import column_or_1d
 
 from . import targets as _targets
@@ -20,6 +20,13 @@ from .utils._torch import is_tensor
 # a model that interpolates its training data (GCV fooled by duplicated rows, say) would
 # otherwise give log-odds in the millions, and probabilities that are pure round-off.
 _MIN_NOISE = 1e-3
+_CLASSIFICATION_TARGETS = (
+    "binary",
+    "multiclass",
+    "multiclass-multioutput",
+    "multilabel-indicator",
+    "multilabel-sequences",
+)
 
 
 class FAASTClassifier(ClassifierMixin, _BaseFAAST):
@@ -289,8 +296,12 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             # sign that y is continuous: scikit-learn's "more than 50% unique classes" warning
             # would fire on every one-shot fit.
             warnings.filterwarnings("ignore", message="The number of unique classes is greater")
-            check_classification_targets(y_arr)
-            kind = type_of_target(y_arr)
+            kind = type_of_target(y_arr, input_name="y")
+        if kind not in _CLASSIFICATION_TARGETS:  # check_classification_targets, typed once
+            raise ValueError(
+                f"Unknown label type: {kind}. Maybe you are trying to fit a classifier, which "
+                "expects discrete classes on a regression target with continuous values."
+            )
         if kind == "multilabel-indicator":
             return self._encode_multilabel(y_arr, first=first)
         if not first and self._multilabel:

@@ -198,13 +198,30 @@ def test_auto_solver_without_torch(monkeypatch, rng):
     assert FAASTRegressor().fit(X, Y).solver_ == "scipy"
 
 
+def test_auto_solves_tiny_host_problems_on_the_host(monkeypatch, rng):
+    # On a GPU machine, "auto" sends NumPy problems to the GPU unless the Gram matrix costs
+    # fewer flops than a round trip (HOST_FLOPS); tensors always stay on their device.
+    import faast_sklearn.solvers as solvers
+
+    monkeypatch.setattr(solvers, "resolve_device", lambda device: "cuda")
+    tiny, small = np.zeros((10, 768)), np.zeros((160, 768))
+    assert resolve_backend("auto", "auto", tiny).name == "scipy"
+    assert resolve_backend("auto", "cuda", tiny).name == "scipy"
+    assert resolve_backend("auto", "auto", small).name == "torch"
+    assert resolve_backend("auto", "auto", np.zeros((5000, 20))).name == "scipy"
+    assert resolve_backend("torch", "auto", tiny).name == "torch"
+
+
 @pytest.mark.gpu
-def test_cuda_solver_matches_scipy(rng):
-    X, Y = _problem(rng, 3000, 128)
-    Xt = torch.from_numpy(X).cuda()
-    gpu = FAASTRegressor().fit(Xt, Y)
+@pytest.mark.parametrize("n, d", [(3000, 128), (200, 400)])  # moments path, kernel path
+@pytest.mark.parametrize("as_tensor", [True, False])
+def test_cuda_solver_matches_scipy(rng, n, d, as_tensor):
+    X, Y = _problem(rng, n, d)
+    Xin = torch.from_numpy(X).cuda() if as_tensor else X
+    gpu = FAASTRegressor(device="cuda").fit(Xin, Y)
     cpu = FAASTRegressor(solver="scipy").fit(X, Y)
     assert gpu.solver_ == "torch" and gpu.device_.startswith("cuda")
     assert isinstance(gpu.coef_, np.ndarray)
     assert _rel(gpu.coef_, cpu.coef_) < 1e-8
-    np.testing.assert_allclose(gpu.predict(Xt), cpu.predict(X), rtol=1e-6, atol=1e-6)
+    assert gpu.alpha_ == pytest.approx(cpu.alpha_, rel=1e-6)
+    np.testing.assert_allclose(gpu.predict(Xin), cpu.predict(X), rtol=1e-6, atol=1e-6)

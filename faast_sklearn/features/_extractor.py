@@ -116,7 +116,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         processes and sessions (named backbones and specs only, not callables).
     num_workers : int, default=0
         Threads decoding files, PIL images and dataset items and hashing inputs. 0 means
-        ``min(8, os.cpu_count())``.
+        ``min(16, os.cpu_count())``.
     verbose : int, default=0
         Show a progress bar (tqdm if installed) with the throughput in images/s.
 

@@ -32,7 +32,7 @@ def _digest(*parts: bytes | memoryview) -> bytes:
 
 
 def _n_threads(num_workers: int) -> int:
-    return num_workers if num_workers > 0 else max(1, min(8, os.cpu_count() or 1))
+    return num_workers if num_workers > 0 else max(1, min(16, os.cpu_count() or 1))
 
 
 def _is_pil(x: Any) -> bool:
@@ -319,12 +319,14 @@ class ItemSource:
 
     def keys(self, idx: np.ndarray) -> list[bytes]:
         if self.what == "path":
-
+            # A stat per path, in this thread: threads would cost more than the system call.
             def key(i: int) -> bytes:
                 p = os.path.abspath(os.fspath(self.X[int(i)]))
                 st = os.stat(p)
                 return _digest(f"path:{p}:{st.st_size}:{st.st_mtime_ns}".encode())
-        elif self.what == "pil":
+
+            return [key(i) for i in idx.tolist()]
+        if self.what == "pil":
 
             def key(i: int) -> bytes:
                 img = self.X[int(i)]

@@ -40,12 +40,17 @@ class Backend:
         """``sum_i Xw[i] * onehot(codes[i])`` as a (d, n_classes) array."""
         raise NotImplementedError
 
-    def eigh(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix."""
+    def eigh(self, A) -> tuple[np.ndarray, object]:
+        """Eigenvalues (ascending, NumPy) and eigenvectors (native) of a symmetric matrix.
+
+        The eigenvectors stay where they were computed: the products that use them
+        (:meth:`matmul`) run there too, and only their small results travel.
+        """
         raise NotImplementedError
 
-    def matmul(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
-        return A @ B
+    def matmul(self, A, B) -> np.ndarray:
+        """``A @ B`` of native or NumPy operands, as NumPy."""
+        return self.to_numpy(self.asarray(A) @ self.asarray(B))
 
     # --- the shared algorithm ---------------------------------------------------------------
     def moments(self, X, targets, w: np.ndarray, n_targets: int) -> Moments:
@@ -171,9 +176,4 @@ class TorchBackend(Backend):
 
     def eigh(self, A):
         evals, evecs = self.torch.linalg.eigh(self.asarray(A))
-        return self.to_numpy(evals), self.to_numpy(evecs)
-
-    def matmul(self, A, B):
-        if not self.device.startswith("cuda"):
-            return A @ B
-        return self.to_numpy(self.asarray(A) @ self.asarray(B))
+        return self.to_numpy(evals), evecs

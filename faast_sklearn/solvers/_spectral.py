@@ -43,7 +43,9 @@ class Spectrum:
     """The eigen-representation of a least-squares problem (see the module docstring)."""
 
     s: np.ndarray  # (k,) kept eigenvalues
-    V: np.ndarray | None  # (d, k) orthonormal eigenvectors (primal), or None (kernel side)
+    # Arrays of size d x k or N x d are the backend's native arrays (on its device); the rest,
+    # of size k x D at most, are NumPy.
+    V: object | None  # (d, k) orthonormal eigenvectors (primal), or None (kernel side)
     P: np.ndarray  # (k, D) projections of the cross-products
     rss_perp: np.ndarray  # (D,) residual outside the span of the features
     trace: float  # trace(A), for the scale of alpha="auto"
@@ -53,18 +55,18 @@ class Spectrum:
     fit_intercept: bool
     # Kernel side: V = Xs^T (U s^-1/2) is never formed (that costs d N^2); V @ M is computed
     # as Xs^T ((U s^-1/2) @ M), d N D.
-    Xs: np.ndarray | None = None
-    U_scaled: np.ndarray | None = None
+    Xs: object | None = None
+    U_scaled: object | None = None
 
     @property
     def n_features(self) -> int:
-        return self.V.shape[0] if self.V is not None else self.Xs.shape[1]
+        return int(self.V.shape[0] if self.V is not None else self.Xs.shape[1])
 
     def expand(self, M: np.ndarray, backend: Backend) -> np.ndarray:
         """``V @ M``: spectral coefficients (k, D) to feature-space weights (d, D)."""
         if self.V is not None:
             return backend.matmul(self.V, M)
-        return backend.matmul(self.Xs.T, self.U_scaled @ M)
+        return backend.matmul(self.Xs.T, backend.asarray(self.U_scaled) @ backend.asarray(M))
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,17 @@ class Solution:
     error_variance: np.ndarray  # (D,) GCV estimate of the out-of-sample squared error
 
 
-def _rank_tol(s_max: float, shape: tuple[int, int]) -> float:
-    # Eigenvalues of a float64 Gram matrix are accurate to about eps * s_max * size: below that
-    # a direction is numerically absent (numpy.linalg.matrix_rank's rule, for eigenvalues).
-    return s_max * max(shape) * np.finfo(np.float64).eps
+def _first_kept(s: np.ndarray, shape: tuple[int, int]) -> int:
+    """Index of the first eigenvalue (ascending ``s``) above the numerical rank tolerance.
+
+    Eigenvalues of a float64 Gram matrix are accurate to about eps * s_max * size: below that
+    a direction is numerically absent (numpy.linalg.matrix_rank's rule, for eigenvalues).
+    The kept eigenpairs are a suffix, so they are sliced (a view), never gathered.
+    """
+    if not len(s):
+        return 0
+    tol = s[-1] * max(shape) * np.finfo(np.float64).eps
+    return int(np.searchsorted(s, tol, side="right"))
 
 
 def spectrum(
@@ -111,12 +120,12 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     else:
         mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Y.shape[1])
     root = np.sqrt(w)[:, None]
-    Xs = root * (X - mean_x)
-    Ys = root * (Y - mean_y)
-    s, U = backend.eigh(backend.matmul(Xs, Xs.T))
-    s_max = s[-1] if len(s) else 0.0
-    keep = s > _rank_tol(s_max, X.shape)
-    s, U = s[keep], U[:, keep]
+    # The N x d rows go to the backend's device once; what comes back is k x D at most.
+    Xs = backend.asarray(root * (X - mean_x))
+    Ys = backend.asarray(root * (Y - mean_y))
+    s, U = backend.eigh(Xs @ Xs.T)
+    first = _first_kept(s, X.shape)
+    s, U = s[first:], U[:, first:]
     UtY = U.T @ Ys
     root_s = np.sqrt(s)
     resid = Ys - U @ UtY
@@ -124,9 +133,9 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
         s=s,
         V=None,
         Xs=Xs,
-        U_scaled=U / root_s,
-        P=root_s[:, None] * UtY,
-        rss_perp=(resid * resid).sum(0),
+        U_scaled=U / backend.asarray(root_s),
+        P=root_s[:, None] * backend.to_numpy(UtY),
+        rss_perp=backend.to_numpy((resid * resid).sum(0)),
         trace=float((Xs * Xs).sum()),
         n=n,
         mean_x=mean_x,
@@ -158,9 +167,8 @@ def _spectrum_from_moments(stats, backend, fit_intercept, embedding):
         yy = yy + n * mean_y * mean_y
         mean_x, mean_y = np.zeros_like(m.mean_x), np.zeros_like(mean_y)
     s, Q = backend.eigh(A)
-    s_max = s[-1] if len(s) else 0.0
-    keep = s > _rank_tol(s_max, A.shape)
-    s, V = s[keep], Q[:, keep]
+    first = _first_kept(s, A.shape)
+    s, V = s[first:], Q[:, first:]
     P = backend.matmul(V.T, B)
     # Cancellation in yy - sum P^2/s only affects this constant of the GCV curve.
     rss_perp = np.maximum(yy - ((P * P) / s[:, None]).sum(0), 0.0)

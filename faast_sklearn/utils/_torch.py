@@ -6,6 +6,7 @@ module imports it at import time; everything that needs it goes through :func:`i
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from types import ModuleType
@@ -56,9 +57,14 @@ def is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+@functools.cache
+def _torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
 def torch_available() -> bool:
     """Return True if torch can be imported (without importing it)."""
-    return "torch" in sys.modules or importlib.util.find_spec("torch") is not None
+    return "torch" in sys.modules or _torch_installed()
 
 
 def resolve_device(device: Any = "auto") -> str:
