@@ -144,7 +144,9 @@ def to_rgb_uint8(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _make_extractor(backbone: str, image_size: int | None, device: str, batch_size: int):
+def _make_extractor(
+    backbone: str, image_size: int | None, device: str, batch_size: int, pretrained: bool
+):
     try:
         from faast_sklearn.backbones import BackboneSpec
         from faast_sklearn.features import FeatureExtractor
@@ -155,7 +157,9 @@ def _make_extractor(backbone: str, image_size: int | None, device: str, batch_si
             "features with --features PATH.npz"
         ) from exc
     spec = BackboneSpec(backbone, image_size=image_size) if image_size else backbone
-    return FeatureExtractor(spec, device=device, batch_size=batch_size, verbose=0)
+    return FeatureExtractor(
+        spec, pretrained=pretrained, device=device, batch_size=batch_size, verbose=0
+    )
 
 
 def cached_features(
@@ -167,13 +171,15 @@ def cached_features(
     device: str = "auto",
     batch_size: int = 256,
     cache_dir: str | os.PathLike | None = None,
+    pretrained: bool = True,
     verbose: int = 1,
 ) -> np.ndarray:
     """Features of ``dataset[f"X_{split}"]`` through ``FeatureExtractor(backbone)``, cached.
 
     Grey images are made 3-channel here (``(N, H, W, 3)`` uint8) and the extractor resizes
     them to ``image_size`` px through ``BackboneSpec(backbone, image_size=...)`` (``None``: the
-    backbone's pretrained resolution); texts are passed as a list of strings. The ``.npy`` lands in
+    backbone's pretrained resolution); texts are passed as a list of strings.
+    ``pretrained=False`` uses random weights (for timing runs only; the file name says so). The ``.npy`` lands in
     ``cache_dir`` (default ``benchmarks/.cache``) under a name that holds the data set, split,
     backbone, image size and row count; a second call loads it.
     """
@@ -181,13 +187,14 @@ def cached_features(
     cache.mkdir(parents=True, exist_ok=True)
     X = dataset[f"X_{split}"]
     size_tag = f"{image_size}px" if dataset["kind"] == "image" else "text"
+    size_tag += "" if pretrained else "-random"
     path = cache / f"{dataset['name']}-{split}-{backbone}-{size_tag}-n{len(X)}.npy"
     if path.exists():
         return np.load(path)
     import time
 
-    ext = _make_extractor(backbone, image_size if dataset["kind"] == "image" else None, device,
-                          batch_size)  # fmt: skip
+    size = image_size if dataset["kind"] == "image" else None
+    ext = _make_extractor(backbone, size, device, batch_size, pretrained)
     t0 = time.perf_counter()
     if dataset["kind"] == "image":
         inputs = np.repeat(X[..., None], 3, axis=-1) if X.ndim == 3 else X

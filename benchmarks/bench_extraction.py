@@ -149,6 +149,23 @@ def time_fold_copies(X, y):
     return time.perf_counter() - start
 
 
+def time_route(tag, label, ext, X, y, repeats):
+    """Best single fit and the grid search on one input form, as ``{tag}_*`` results."""
+    fit_s, _ = best_time(lambda: make_classifier(ext).fit(X, y), repeats, clear_feature_cache)
+    grid_s, samples = time_grid(make_classifier(ext), X, y)
+    print(
+        f"{label}: fit {fit_s:.2f} s, grid {grid_s:.2f} s = {grid_s / fit_s:.2f} x fit; "
+        f"backbone saw {samples} images",
+        flush=True,
+    )
+    return {
+        f"{tag}_fit_s": fit_s,
+        f"{tag}_grid_search_s": grid_s,
+        f"{tag}_grid_to_fit_ratio": grid_s / fit_s,
+        f"{tag}_grid_backbone_samples": samples,
+    }
+
+
 def write_images(X, folder):
     """Save uint8 (N, H, W, 3) images as PNG files; returns their paths."""
     from PIL import Image
@@ -240,21 +257,7 @@ def main(argv=None):
         # Small grey images in memory (Fashion-MNIST's 28 x 28), resized on the device: the
         # same forward passes, 1/192 of the host bytes to copy and hash per fold.
         Xg = rng.integers(0, 256, (args.n_images, 28, 28), dtype=np.uint8)
-        grey_fit, _ = best_time(
-            lambda: make_classifier(ext).fit(Xg, y), args.repeats, clear_feature_cache
-        )
-        grey_grid, samples = time_grid(make_classifier(ext), Xg, y)
-        results.update(
-            grey28_fit_s=grey_fit,
-            grey28_grid_search_s=grey_grid,
-            grey28_grid_to_fit_ratio=grey_grid / grey_fit,
-            grey28_grid_backbone_samples=samples,
-        )
-        print(
-            f"28 px grey arrays: fit {grey_fit:.2f} s, grid {grey_grid:.2f} s = "
-            f"{grey_grid / grey_fit:.2f} x fit; backbone saw {samples} images",
-            flush=True,
-        )
+        results.update(time_route("grey28", "28 px grey arrays", ext, Xg, y, args.repeats))
         # The same search on features extracted once: GridSearchCV then indexes small
         # feature rows instead of copying (and re-hashing) images for each of its 51 fits.
         clear_feature_cache()
@@ -274,21 +277,7 @@ def main(argv=None):
             # and modification time, so the search should cost little more than one fit.
             with tempfile.TemporaryDirectory() as folder:
                 paths = write_images(X, folder)
-                path_fit, _ = best_time(
-                    lambda: make_classifier(ext).fit(paths, y), args.repeats, clear_feature_cache
-                )
-                path_grid, samples = time_grid(make_classifier(ext), paths, y)
-            results.update(
-                paths_fit_s=path_fit,
-                paths_grid_search_s=path_grid,
-                paths_grid_to_fit_ratio=path_grid / path_fit,
-                paths_grid_backbone_samples=samples,
-            )
-            print(
-                f"files: fit {path_fit:.2f} s, grid {path_grid:.2f} s = "
-                f"{path_grid / path_fit:.2f} x fit; backbone saw {samples} images",
-                flush=True,
-            )
+                results.update(time_route("paths", "files", ext, paths, y, args.repeats))
 
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -133,10 +133,12 @@ def load_features(args):
         if ds["kind"] != "image":
             raise SystemExit("--backbone raw only works for image data sets")
         return ds["raw_support"], ds["y_support"], ds["raw_query"], ds["y_query"], "raw pixels"
-    kw = dict(image_size=args.image_size, device=args.device, cache_dir=args.cache_dir)
+    kw = dict(image_size=args.image_size, device=args.device, cache_dir=args.cache_dir,
+              pretrained=not getattr(args, "random_weights", False))  # fmt: skip
     Xs = _data.cached_features(ds, "support", args.backbone, **kw)
     Xq = _data.cached_features(ds, "query", args.backbone, **kw)
     size = f" at {args.image_size} px" if ds["kind"] == "image" else ""
+    size += " (random weights: timing only)" if not kw["pretrained"] else ""
     return Xs, ds["y_support"], Xq, ds["y_query"], f"{args.backbone}{size}"
 
 
@@ -267,6 +269,8 @@ def main(argv=None):
                    help="feature extractor backbone name, or 'raw' for flattened pixels")  # fmt: skip
     p.add_argument("--features", help="precomputed .npz with X_support/y_support/X_query/y_query")
     p.add_argument("--image-size", type=int, default=64, help="px fed to the backbone")
+    p.add_argument("--random-weights", action="store_true",
+                   help="backbone with random weights: for timing runs (e.g. vit_base offline)")  # fmt: skip
     p.add_argument("--cache-dir", default=None, help="feature cache (default benchmarks/.cache)")
     p.add_argument("--no-normalize", action="store_true",
                    help="do not L2-normalise features (default: normalise, as the paper's keys)")  # fmt: skip
