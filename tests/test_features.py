@@ -131,6 +131,47 @@ def test_cache_hit_equals_miss_and_counts(images):
     np.testing.assert_allclose(out, tiny(cache=False).transform(mixed), atol=1e-6)
 
 
+def test_feature_cache_blocks_evict_whole_and_gather_exactly():
+    from faast_sklearn.features._cache import FeatureCache, gather
+
+    rows = np.arange(24, dtype=np.float32).reshape(6, 4)  # 16 bytes a row
+    cache = FeatureCache(max_bytes=4 * 16)
+    cache.put_many("ns", [b"a", b"b"], rows[:2])
+    cache.put_many("ns", [b"c"], rows[2:3])
+    cache.put_many("ns", [b"b"], rows[3:4])  # b re-stored in a newer block
+    handles, blocks = cache.lookup("ns", [b"c", b"x", b"b", b"a"])
+    assert (handles >= 0).tolist() == [True, False, True, True]
+    out = np.zeros((4, 4), np.float32)
+    found = np.flatnonzero(handles >= 0)
+    gather(handles[found], blocks, out, found)
+    np.testing.assert_array_equal(out[[0, 2, 3]], rows[[2, 3, 0]])
+    # Over budget: the least recently used block goes whole; b survives through its newer
+    # copy, and the other namespace never sees these rows.
+    cache.lookup("ns", [b"a"])  # the first block is now the most recently used
+    cache.put_many("ns", [b"d"], rows[4:5])
+    assert cache.info()["nbytes"] <= cache.max_bytes
+    handles, _ = cache.lookup("ns", [b"a", b"b", b"c", b"d"])
+    assert (handles >= 0).tolist() == [True, True, False, True]
+    assert (cache.lookup("other", [b"a"])[0] == -1).all()
+    cache.put_many("ns", [b"big"] * 5, np.zeros((5, 4), np.float32))  # over budget: not kept
+    assert (cache.lookup("ns", [b"big"])[0] == -1).all()
+
+
+def test_chunk_keys_equal_row_keys_and_follow_changes():
+    # Small rows of a contiguous range are keyed through the chunk memo: the same keys as one
+    # by one, and an edited row gets a new key (and its neighbours keep theirs).
+    from faast_sklearn.features._inputs import ArraySource
+
+    X = np.random.default_rng(0).integers(0, 256, (300, 8, 8), dtype=np.uint8)
+    chunked = ArraySource(X, 0).keys(np.arange(300))
+    assert ArraySource(X, 0).keys(np.arange(300)) == chunked  # from the memo
+    one_by_one = ArraySource(X, 0).keys(np.arange(300)[::-1])[::-1]
+    assert chunked == one_by_one and len(set(chunked)) == 300
+    X[7, 0, 0] ^= 1
+    edited = ArraySource(X, 0).keys(np.arange(300))
+    assert edited[7] != chunked[7] and edited[:7] == chunked[:7] and edited[8:] == chunked[8:]
+
+
 def test_duplicate_rows_are_computed_once(images):
     X = np.concatenate([images[:4]] * 3)
     out = tiny().transform(X)

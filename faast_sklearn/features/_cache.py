@@ -18,63 +18,94 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 
 
 class FeatureCache:
-    """A thread-safe, size-bounded LRU map from (namespace, row key) to a float32 row."""
+    """A thread-safe, size-bounded LRU map from (namespace, row key) to a float32 row.
+
+    Rows live in the block they were computed in (one block per extraction call); a lookup
+    returns integer handles (``block << 32 | row``, -1 for a miss) and :func:`gather` copies
+    the rows of many handles with one fancy index per block, so a cross-validation fold of
+    thousands of cached rows costs a dictionary lookup per row and no per-row copies. Blocks
+    are evicted whole, least recently used first.
+    """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
         self.max_bytes = int(max_bytes)
-        self._rows: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
+        self._index: dict[str, dict[bytes, int]] = {}  # namespace -> row key -> handle
+        self._blocks: OrderedDict[int, tuple[str, list[bytes], np.ndarray]] = OrderedDict()
+        self._next_block = 0
         self._nbytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get_many(self, namespace: str, keys: list[bytes]) -> list[np.ndarray | None]:
-        """Look up rows; ``None`` for each miss. Hits become most recently used."""
-        out: list[np.ndarray | None] = []
+    def lookup(self, namespace: str, keys: list[bytes]) -> tuple[np.ndarray, dict]:
+        """Handles of ``keys`` (-1 for a miss) and the blocks they point into.
+
+        The blocks are returned (not looked up again in :func:`gather`) so that an eviction
+        by another thread in between cannot pull rows from under the caller.
+        """
         with self._lock:
-            for key in keys:
-                row = self._rows.get((namespace, key))
-                if row is not None:
-                    self._rows.move_to_end((namespace, key))
-                out.append(row)
-            found = sum(r is not None for r in out)
-            self.hits += found
-            self.misses += len(out) - found
-        return out
+            index = self._index.get(namespace, {})
+            handles = np.fromiter((index.get(k, -1) for k in keys), np.int64, len(keys))
+            found = handles >= 0
+            blocks = {}
+            for b in np.unique(handles[found] >> 32).tolist():
+                self._blocks.move_to_end(b)
+                blocks[b] = self._blocks[b][2]
+            n_found = int(found.sum())
+            self.hits += n_found
+            self.misses += len(keys) - n_found
+        return handles, blocks
 
     def put_many(self, namespace: str, keys: list[bytes], rows: np.ndarray) -> None:
-        """Store ``rows[i]`` under ``keys[i]`` (rows are copied once, as one block)."""
+        """Store ``rows[i]`` under ``keys[i]`` (copied once, as one block)."""
         if self.max_bytes <= 0 or len(keys) == 0:
             return
         block = np.array(rows, dtype=np.float32, copy=True)
-        row_bytes = block[0].nbytes
+        if block.nbytes > self.max_bytes:
+            return
         with self._lock:
-            for key, row in zip(keys, block, strict=True):
-                full = (namespace, key)
-                if full in self._rows:
-                    self._rows.move_to_end(full)
-                    continue
-                self._rows[full] = row
-                self._nbytes += row_bytes
-            while self._nbytes > self.max_bytes and self._rows:
-                _, old = self._rows.popitem(last=False)
-                self._nbytes -= old.nbytes
+            b = self._next_block
+            self._next_block += 1
+            self._blocks[b] = (namespace, list(keys), block)
+            self._nbytes += block.nbytes
+            index = self._index.setdefault(namespace, {})
+            for j, key in enumerate(keys):
+                index[key] = b << 32 | j
+            while self._nbytes > self.max_bytes:
+                self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        b, (namespace, keys, block) = self._blocks.popitem(last=False)
+        self._nbytes -= block.nbytes
+        index = self._index[namespace]
+        for j, key in enumerate(keys):
+            if index.get(key) == b << 32 | j:  # not since re-stored in a newer block
+                del index[key]
 
     def clear(self) -> None:
         with self._lock:
-            self._rows.clear()
+            self._index.clear()
+            self._blocks.clear()
             self._nbytes = 0
             self.hits = self.misses = 0
 
     def info(self) -> dict:
         with self._lock:
             return {
-                "rows": len(self._rows),
+                "rows": sum(len(index) for index in self._index.values()),
                 "nbytes": self._nbytes,
                 "max_bytes": self.max_bytes,
                 "hits": self.hits,
                 "misses": self.misses,
             }
+
+
+def gather(handles: np.ndarray, blocks: dict, out: np.ndarray, positions: np.ndarray) -> None:
+    """``out[positions[i]] = row of handles[i]``, one fancy index per block."""
+    block_of, row_of = handles >> 32, handles & 0xFFFFFFFF
+    for b, block in blocks.items():
+        mine = block_of == b
+        out[positions[mine]] = block[row_of[mine]]
 
 
 FEATURE_CACHE = FeatureCache()

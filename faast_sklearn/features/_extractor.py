@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_memory
 from ..backbones import Backbone, BackboneSpec, load_backbone
 from ..backbones._registry import model_key
 from ..utils._torch import import_torch, is_tensor, resolve_device
-from ._cache import FEATURE_CACHE, count_forward
+from ._cache import FEATURE_CACHE, count_forward, gather
 from ._inputs import TextSource, make_source
 
 # Bumped whenever preprocessing changes, so that stale disk caches are not served.
@@ -482,7 +482,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         # Inputs are keyed and looked up chunk by chunk: hashing chunk k+1 on the host overlaps
         # the device's work on chunk k, whose kernels were queued asynchronously.
         chunk = n if text else max(4 * state["batch_size"], 1024)
-        hits: list[tuple[int, np.ndarray]] = []
+        hit_pos: list[np.ndarray] = []
+        hit_handles: list[np.ndarray] = []
+        blocks: dict = {}
         dups: list[tuple[int, int]] = []
         first: dict[bytes, int] = {}
         pending: list[int] = []
@@ -501,13 +503,18 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                 idx = np.arange(start, min(n, start + chunk))
                 if use_cache:
                     ks = keys[start : start + len(idx)] if keys is not None else source.keys(idx)
-                    rows = FEATURE_CACHE.get_many(namespace, ks) if self.cache else [None] * len(ks)
-                    n_hit = 0
-                    for i, k, row in zip(idx.tolist(), ks, rows, strict=True):
-                        if row is not None:
-                            hits.append((i, row))
-                            n_hit += 1
-                        elif k in first:  # the same input twice in X: compute it once
+                    if self.cache:
+                        handles, found = FEATURE_CACHE.lookup(namespace, ks)
+                        blocks.update(found)
+                    else:
+                        handles = np.full(len(ks), -1, dtype=np.int64)
+                    hit = handles >= 0
+                    hit_pos.append(idx[hit])
+                    hit_handles.append(handles[hit])
+                    n_hit = int(hit.sum())
+                    for j in np.flatnonzero(~hit).tolist():
+                        i, k = start + j, ks[j]
+                        if k in first:  # the same input twice in X: compute it once
                             dups.append((i, first[k]))
                             n_hit += 1
                         else:
@@ -526,6 +533,11 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                     source.drop_memo()
         finally:
             progress.close()
+        hits = (
+            np.concatenate(hit_pos) if hit_pos else np.empty(0, np.int64),
+            np.concatenate(hit_handles) if hit_handles else np.empty(0, np.int64),
+            blocks,
+        )
         return self._assemble(
             n, hits, dups, computed, pending_keys, namespace, use_cache, device, as_tensor, torch
         )
@@ -533,23 +545,23 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     def _assemble(
         self, n, hits, dups, computed, pending_keys, namespace, use_cache, device, as_tensor, torch
     ):
+        hit_pos, hit_handles, blocks = hits
         pos = np.concatenate([p for p, _ in computed]) if computed else np.empty(0, np.int64)
         feats = torch.cat([f for _, f in computed]) if computed else None
         host_feats = None
-        if feats is not None and (use_cache or not as_tensor or hits or dups):
+        if feats is not None and (use_cache or not as_tensor or len(hit_pos) or dups):
             host_feats = feats.cpu().numpy()  # one device-to-host copy for the whole call
         if use_cache and self.cache and host_feats is not None:
             FEATURE_CACHE.put_many(namespace, [pending_keys[i] for i in pos.tolist()], host_feats)
-        if as_tensor and not hits and not dups:
+        if as_tensor and not len(hit_pos) and not dups:
             out = torch.empty((n, feats.shape[1]), dtype=torch.float32, device=feats.device)
             out[torch.as_tensor(pos, device=feats.device)] = feats
             return out
-        d = host_feats.shape[1] if host_feats is not None else hits[0][1].shape[0]
+        d = host_feats.shape[1] if host_feats is not None else next(iter(blocks.values())).shape[1]
         out = np.empty((n, d), dtype=np.float32)
         if host_feats is not None:
             out[pos] = host_feats
-        for i, row in hits:
-            out[i] = row
+        gather(hit_handles, blocks, out, hit_pos)
         for i, j in dups:
             out[i] = out[j]
         return torch.from_numpy(out).to(device) if as_tensor else out
