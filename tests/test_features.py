@@ -340,6 +340,41 @@ def test_gpu_extraction_matches_cpu(images):
     assert auto.device.type == "cuda"
 
 
+@pytest.mark.gpu
+def test_gpu_warm_calls_come_from_the_output_memo(images):
+    # A warm call on CUDA returns the memoised device tensor (a copy of it): same values,
+    # counted as hits, no forward; an edited row is a different input and is computed.
+    ext = FeatureExtractor("test_tiny", device="cuda", precision="float32", batch_size=5)
+    X = np.concatenate([images] * 60)[:1400]  # over one 1024-row chunk
+    X = X + (np.arange(1400) % 7).astype(np.uint8)[:, None, None, None]
+    cold = ext.extract(X, as_tensor=True)
+    before = extraction_stats()
+    warm = ext.extract(X.copy(), as_tensor=True)
+    after = extraction_stats()
+    torch.testing.assert_close(warm, cold, rtol=0, atol=0)
+    assert warm.data_ptr() != cold.data_ptr()
+    assert after["samples"] == before["samples"] and after["hits"] - before["hits"] == 1400
+    warm.zero_()  # the caller's copy: the memo is unharmed
+    torch.testing.assert_close(ext.extract(X, as_tensor=True), cold, rtol=0, atol=0)
+    X[1300] = 255 - X[1300]
+    edited = ext.extract(X, as_tensor=True)
+    assert extraction_stats()["samples"] > after["samples"]
+    torch.testing.assert_close(edited[:1300], cold[:1300], rtol=0, atol=0)
+    assert not torch.equal(edited[1300], cold[1300])
+
+
+def test_output_memo_is_bounded_per_device(monkeypatch):
+    from faast_sklearn.features._cache import OutputMemo
+
+    memo = OutputMemo()
+    monkeypatch.setattr(memo, "_budget", lambda device: 3 * 4 * 4)  # three 4-float rows
+    for i in range(4):
+        memo.put(("k", i), torch.full((1, 4), float(i)))
+    assert memo.get(("k", 0)) is None and memo.get(("k", 3)) is not None
+    memo.put(("big",), torch.zeros(4, 4))  # over the budget on its own: not kept
+    assert memo.get(("big",)) is None and memo.get(("k", 1)) is not None
+
+
 def test_property_any_batching_and_subset_matches_reference():
     """batched == unbatched and cache hit == miss, for any batch size and row selection."""
     hyp = pytest.importorskip("hypothesis")

@@ -82,6 +82,11 @@ class FeatureCache:
             if index.get(key) == b << 32 | j:  # not since re-stored in a newer block
                 del index[key]
 
+    def record_hits(self, n: int) -> None:
+        """Count ``n`` rows served from a whole-output memo as hits."""
+        with self._lock:
+            self.hits += int(n)
+
     def clear(self) -> None:
         with self._lock:
             self._index.clear()
@@ -109,6 +114,61 @@ def gather(handles: np.ndarray, blocks: dict, out: np.ndarray, positions: np.nda
 
 
 FEATURE_CACHE = FeatureCache()
+
+
+class OutputMemo:
+    """Whole recent outputs kept on their GPU, by the digest of their inputs' row keys.
+
+    ``GridSearchCV(..., cv=5)`` hands the extractor the same ten fold arrays once per grid
+    point. Each is a full hit of the row cache, but gathering its rows on the host and copying
+    them to the device would cost more than the rest of the fit; this keeps the device tensors
+    of the most recent such outputs, within ``share`` of each device's memory, least recently
+    used first out.
+    """
+
+    def __init__(self, share: float = 0.05):
+        self.share = share
+        self._outputs: OrderedDict[tuple, object] = OrderedDict()
+        self._nbytes: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _budget(self, device: str) -> int:
+        import torch
+
+        return int(self.share * torch.cuda.get_device_properties(device).total_memory)
+
+    def get(self, key: tuple):
+        with self._lock:
+            out = self._outputs.get(key)
+            if out is not None:
+                self._outputs.move_to_end(key)
+            return out
+
+    def put(self, key: tuple, tensor) -> None:
+        device = str(tensor.device)
+        size = tensor.numel() * tensor.element_size()
+        budget = self._budget(device)
+        if size > budget:
+            return
+        with self._lock:
+            if key in self._outputs:
+                return
+            self._outputs[key] = tensor
+            self._nbytes[device] = self._nbytes.get(device, 0) + size
+            for old in list(self._outputs):
+                if self._nbytes[device] <= budget:
+                    break
+                if str(self._outputs[old].device) == device:
+                    gone = self._outputs.pop(old)
+                    self._nbytes[device] -= gone.numel() * gone.element_size()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._outputs.clear()
+            self._nbytes.clear()
+
+
+OUTPUT_MEMO = OutputMemo()
 
 _STATS_LOCK = threading.Lock()
 _STATS = {"forward_calls": 0, "samples": 0}
@@ -157,3 +217,4 @@ def reset_extraction_stats() -> None:
 def clear_feature_cache() -> None:
     """Drop every cached feature row of this process and zero the hit/miss counters."""
     FEATURE_CACHE.clear()
+    OUTPUT_MEMO.clear()

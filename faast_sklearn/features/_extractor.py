@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ from sklearn.utils.validation import check_memory
 from ..backbones import Backbone, BackboneSpec, load_backbone
 from ..backbones._registry import model_key
 from ..utils._torch import import_torch, is_tensor, resolve_device
-from ._cache import FEATURE_CACHE, count_forward, gather
+from ._cache import FEATURE_CACHE, OUTPUT_MEMO, count_forward, gather
 from ._inputs import TextSource, make_source
 
 # Bumped whenever preprocessing changes, so that stale disk caches are not served.
@@ -116,7 +117,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         processes and sessions (named backbones and specs only, not callables).
     num_workers : int, default=0
         Threads decoding files, PIL images and dataset items and hashing inputs. 0 means
-        ``min(16, os.cpu_count())``.
+        ``min(8, os.cpu_count())`` (decoding scaled no further on a 16-core host).
     verbose : int, default=0
         Show a progress bar (tqdm if installed) with the throughput in images/s.
 
@@ -482,6 +483,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         # Inputs are keyed and looked up chunk by chunk: hashing chunk k+1 on the host overlaps
         # the device's work on chunk k, whose kernels were queued asynchronously.
         chunk = n if text else max(4 * state["batch_size"], 1024)
+        memo_key = None
         hit_pos: list[np.ndarray] = []
         hit_handles: list[np.ndarray] = []
         blocks: dict = {}
@@ -509,6 +511,19 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
                     else:
                         handles = np.full(len(ks), -1, dtype=np.int64)
                     hit = handles >= 0
+                    if start == 0 and hit.all() and as_tensor and device.startswith("cuda"):
+                        # A warm call (a fold of a grid search, say): key every row now and
+                        # look the whole output up on the device.
+                        if keys is None and source.cheap_keys:
+                            keys = ks + source.keys(np.arange(len(idx), n))
+                        if keys is not None or len(idx) == n:
+                            digest = hashlib.sha256(b"".join(keys or ks)).digest()
+                            memo_key = (namespace, device, digest)
+                            memo = OUTPUT_MEMO.get(memo_key)
+                            if memo is not None:
+                                FEATURE_CACHE.record_hits(n - len(idx))
+                                progress.update(n)
+                                return memo.clone()
                     hit_pos.append(idx[hit])
                     hit_handles.append(handles[hit])
                     n_hit = int(hit.sum())
@@ -538,9 +553,12 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
             np.concatenate(hit_handles) if hit_handles else np.empty(0, np.int64),
             blocks,
         )
-        return self._assemble(
+        out = self._assemble(
             n, hits, dups, computed, pending_keys, namespace, use_cache, device, as_tensor, torch
         )
+        if memo_key is not None:
+            OUTPUT_MEMO.put(memo_key, out.clone())
+        return out
 
     def _assemble(
         self, n, hits, dups, computed, pending_keys, namespace, use_cache, device, as_tensor, torch

@@ -34,7 +34,7 @@ def _digest(*parts: bytes | memoryview) -> bytes:
 
 
 def _n_threads(num_workers: int) -> int:
-    return num_workers if num_workers > 0 else max(1, min(16, os.cpu_count() or 1))
+    return num_workers if num_workers > 0 else max(1, min(8, os.cpu_count() or 1))
 
 
 def _is_pil(x: Any) -> bool:
@@ -210,6 +210,7 @@ class ArraySource(_Pooled):
     """NumPy arrays and torch tensors (CPU or CUDA) of equally sized images."""
 
     kind = "image"
+    cheap_keys = True  # keying reads the rows, nothing more
     sized = False
 
     def __init__(self, X: Any, num_workers: int):
@@ -356,6 +357,7 @@ class ItemSource(_Pooled):
             raise ValueError("X has no samples.")
         self.cfg = cfg
         self.what = what  # "pil", "path" or "dataset"
+        self.cheap_keys = what != "dataset"  # a dataset item is decoded to be keyed
         self.num_workers = num_workers
         self._memo: dict[int, np.ndarray] = {}
         if what == "path":
@@ -448,6 +450,7 @@ class TextSource:
     """A sequence of strings."""
 
     kind = "text"
+    cheap_keys = True
     sized = True
 
     def __init__(self, X: Sequence[str]):
