@@ -157,6 +157,7 @@ def image_layout(shape: tuple[int, ...], *, prefer_channels_first: bool) -> str:
 # Rows at least this large are hashed in worker threads (hashlib releases the GIL on them);
 # below it a thread hand-off costs more than hashing the row.
 _THREADED_ROW_BYTES = 16 * 1024
+_PART_BYTES = 2**18
 
 
 class _ChunkKeys:
@@ -284,9 +285,7 @@ class ArraySource(_Pooled):
         if size < _THREADED_ROW_BYTES:
             if not (host.flags.c_contiguous and _is_range(idx)):
                 return run(rows)
-            whole = base.copy()
-            whole.update(flat[rows[0] * size : (rows[-1] + 1) * size])
-            digest = whole.digest()
+            digest = self._range_digest(base, flat[rows[0] * size : (rows[-1] + 1) * size])
             keys = _CHUNK_KEYS.get(digest)
             if keys is None:
                 keys = run(rows)
@@ -300,6 +299,22 @@ class ArraySource(_Pooled):
         for k, part in enumerate(parts):
             keys[k::threads] = part
         return keys
+
+    def _range_digest(self, base, data: memoryview) -> bytes:
+        """Digest of a byte range: 256 KiB parts hashed in the pool (hashlib releases the GIL),
+        then their digests. The parts depend on the length alone, so equal bytes give equal
+        digests whatever the thread count."""
+        parts = [data[k : k + _PART_BYTES] for k in range(0, len(data), _PART_BYTES)]
+
+        def one(part: memoryview) -> bytes:
+            h = base.copy()
+            h.update(part)
+            return h.digest()
+
+        digests = self.pool().map(one, parts) if len(parts) > 1 else map(one, parts)
+        whole = base.copy()
+        whole.update(b"".join(digests))
+        return whole.digest()
 
     def raw(self, idx: np.ndarray) -> Any:
         return self.X[_as_index(idx, self.is_tensor, self.X)]
