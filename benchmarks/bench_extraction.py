@@ -10,10 +10,10 @@ Three numbers for one backbone, measured in one run on one device:
   ``GridSearchCV(FAASTClassifier(backbone=...), {"alpha": 10 values}, cv=5)``, cold cache,
   where the backbone sees each image once (``grid_backbone_samples``); the rest of its cost
   is scikit-learn copying the image rows of each fold (``grid_fold_copies_s``, timed alone)
-  and the cache hashing them again. The same search on 28 x 28 grey arrays resized on the
-  device (``grey28_*``), on features extracted once, as NumPy (``grid_on_features_s``) or
-  as a tensor on the device (``grid_on_device_features_s``) and, with ``--paths``, on PNG
-  files (``paths_*``).
+  and the cache hashing them again (one run: it is long). Medians of ``--repeats`` runs of
+  fit and search on 28 x 28 grey arrays resized on the device (``grey28_*``), on features
+  extracted once, as NumPy (``grid_on_features_s``) or as a tensor on the device
+  (``grid_on_device_features_s``), and with ``--paths`` on PNG files (``paths_*``).
 
 Random weights (``pretrained=False``) are used: throughput does not depend on the values.
 Targets from issue 3: extract/fit throughput >= 0.9 x forward; grid search <= 1.5 x fit.
@@ -127,14 +127,17 @@ def time_forward(torch, backbone, args, device, precision):
     return n_batches * args.batch_size / best, times
 
 
-def time_grid(estimator, X, y):
-    """Seconds of GridSearchCV over 10 alphas x 5 folds from a cold feature cache, and the
-    number of images the backbone saw."""
-    clear_feature_cache()
-    reset_extraction_stats()
-    start = time.perf_counter()
-    GridSearchCV(estimator, {"alpha": np.logspace(-3, 3, 10)}, cv=5).fit(X, y)
-    return time.perf_counter() - start, extraction_stats()["samples"]
+def time_grid(estimator, X, y, repeats=1):
+    """Median seconds of GridSearchCV over 10 alphas x 5 folds from a cold feature cache, and
+    the number of images the backbone saw (in the last run)."""
+    times = []
+    for _ in range(repeats):
+        clear_feature_cache()
+        reset_extraction_stats()
+        start = time.perf_counter()
+        GridSearchCV(estimator, {"alpha": np.logspace(-3, 3, 10)}, cv=5).fit(X, y)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), extraction_stats()["samples"]
 
 
 def time_fold_copies(X, y):
@@ -151,9 +154,10 @@ def time_fold_copies(X, y):
 
 
 def time_route(tag, label, ext, X, y, repeats):
-    """Best single fit and the grid search on one input form, as ``{tag}_*`` results."""
-    fit_s, _ = best_time(lambda: make_classifier(ext).fit(X, y), repeats, clear_feature_cache)
-    grid_s, samples = time_grid(make_classifier(ext), X, y)
+    """Median single fit and grid search on one input form, as ``{tag}_*`` results."""
+    _, fits = best_time(lambda: make_classifier(ext).fit(X, y), repeats, clear_feature_cache)
+    fit_s = float(np.median(fits))
+    grid_s, samples = time_grid(make_classifier(ext), X, y, repeats)
     print(
         f"{label}: fit {fit_s:.2f} s, grid {grid_s:.2f} s = {grid_s / fit_s:.2f} x fit; "
         f"backbone saw {samples} images",
@@ -263,11 +267,14 @@ def main(argv=None):
         # feature rows instead of copying (and re-hashing) images for each of its 51 fits;
         # as a tensor on the device, the folds are gathered there.
         for tag, as_tensor in (("grid_on_features", False), ("grid_on_device_features", True)):
-            clear_feature_cache()
-            start = time.perf_counter()
-            feats = ext.extract(X, as_tensor=as_tensor)
-            GridSearchCV(FAASTClassifier(), {"alpha": np.logspace(-3, 3, 10)}, cv=5).fit(feats, y)
-            grid_s = time.perf_counter() - start
+
+            def extract_and_search(as_tensor=as_tensor):
+                feats = ext.extract(X, as_tensor=as_tensor)
+                grid = {"alpha": np.logspace(-3, 3, 10)}
+                GridSearchCV(FAASTClassifier(), grid, cv=5).fit(feats, y)
+
+            _, times = best_time(extract_and_search, args.repeats, clear_feature_cache)
+            grid_s = float(np.median(times))
             results.update({f"{tag}_s": grid_s, f"{tag}_to_fit_ratio": grid_s / fit_best})
             print(f"extract + {tag}: {grid_s:.2f} s = {grid_s / fit_best:.2f} x fit", flush=True)
         if args.paths:

@@ -266,45 +266,37 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         if _is_callable_backbone(self.backbone):
             source = make_source(X, "any", None, self.num_workers)
-            try:
-                namespace = self._callable_namespace()
-                compute = self._callable_compute(source, device)
-                return self._run(source, compute, namespace, device, as_tensor)
-            finally:
-                if hasattr(source, "close"):
-                    source.close()
+            namespace = self._callable_namespace()
+            compute = self._callable_compute(source, device)
+            return self._run(source, compute, namespace, device, as_tensor)
         backbone = self._load(device)
         precision = resolve_precision(self.precision, device)
         source = make_source(X, backbone.modality, backbone.data_config, self.num_workers)
-        try:
-            self._check_range(source)
-            namespace = None
-            if self.cache or self.memory is not None:
-                namespace = joblib_hash(
-                    (
-                        model_key(self.backbone, pretrained=self.pretrained, weights=self.weights),
-                        precision,
-                        _CACHE_VERSION,
-                    )
+        self._check_range(source)
+        namespace = None
+        if self.cache or self.memory is not None:
+            namespace = joblib_hash(
+                (
+                    model_key(self.backbone, pretrained=self.pretrained, weights=self.weights),
+                    precision,
+                    _CACHE_VERSION,
                 )
-            compute = self._backbone_compute(source, backbone, device, precision)
-            if self.memory is None:
-                return self._run(source, compute, namespace, device, as_tensor)
-            # Disk cache: one entry per call, keyed by the row keys (cheap to hash), so a call
-            # on the same inputs in another process or session skips extraction entirely.
-            keys = source.keys(np.arange(source.n))
-            cached = check_memory(self.memory).cache(_disk_extract, ignore=["job"])
-            feats = cached(
-                namespace,
-                np.array(keys, dtype=f"S{len(keys[0])}"),
-                job=(self, source, compute, namespace, device, keys),
             )
-            if as_tensor:
-                return import_torch().from_numpy(feats).to(device)
-            return feats
-        finally:
-            if hasattr(source, "close"):
-                source.close()
+        compute = self._backbone_compute(source, backbone, device, precision)
+        if self.memory is None:
+            return self._run(source, compute, namespace, device, as_tensor)
+        # Disk cache: one entry per call, keyed by the row keys (cheap to hash), so a call
+        # on the same inputs in another process or session skips extraction entirely.
+        keys = source.keys(np.arange(source.n))
+        cached = check_memory(self.memory).cache(_disk_extract, ignore=["job"])
+        feats = cached(
+            namespace,
+            np.array(keys, dtype=f"S{len(keys[0])}"),
+            job=(self, source, compute, namespace, device, keys),
+        )
+        if as_tensor:
+            return import_torch().from_numpy(feats).to(device)
+        return feats
 
     def get_feature_names_out(self, input_features=None):
         """Output feature names: ``featureextractor0``, ``featureextractor1``, ...

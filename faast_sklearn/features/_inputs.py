@@ -190,24 +190,22 @@ class _ChunkKeys:
 _CHUNK_KEYS = _ChunkKeys()
 
 
-class _Pooled:
-    """A lazily created worker pool, shut down by :meth:`close` (the extractor's job)."""
-
-    num_workers: int
-    _pool: ThreadPoolExecutor | None = None
-
-    def pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(_n_threads(self.num_workers))
-        return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
 
 
-class ArraySource(_Pooled):
+def _pool(num_workers: int) -> ThreadPoolExecutor:
+    """This process's worker pool of that size: its threads outlive a call (a grid search makes
+    a hundred), and a forked child makes its own."""
+    key = (os.getpid(), _n_threads(num_workers))
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(key[1], thread_name_prefix="faast-io")
+        return pool
+
+
+class ArraySource:
     """NumPy arrays and torch tensors (CPU or CUDA) of equally sized images."""
 
     kind = "image"
@@ -294,7 +292,7 @@ class ArraySource(_Pooled):
         threads = _n_threads(self.num_workers)
         if threads == 1 or len(rows) < 2 * threads:
             return run(rows)
-        parts = self.pool().map(run, [rows[k::threads] for k in range(threads)])
+        parts = _pool(self.num_workers).map(run, [rows[k::threads] for k in range(threads)])
         keys: list[bytes] = [b""] * len(rows)
         for k, part in enumerate(parts):
             keys[k::threads] = part
@@ -311,7 +309,7 @@ class ArraySource(_Pooled):
             h.update(part)
             return h.digest()
 
-        digests = self.pool().map(one, parts) if len(parts) > 1 else map(one, parts)
+        digests = _pool(self.num_workers).map(one, parts) if len(parts) > 1 else map(one, parts)
         whole = base.copy()
         whole.update(b"".join(digests))
         return whole.digest()
@@ -358,7 +356,7 @@ def _as_index(idx: np.ndarray, tensor: bool, X: Any) -> Any:
     return idx
 
 
-class ItemSource(_Pooled):
+class ItemSource:
     """PIL images, image file paths, or a torch Dataset: decoded lazily, in worker threads."""
 
     kind = "image"
@@ -425,14 +423,14 @@ class ItemSource(_Pooled):
                 self._memo[int(i)] = arr
                 return _digest(f"ds:{arr.shape}".encode(), memoryview(arr).cast("B"))
 
-        return list(self.pool().map(key, idx))
+        return list(_pool(self.num_workers).map(key, idx))
 
     def raw(self, idx: np.ndarray) -> list:
         return [self._item(i) for i in idx]
 
     def load(self, idx: np.ndarray, device: str) -> Any:
         torch = import_torch()
-        arrays = list(self.pool().map(self._decoded, [int(i) for i in idx]))
+        arrays = list(_pool(self.num_workers).map(self._decoded, [int(i) for i in idx]))
         batch = torch.from_numpy(np.stack(arrays))
         if device.startswith("cuda"):
             batch = batch.pin_memory().to(device, non_blocking=True)
