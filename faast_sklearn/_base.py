@@ -19,7 +19,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .solvers import Statistics, resolve_backend, solve, spectrum
+from .solvers import (
+    Statistics,
+    fit_flops,
+    host_threads,
+    resolve_backend,
+    solve,
+    spectrum,
+)
 from .solvers._backends import ScipyBackend
 from .solvers._cache import FIT_CACHE
 from .utils._torch import import_torch, is_tensor, resolve_device
@@ -224,7 +231,9 @@ class _BaseFAAST(BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         self._validate_params()
         state, backend, entry = self._accumulate(X, y, sample_weight, partial=False)
-        self._set_state(state, backend, entry, solve_now=True)
+        stats = state["stats_"]
+        with host_threads(fit_flops(stats.count, stats.n_features)):
+            self._set_state(state, backend, entry, solve_now=True)
         return self
 
     def _partial_fit(self, X, y, sample_weight, classes=None):
@@ -275,7 +284,9 @@ class _BaseFAAST(BaseEstimator):
         if self.__dict__.get("_solution") is None:
             # After partial_fit (or unpickling such a model elsewhere): resolve the back-end
             # anew, so that a model streamed on a GPU machine still solves on a laptop.
-            self._solution = self._solve(resolve_backend(self.solver, self.device))
+            stats = self.stats_
+            with host_threads(fit_flops(stats.count, stats.n_features)):
+                self._solution = self._solve(resolve_backend(self.solver, self.device))
         return self._solution
 
     def _embedding(self):
@@ -333,7 +344,8 @@ class _BaseFAAST(BaseEstimator):
             out = out.cpu().numpy().astype(np.float64)
         else:
             # Products in the input's precision: float32 features need no float64 copy.
-            out = (X @ coef.astype(X.dtype, copy=False)).astype(np.float64) + intercept
+            with host_threads(float(np.prod(X.shape)) * coef.shape[1]):
+                out = (X @ coef.astype(X.dtype, copy=False)).astype(np.float64) + intercept
         share = self._prior_share(X)
         return out if share is None else out + share
 

@@ -112,6 +112,9 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         bfloat16 is unsupported) and float32 on the CPU. Features are always returned as float32.
     cache : bool, default=True
         Reuse features of inputs seen before in this process (bounded, least recently used).
+        On CUDA, the tensors of recent calls whose every row was cached are also kept on the
+        device (within 5% of its memory): a grid search's folds come back without a host
+        round trip. :func:`~faast_sklearn.features.clear_feature_cache` frees both.
     memory : str, joblib.Memory or None, default=None
         Also cache the features of each call on disk with :class:`joblib.Memory`, shared across
         processes and sessions (named backbones and specs only, not callables).

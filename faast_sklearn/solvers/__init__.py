@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 from ..utils._torch import is_tensor, resolve_device, torch_available
 from ._backends import Backend, ScipyBackend, TorchBackend
 from ._spectral import Solution, Spectrum, solve, spectrum
@@ -10,12 +13,33 @@ from ._stats import Moments, Statistics
 SOLVERS = {"scipy": ScipyBackend, "torch": TorchBackend}
 
 
-# solver="auto" solves NumPy problems below this many flops (min(N, d)^2 max(N, d), the Gram
-# matrix's cost) on the host even where a GPU is present: there, transfers, kernel launches
-# and synchronisations cost more than the arithmetic. Measured on an H200 host (d = 768 and
-# 1280): scipy 1.6-3.3 ms vs CUDA 2.4-4.3 ms at N <= 50 (< 3.3e6 flops), CUDA ahead from
-# N = 160 (2e7 flops) on.
-HOST_FLOPS = 8e6
+# Host work below this many flops (for a fit, min(N, d)^2 max(N, d), the Gram matrix's cost)
+# is small enough that overheads rule it:
+# - solver="auto" solves such NumPy problems on the host even where a GPU is present, as
+#   transfers, kernel launches and synchronisations cost more than the arithmetic;
+# - it runs on one BLAS thread, as waking a pool of BLAS threads costs more than the products.
+# Measured on an H200 host (16 cores, OpenBLAS), d = 1280: N = 10, 50, 160 rows fit in 1.2,
+# 2.6, 8.0 ms with 16 BLAS threads, 0.70, 0.88, 1.56 ms with one, 1.8, 2.8, 4.7 ms on CUDA.
+HOST_FLOPS = 6e7
+
+
+def fit_flops(n_samples: int, n_features: int) -> float:
+    """The Gram matrix's cost, ``min(N, d)^2 max(N, d)``: the measure of a fit's size."""
+    return float(min(n_samples, n_features)) ** 2 * max(n_samples, n_features)
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def host_threads(flops: float):
+    """A context in which host linear algebra below ``HOST_FLOPS`` runs on one BLAS thread."""
+    if flops >= HOST_FLOPS:
+        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def resolve_backend(solver: str, device, X=None) -> Backend:
@@ -52,7 +76,7 @@ def resolve_backend(solver: str, device, X=None) -> Backend:
 
 def _tiny(shape) -> bool:
     n, d = (shape[0], 1) if len(shape) < 2 else shape[:2]
-    return min(n, d) ** 2 * max(n, d) < HOST_FLOPS
+    return fit_flops(n, d) < HOST_FLOPS
 
 
 __all__ = [
@@ -62,6 +86,8 @@ __all__ = [
     "Solution",
     "Spectrum",
     "Statistics",
+    "fit_flops",
+    "host_threads",
     "resolve_backend",
     "solve",
     "spectrum",
