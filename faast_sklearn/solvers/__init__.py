@@ -13,14 +13,15 @@ from ._stats import Moments, Statistics
 SOLVERS = {"scipy": ScipyBackend, "torch": TorchBackend}
 
 
-# Host work below this many flops (for a fit, min(N, d)^2 max(N, d), the Gram matrix's cost)
-# is small enough that overheads rule it:
-# - solver="auto" solves such NumPy problems on the host even where a GPU is present, as
-#   transfers, kernel launches and synchronisations cost more than the arithmetic;
-# - it runs on one BLAS thread, as waking a pool of BLAS threads costs more than the products.
-# Measured on an H200 host (16 cores, OpenBLAS), d = 1280: N = 10, 50, 160 rows fit in 1.2,
-# 2.6, 8.0 ms with 16 BLAS threads, 0.70, 0.88, 1.56 ms with one, 1.8, 2.8, 4.7 ms on CUDA.
-HOST_FLOPS = 6e7
+# Fits below these sizes, in flops (min(N, d)^2 max(N, d), the Gram matrix's cost), are small
+# enough that overheads rule them. Measured on an H200 host (16 cores, OpenBLAS), d = 1280:
+# - HOST_FLOPS: solver="auto" solves smaller NumPy problems on the host even where a GPU is
+#   present, as transfers, kernel launches and synchronisations cost more than the arithmetic
+#   (N = 10, 50 rows: 1.1, 1.8 ms on the host, 1.8, 2.6 ms on CUDA; N = 160: 5.3 vs 4.4 ms);
+# - ONE_THREAD_FLOPS: host work below it runs on one BLAS thread, as waking 16 idle BLAS
+#   threads costs more than the products (N = 160: 8-21 ms with 16 threads, 5.3 ms with one).
+HOST_FLOPS = 8e6
+ONE_THREAD_FLOPS = 6e7
 
 
 def fit_flops(n_samples: int, n_features: int) -> float:
@@ -36,8 +37,9 @@ def _blas_controller():
 
 
 def host_threads(flops: float):
-    """A context in which host linear algebra below ``HOST_FLOPS`` runs on one BLAS thread."""
-    if flops >= HOST_FLOPS:
+    """A context in which host linear algebra below ``ONE_THREAD_FLOPS`` runs on one BLAS
+    thread."""
+    if flops >= ONE_THREAD_FLOPS:
         return contextlib.nullcontext()
     return _blas_controller().limit(limits=1, user_api="blas")
 
