@@ -227,6 +227,19 @@ def test_tiny_host_work_runs_on_one_blas_thread():
     assert blas_threads() == before
     with host_threads(ONE_THREAD_FLOPS * 2):
         assert blas_threads() == before
+    # Other threads leave the process-wide setting alone.
+    import threading
+
+    seen = []
+
+    def worker():
+        with host_threads(1.0):
+            seen.append(blas_threads())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [before] and blas_threads() == before
 
 
 @pytest.mark.gpu

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 
 from ..utils._torch import is_tensor, resolve_device, torch_available
 from ._backends import Backend, ScipyBackend, TorchBackend
@@ -38,8 +39,12 @@ def _blas_controller():
 
 def host_threads(flops: float):
     """A context in which host linear algebra below ``ONE_THREAD_FLOPS`` runs on one BLAS
-    thread."""
-    if flops >= ONE_THREAD_FLOPS:
+    thread.
+
+    Only in the main thread: the BLAS setting is process-wide, and limits set and restored by
+    fits overlapping in several threads could restore out of order and leave it at one.
+    """
+    if flops >= ONE_THREAD_FLOPS or threading.current_thread() is not threading.main_thread():
         return contextlib.nullcontext()
     return _blas_controller().limit(limits=1, user_api="blas")
 
