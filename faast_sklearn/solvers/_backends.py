@@ -161,7 +161,9 @@ class TorchBackend(Backend):
         torch = self.torch
         if not is_tensor(a):
             a = torch.from_numpy(np.ascontiguousarray(a))
-        return a.to(device=self.device, dtype=torch.float64, non_blocking=True)
+        # Move, then convert on the device: a float32 array travels as half the bytes of its
+        # float64 copy, and the host (slower, and busy) does no conversion.
+        return a.to(device=self.device, non_blocking=True).to(torch.float64)
 
     def to_numpy(self, a) -> np.ndarray:
         return a.detach().cpu().numpy() if is_tensor(a) else np.asarray(a)
