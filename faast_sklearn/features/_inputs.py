@@ -413,7 +413,8 @@ class ItemSource:
         if self.what == "path":
             # A stat per path, in this thread: threads would cost more than the system call.
             def key(i: int) -> bytes:
-                p = os.path.abspath(os.fspath(self.X[int(i)]))
+                p = os.fspath(self.X[int(i)])
+                p = p if os.path.isabs(p) else os.path.abspath(p)
                 st = os.stat(p)
                 return _digest(f"path:{p}:{st.st_size}:{st.st_mtime_ns}".encode())
 
