@@ -451,6 +451,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         except torch.OutOfMemoryError:
             if n == 1:
                 raise
+            OUTPUT_MEMO.clear()  # memoised outputs are only a cache: memory for the model first
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             half = n // 2
