@@ -190,6 +190,18 @@ def test_chunk_keys_equal_row_keys_and_follow_changes():
     assert edited[7] != chunked[7] and edited[:7] == chunked[:7] and edited[8:] == chunked[8:]
 
 
+def test_chunk_key_memo_is_bounded_by_keys():
+    from faast_sklearn.features._inputs import _ChunkKeys
+
+    memo = _ChunkKeys(max_keys=5)
+    memo.put(b"a", [b"1", b"2"])
+    memo.put(b"b", [b"3", b"4"])
+    memo.put(b"c", [b"5", b"6"])  # 6 keys > 5: the oldest chunk goes
+    assert memo.get(b"a") is None and memo.get(b"b") == [b"3", b"4"]
+    memo.put(b"big", [b"k"] * 6)  # larger than the bound on its own: not kept
+    assert memo.get(b"big") is None and memo.get(b"c") == [b"5", b"6"]
+
+
 def test_duplicate_rows_are_computed_once(images):
     X = np.concatenate([images[:4]] * 3)
     out = tiny().transform(X)

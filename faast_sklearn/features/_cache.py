@@ -12,6 +12,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ._inputs import _CHUNK_KEYS
+
 # Bound on cached feature bytes per process; least recently used rows are dropped beyond it.
 # 2 GiB holds about 700k ViT-B (768-d float32) rows.
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -215,6 +217,8 @@ def reset_extraction_stats() -> None:
 
 
 def clear_feature_cache() -> None:
-    """Drop every cached feature row of this process and zero the hit/miss counters."""
+    """Drop every cached feature row (and memoised output and chunk key) of this process and
+    zero the hit/miss counters."""
     FEATURE_CACHE.clear()
     OUTPUT_MEMO.clear()
+    _CHUNK_KEYS.clear()

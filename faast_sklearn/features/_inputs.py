@@ -168,9 +168,12 @@ class _ChunkKeys:
     rows one by one (a Python-level loop), and equal chunk bytes mean equal row keys.
     """
 
-    def __init__(self, max_chunks: int = 1024):
-        self.max_chunks = max_chunks
+    def __init__(self, max_keys: int = 2**20):
+        # Bounded by the keys held (about 70 MB at the bound), not by chunks: a chunk may be
+        # the whole rest of a large call.
+        self.max_keys = max_keys
         self._keys: OrderedDict[bytes, list[bytes]] = OrderedDict()
+        self._count = 0
         self._lock = threading.Lock()
 
     def get(self, digest: bytes) -> list[bytes] | None:
@@ -181,10 +184,20 @@ class _ChunkKeys:
             return keys
 
     def put(self, digest: bytes, keys: list[bytes]) -> None:
+        if len(keys) > self.max_keys:
+            return
         with self._lock:
+            if digest in self._keys:
+                return
             self._keys[digest] = keys
-            while len(self._keys) > self.max_chunks:
-                self._keys.popitem(last=False)
+            self._count += len(keys)
+            while self._count > self.max_keys:
+                self._count -= len(self._keys.popitem(last=False)[1])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+            self._count = 0
 
 
 _CHUNK_KEYS = _ChunkKeys()
