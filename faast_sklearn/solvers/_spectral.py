@@ -124,6 +124,7 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     Xs = backend.asarray(root * (X - mean_x))
     Ys = backend.asarray(root * (Y - mean_y))
     s, U = backend.eigh(Xs @ Xs.T)
+    trace = float(s.sum())  # trace(Xs^T Xs) = trace(K), the sum of all its eigenvalues
     first = _first_kept(s, X.shape)
     s, U = s[first:], U[:, first:]
     UtY = U.T @ Ys
@@ -136,7 +137,7 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
         U_scaled=U / backend.asarray(root_s),
         P=root_s[:, None] * backend.to_numpy(UtY),
         rss_perp=backend.to_numpy((resid * resid).sum(0)),
-        trace=float((Xs * Xs).sum()),
+        trace=trace,
         n=n,
         mean_x=mean_x,
         mean_y=mean_y,
