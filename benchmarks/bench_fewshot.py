@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _data  # noqa: E402
 import _episodes  # noqa: E402
+import _plots  # noqa: E402
 import _readers  # noqa: E402
 
 DEFAULT_METHODS = [
@@ -223,12 +224,8 @@ def to_markdown(payload) -> str:
 
 
 def plot(payload, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _plots.pyplot()
+    if plt is None:
         return None
     res = payload["results"]
     methods = list(dict.fromkeys(r["method"] for r in res))

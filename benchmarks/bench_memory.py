@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _plots  # noqa: E402
 import _readers  # noqa: E402
 from bench_fewshot import faast_available, machine_info, write_results  # noqa: E402
 
@@ -166,8 +168,45 @@ def to_markdown(payload):
             )
     if m.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(m["skipped"])]
+    if m.get("notes"):
+        lines += ["", "Notes:", "", *(f"- {note}" for note in m["notes"])]
     lines.append("")
     return "\n".join(lines)
+
+
+def plot(payload, path):
+    """Inference state, adaptation time and inference time per row against N."""
+    res = payload["results"]
+    methods = list(dict.fromkeys(r["method"] for r in res))
+
+    def series(key, scale):
+        out = {}
+        for meth in methods:
+            rs = sorted((r for r in res if r["method"] == meth), key=lambda r: r["n_rows"])
+            out[meth] = ([r["n_rows"] for r in rs], [scale * r[key] for r in rs])
+        return out
+
+    m = payload["meta"]
+    machine = m["machine"].get("gpu", m["machine"]["device"])
+    return _plots.loglog_panels(
+        [
+            (
+                "what must be kept to predict",
+                "support rows N",
+                "MiB",
+                series("inference_state_bytes", 2**-20),
+            ),
+            ("adaptation (fit) time", "support rows N", "s", series("fit_time_s", 1.0)),
+            (
+                "inference time per query row",
+                "support rows N",
+                "µs",
+                series("predict_time_per_sample_s", 1e6),
+            ),
+        ],  # fmt: skip
+        f"d={m['dim']}, {m['classes']} classes — {machine}",
+        path,
+    )
 
 
 def main(argv=None):
@@ -186,7 +225,15 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
     p.add_argument("--smoke", action="store_true", help="CPU: d=256, 10 classes, 1e3..1e5 rows")
+    p.add_argument(
+        "--replot", metavar="JSON", help="only redraw the table and plot of a results file"
+    )
     args = p.parse_args(argv)
+    if args.replot:
+        payload = json.loads(Path(args.replot).read_text())
+        out = write_results(payload, args.replot, to_markdown)
+        print(f"wrote {out.with_suffix('.md')}, {plot(payload, out.with_suffix('.png'))}")
+        return payload
     if args.smoke:
         args.sizes, args.dim, args.classes, args.repeats = [1000, 10000, 50000, 100000], 256, 10, 3
         args.n_query = 1000
@@ -200,6 +247,8 @@ def main(argv=None):
         skipped.append(f"{name} ({why})")
     results = []
     Xq, _ = synthetic(args.n_query, args.dim, args.classes, args.seed + 1)
+    for name in methods:  # warm-up: lazy imports, CUDA context and solver libraries
+        measure(name, args.device, *synthetic(200, args.dim, args.classes, args.seed), Xq[:64], 1)
     for n in args.sizes:
         X, y = synthetic(n, args.dim, args.classes, args.seed)
         for name in methods:
@@ -225,7 +274,8 @@ def main(argv=None):
         "results": results,
     }
     out = write_results(payload, args.out, to_markdown)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    png = plot(payload, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.md')}" + (f", {png}" if png else ""))
     return payload
 
 

@@ -25,6 +25,7 @@ import argparse
 import gc
 import json
 import platform
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -33,6 +34,10 @@ import numpy as np
 from sklearn.linear_model import LinearRegression, Ridge, RidgeClassifierCV
 
 from faast_sklearn import FAASTClassifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _plots  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SK_ALPHAS = np.logspace(-3, 3, 13)
@@ -201,7 +206,15 @@ def main(argv=None):
     )
     p.add_argument("--smoke", action="store_true", help="small sizes, CPU, about a minute")
     p.add_argument("--tag", default=None, help="results file name tag")
+    p.add_argument(
+        "--replot", metavar="JSON", help="only redraw the table and plot of a results file"
+    )
     args = p.parse_args(argv)
+    if args.replot:
+        payload = json.loads(Path(args.replot).read_text())
+        Path(args.replot).with_suffix(".md").write_text(to_markdown(payload))
+        plot(payload, Path(args.replot).with_suffix(".png"))
+        return
     if args.smoke:
         args.n, args.d, args.classes, args.repeat = [1e3, 1e4], [384], [10, 100], 1
         args.stream = [1e4, 1e5]
@@ -238,11 +251,17 @@ def main(argv=None):
     )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"solver-{tag}"
-    out.with_suffix(".json").write_text(
-        json.dumps(dict(meta=meta, rows=rows, streaming=stream), indent=1)
-    )
+    payload = dict(meta=meta, rows=rows, streaming=stream)
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
+    out.with_suffix(".md").write_text(to_markdown(payload))
+    plot(payload, out.with_suffix(".png"))
+    print(to_markdown(payload))
+
+
+def to_markdown(payload) -> str:
+    meta, rows, stream = payload["meta"], payload["rows"], payload["streaming"]
     lines = [
-        f"# Solver benchmark ({card}, {meta['cpu_count']} CPU cores)",
+        f"# Solver benchmark ({meta['device']}, {meta['cpu_count']} CPU cores)",
         "",
         "| n | d | classes | method | fit s | fit peak host MB | predict s (10k rows) | "
         "accuracy | note |",
@@ -267,8 +286,25 @@ def main(argv=None):
             f"| {s['n']} | {s['d']} | {s['classes']} | {s['seconds']:.2f} | "
             f"{s['peak_host_mb']:.1f} |"
         )
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def plot(payload, path):
+    """Fit time against the number of rows, one panel per feature count (most classes)."""
+    rows = payload["rows"]
+    if len({r["n"] for r in rows}) < 2:
+        return None  # one size: the table says it all
+    classes = max(r["classes"] for r in rows)
+    panels = []
+    for d in sorted({r["d"] for r in rows}):
+        lines = {}
+        for r in sorted(rows, key=lambda r: r["n"]):
+            if r["d"] == d and r["classes"] == classes:
+                xs, ys = lines.setdefault(r["method"], ([], []))
+                xs.append(r["n"])
+                ys.append(r["fit_s"])
+        panels.append((f"d = {d}, {classes} classes", "rows N", "fit s", lines))
+    return _plots.loglog_panels(panels, f"adaptation time — {payload['meta']['device']}", path)
 
 
 if __name__ == "__main__":

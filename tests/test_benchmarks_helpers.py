@@ -180,3 +180,24 @@ def test_reuters_tm_parser(tmp_path):
     texts, labels = _data.load_reuters_tm(tmp_path)
     assert list(labels) == ["acq", "crude"]
     assert texts[0] == "T acq Company A buys B & C." and texts[1] == "T crude Oil prices rise."
+
+
+def test_replot_redraws_table_and_plot_from_a_results_file(tmp_path):
+    # The committed results files redraw without running anything: the table comes back
+    # byte for byte, and a plot is drawn where matplotlib is installed.
+    pytest.importorskip("matplotlib")
+    import shutil
+
+    import bench_memory
+    import bench_solver
+
+    for script, name in (
+        (bench_memory, "memory-d256-cpu-smoke"),
+        (bench_solver, "solver-cpu-2core"),
+    ):
+        src = BENCH / "results" / f"{name}.json"
+        shutil.copy(src, tmp_path / src.name)
+        script.main(["--replot", str(tmp_path / src.name)])
+        md = (tmp_path / src.name).with_suffix(".md").read_text()
+        assert md == src.with_suffix(".md").read_text()
+        assert (tmp_path / src.name).with_suffix(".png").stat().st_size > 10_000
