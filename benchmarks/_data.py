@@ -179,9 +179,9 @@ def cached_features(
     Grey images are made 3-channel here (``(N, H, W, 3)`` uint8) and the extractor resizes
     them to ``image_size`` px through ``BackboneSpec(backbone, image_size=...)`` (``None``: the
     backbone's pretrained resolution); texts are passed as a list of strings.
-    ``pretrained=False`` uses random weights (for timing runs only; the file name says so). The ``.npy`` lands in
-    ``cache_dir`` (default ``benchmarks/.cache``) under a name that holds the data set, split,
-    backbone, image size and row count; a second call loads it.
+    ``pretrained=False`` uses random weights (for timing runs only; the file name says so).
+    The ``.npy`` lands in ``cache_dir`` (default ``benchmarks/.cache``) under a name that holds
+    the data set, split, backbone, image size and row count; a second call loads it.
     """
     cache = Path(cache_dir or CACHE_DIR)
     cache.mkdir(parents=True, exist_ok=True)

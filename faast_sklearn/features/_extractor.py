@@ -142,8 +142,8 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
     resized to ``size / crop_pct``, centre crop, mean/std normalisation. Arrays and tensors of
     one shape are resized on the device; PIL images, files and dataset items on the host, in
     worker threads (large JPEG files are decoded at a reduced DCT scale, 1/2 to 1/8, no
-    smaller than the resize target). uint8 images are read as 0-255, floating point images as 0-1; grey images
-    are repeated to 3 channels and alpha channels dropped.
+    smaller than the resize target). uint8 images are read as 0-255, floating point images as
+    0-1; grey images are repeated to 3 channels and alpha channels dropped.
 
     The cache is keyed per row: SHA-256 of the bytes of each image (arrays, tensors, PIL
     images, decoded dataset items) or string, and path + size + modification time for image
