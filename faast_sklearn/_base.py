@@ -172,12 +172,12 @@ class _BaseFAAST(BaseEstimator):
                 # reuse its statistics, and below its eigendecomposition.
                 key = np.append(targets, n_targets)
                 tag = f"{backend.name}:{backend.device}"
-                entry = FIT_CACHE.get(tag, X, key, w)
+                entry, fingerprint = FIT_CACHE.lookup(tag, X, key, w)
                 if entry is None:
                     stats = Statistics.empty(X.shape[1], n_targets).merge(
                         self._batch_statistics(backend, X, targets, w, n_targets)
                     )
-                    entry = FIT_CACHE.put(tag, X, key, w, stats)
+                    entry = FIT_CACHE.put(tag, X, key, w, stats, fingerprint)
                 stats = entry.stats
             else:
                 if first:

@@ -84,6 +84,6 @@ def test_bounded_and_partial_fit_untouched():
     assert cache._bytes <= cache.max_bytes
     big = rng.normal(size=(1000, 4))  # 32 KB: over a quarter of the budget, never kept
     cache.put("scipy:cpu", big, np.zeros(1000), np.ones(1000), stats)
-    assert cache.get("scipy:cpu", big, np.zeros(1000), np.ones(1000)) is None
+    assert cache.lookup("scipy:cpu", big, np.zeros(1000), np.ones(1000))[0] is None
     FAASTRegressor().partial_fit(rng.normal(size=(30, 4)), rng.normal(size=30))
     assert len(FIT_CACHE) == 0

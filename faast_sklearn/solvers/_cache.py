@@ -90,7 +90,10 @@ class FitCache:
     def __len__(self) -> int:
         return sum(len(v) for v in self._entries.values())
 
-    def get(self, backend: str, X, targets: np.ndarray, weights: np.ndarray) -> _Entry | None:
+    def lookup(
+        self, backend: str, X, targets: np.ndarray, weights: np.ndarray
+    ) -> tuple[_Entry | None, bytes]:
+        """The entry for exactly these inputs (or None), and their fingerprint for :meth:`put`."""
         key = self._key(backend, X, targets, weights)
         with self._lock:
             for entry in self._entries.get(key, []):
@@ -102,12 +105,18 @@ class FitCache:
                 ):
                     self._entries.move_to_end(key)
                     self.hits += 1
-                    return entry
+                    return entry, key
             self.misses += 1
-        return None
+        return None, key
 
     def put(
-        self, backend: str, X, targets: np.ndarray, weights: np.ndarray, stats: Statistics
+        self,
+        backend: str,
+        X,
+        targets: np.ndarray,
+        weights: np.ndarray,
+        stats: Statistics,
+        key: bytes | None = None,
     ) -> _Entry:
         copy = X.clone() if is_tensor(X) else np.array(X, copy=True)
         entry = _Entry(copy, backend, targets.copy(), weights.copy(), stats)
@@ -118,7 +127,7 @@ class FitCache:
         entry.nbytes += spectra
         if entry.nbytes > self.max_bytes // 4:
             return entry  # usable by the caller, not kept
-        key = self._key(backend, X, targets, weights)
+        key = key if key is not None else self._key(backend, X, targets, weights)
         with self._lock:
             self._entries.setdefault(key, []).append(entry)
             self._entries.move_to_end(key)
