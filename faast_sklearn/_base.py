@@ -231,9 +231,7 @@ class _BaseFAAST(BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         self._validate_params()
         state, backend, entry = self._accumulate(X, y, sample_weight, partial=False)
-        stats = state["stats_"]
-        with host_threads(fit_flops(stats.count, stats.n_features)):
-            self._set_state(state, backend, entry, solve_now=True)
+        self._set_state(state, backend, entry, solve_now=True)
         return self
 
     def _partial_fit(self, X, y, sample_weight, classes=None):
@@ -270,13 +268,16 @@ class _BaseFAAST(BaseEstimator):
         embedding = self._embedding()
         memo_key = (self.fit_intercept, None if embedding is None else embedding.tobytes())
         spec = entry.spectra.get(memo_key) if entry is not None else None
-        if spec is None:
-            spec = spectrum(stats, backend, fit_intercept=self.fit_intercept, embedding=embedding)
-            if entry is not None:
-                entry.spectra[memo_key] = spec
-        sol = solve(
-            spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.weight)
-        )
+        with host_threads(fit_flops(stats.count, stats.n_features)):
+            if spec is None:
+                spec = spectrum(
+                    stats, backend, fit_intercept=self.fit_intercept, embedding=embedding
+                )
+                if entry is not None:
+                    entry.spectra[memo_key] = spec
+            sol = solve(
+                spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.weight)
+            )
         return {"solution": sol, "blend": self._blend_ratio(stats.weight)}
 
     def _ensure_solution(self) -> dict:
@@ -284,9 +285,7 @@ class _BaseFAAST(BaseEstimator):
         if self.__dict__.get("_solution") is None:
             # After partial_fit (or unpickling such a model elsewhere): resolve the back-end
             # anew, so that a model streamed on a GPU machine still solves on a laptop.
-            stats = self.stats_
-            with host_threads(fit_flops(stats.count, stats.n_features)):
-                self._solution = self._solve(resolve_backend(self.solver, self.device))
+            self._solution = self._solve(resolve_backend(self.solver, self.device))
         return self._solution
 
     def _embedding(self):

@@ -242,6 +242,25 @@ def test_tiny_host_work_runs_on_one_blas_thread():
     assert seen == [before] and blas_threads() == before
 
 
+def test_tiny_fits_solve_on_one_blas_thread(monkeypatch, rng):
+    # The limit sits in _solve, so fit and the deferred solve after partial_fit both get it.
+    from threadpoolctl import threadpool_info
+
+    import faast_sklearn._base as base
+
+    seen, real = [], base.spectrum
+
+    def spy(*args, **kwargs):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(base, "spectrum", spy)
+    X, Y = _problem(rng, 40, 10)
+    FAASTRegressor(solver="scipy").fit(X, Y)
+    FAASTRegressor(solver="scipy").partial_fit(X, Y).predict(X)
+    assert seen == [{1}, {1}]
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("n, d", [(3000, 200), (500, 700)])  # moments path, kernel path
 @pytest.mark.parametrize("as_tensor", [True, False])
