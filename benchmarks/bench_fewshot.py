@@ -71,13 +71,18 @@ class SGDOnePass:
         return self.est_.predict(X)
 
 
-def faast_available() -> str | None:
-    """``None`` if ``faast_sklearn.FAASTClassifier`` imports, else the reason."""
+def drop_unavailable_faast(methods) -> tuple[list[str], list[str]]:
+    """``methods`` without the FAAST ones if ``faast_sklearn`` does not import, and what was
+    skipped and why (also printed as a warning)."""
     try:
         from faast_sklearn import FAASTClassifier  # noqa: F401
     except Exception as exc:  # noqa: BLE001
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        why = f"{type(exc).__name__}: {exc}"
+        skipped = [f"{m} (faast_sklearn unavailable: {why})" for m in methods if "faast" in m]
+        if skipped:
+            print("WARNING: skipping", "; ".join(skipped), file=sys.stderr)
+        return [m for m in methods if "faast" not in m], skipped
+    return list(methods), []
 
 
 def method_factories(names, device="auto", seed=0):
@@ -124,7 +129,18 @@ METHOD_NOTES = {
 
 
 def load_features(args):
-    """Support/query features and labels for the run, plus a description."""
+    """Float32 support/query features and labels for the run, plus a description; rows are
+    L2-normalised (as the paper's keys) unless ``--no-normalize``."""
+    Xs, ys, Xq, yq, desc = _raw_features(args)
+    Xs, Xq = np.asarray(Xs, dtype=np.float32), np.asarray(Xq, dtype=np.float32)
+    if not args.no_normalize:
+        Xs = Xs / np.maximum(np.linalg.norm(Xs, axis=1, keepdims=True), 1e-12)
+        Xq = Xq / np.maximum(np.linalg.norm(Xq, axis=1, keepdims=True), 1e-12)
+        desc += ", L2-normalised"
+    return Xs, ys, Xq, yq, desc
+
+
+def _raw_features(args):
     if args.features:
         z = np.load(args.features, allow_pickle=False)
         desc = f"precomputed {args.features}"
@@ -143,12 +159,17 @@ def load_features(args):
     return Xs, ds["y_support"], Xq, ds["y_query"], f"{args.backbone}{size}"
 
 
-def write_results(payload, out, to_markdown):
-    """Write ``payload`` as JSON at ``out`` and its markdown table beside it; returns the path."""
+def write_results(payload, out, to_markdown, plot=None, quiet=False):
+    """Write ``payload`` as JSON at ``out``, its markdown table beside it and, with ``plot``,
+    its PNG (where matplotlib is installed); returns the JSON path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1))
+    written = [out, out.with_suffix(".md")]
     out.with_suffix(".md").write_text(to_markdown(payload))
+    png = plot(payload, out.with_suffix(".png")) if plot is not None else None
+    if not quiet:
+        print("wrote " + ", ".join(map(str, [*written, *([png] if png else [])])), flush=True)
     return out
 
 
@@ -292,23 +313,8 @@ def main(argv=None):
         tag = Path(args.features).stem if args.features else f"{args.dataset}-{args.backbone}"
         args.out = str(Path(__file__).parent / f"results/fewshot-{tag}.json")
 
-    methods = list(args.methods)
-    skipped = []
-    why = faast_available()
-    if why is not None:
-        for name in ("faast", "faast_paper"):
-            if name in methods:
-                methods.remove(name)
-                skipped.append(f"{name} (faast_sklearn.FAASTClassifier unavailable: {why})")
-        if skipped:
-            print("WARNING: skipping", "; ".join(skipped), file=sys.stderr)
-
+    methods, skipped = drop_unavailable_faast(args.methods)
     Xs, ys, Xq, yq, desc = load_features(args)
-    Xs, Xq = np.asarray(Xs, dtype=np.float32), np.asarray(Xq, dtype=np.float32)
-    if not args.no_normalize:
-        Xs = Xs / np.maximum(np.linalg.norm(Xs, axis=1, keepdims=True), 1e-12)
-        Xq = Xq / np.maximum(np.linalg.norm(Xq, axis=1, keepdims=True), 1e-12)
-        desc += ", L2-normalised"
     factories = method_factories(methods, args.device, args.seed)
     sync = str(_readers.resolve_device(args.device))
     min_pool = int(np.bincount(np.unique(ys, return_inverse=True)[1]).min())
@@ -355,11 +361,9 @@ def main(argv=None):
         if args.verbose:
             print(f"  ({time.perf_counter() - t0:.1f} s for {k}-shot)", flush=True)
         # Written after every shot count: a run cut short keeps the shot counts it finished.
-        out = write_results(payload(), args.out, to_markdown)
+        write_results(payload(), args.out, to_markdown, quiet=True)
     final = payload()
-    out = write_results(final, args.out, to_markdown)
-    png = plot(final, out.with_suffix(".png"))
-    print(f"wrote {out}, {out.with_suffix('.md')}" + (f", {png}" if png else ""))
+    write_results(final, args.out, to_markdown, plot)
     return final
 
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _plots  # noqa: E402
 import _readers  # noqa: E402
-from bench_fewshot import faast_available, machine_info, write_results  # noqa: E402
+from bench_fewshot import drop_unavailable_faast, machine_info, write_results  # noqa: E402
 
 DEFAULT_METHODS = ["faast", "knn", "softmax_attention", "linear_attention"]
 
@@ -231,20 +231,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.replot:
         payload = json.loads(Path(args.replot).read_text())
-        out = write_results(payload, args.replot, to_markdown)
-        print(f"wrote {out.with_suffix('.md')}, {plot(payload, out.with_suffix('.png'))}")
+        write_results(payload, args.replot, to_markdown, plot)
         return payload
     if args.smoke:
         args.sizes, args.dim, args.classes, args.repeats = [1000, 10000, 50000, 100000], 256, 10, 3
         args.n_query = 1000
         args.out = args.out or str(Path(__file__).parent / "results/memory-d256-cpu-smoke.json")
     args.out = args.out or str(Path(__file__).parent / f"results/memory-d{args.dim}.json")
-    skipped = []
-    methods = list(args.methods)
-    why = faast_available()
-    for name in [m for m in methods if m.startswith("faast")] if why else []:
-        methods.remove(name)
-        skipped.append(f"{name} ({why})")
+    methods, skipped = drop_unavailable_faast(args.methods)
     results = []
     Xq, _ = synthetic(args.n_query, args.dim, args.classes, args.seed + 1)
     for name in methods:  # warm-up: lazy imports, CUDA context and solver libraries
@@ -273,9 +267,7 @@ def main(argv=None):
         },
         "results": results,
     }
-    out = write_results(payload, args.out, to_markdown)
-    png = plot(payload, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.md')}" + (f", {png}" if png else ""))
+    write_results(payload, args.out, to_markdown, plot)
     return payload
 
 

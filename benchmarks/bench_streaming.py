@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _readers  # noqa: E402
 from bench_fewshot import (  # noqa: E402
-    faast_available,
+    drop_unavailable_faast,
     load_features,
     machine_info,
     write_results,
@@ -203,17 +203,8 @@ def main(argv=None):
     args.out = args.out or str(
         Path(__file__).parent / f"results/streaming-{args.dataset}-{args.backbone}.json"
     )
-    methods, skipped = list(args.methods), []
-    why = faast_available()
-    for name in [m for m in methods if m.startswith("faast")] if why else []:
-        methods.remove(name)
-        skipped.append(f"{name} ({why})")
+    methods, skipped = drop_unavailable_faast(args.methods)
     Xs, ys, Xq, yq, desc = load_features(args)
-    Xs, Xq = np.asarray(Xs, dtype=np.float32), np.asarray(Xq, dtype=np.float32)
-    if not args.no_normalize:
-        Xs = Xs / np.maximum(np.linalg.norm(Xs, axis=1, keepdims=True), 1e-12)
-        Xq = Xq / np.maximum(np.linalg.norm(Xq, axis=1, keepdims=True), 1e-12)
-        desc += ", L2-normalised"
     perm = np.random.default_rng(args.seed).permutation(len(Xs))  # a shuffled stream
     Xs, ys = Xs[perm], ys[perm]
     results, fitted = [], {}
@@ -255,8 +246,7 @@ def main(argv=None):
         },
         "results": results,
     }
-    out = write_results(payload, args.out, to_markdown)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    write_results(payload, args.out, to_markdown)
     return payload
 
 
