@@ -254,10 +254,13 @@ class LinearAttentionReader(_TorchReader):
 class _ProbeBase(_TorchReader):
     """A linear layer ``x W^T + b`` trained by cross-entropy; zero initialisation (convex)."""
 
-    def _init_params(self, d, c):
+    def _start(self, X, y):
+        """Data on the device, zero ``W`` and ``b``, and the parameters to train."""
+        Xt, yt = self._setup(X, y)
+        c, d = len(self.classes_), Xt.shape[1]
         W = torch.zeros(c, d, device=self.device_, requires_grad=True)
         b = torch.zeros(c, device=self.device_, requires_grad=bool(self.fit_intercept))
-        return W, b
+        return Xt, yt, W, b, [W, b] if self.fit_intercept else [W]
 
     def _store(self, W, b):
         self.weight_ = W.detach()
@@ -321,9 +324,7 @@ class SGDProbe(_ProbeBase):
         self.device = device
 
     def fit(self, X, y):
-        Xt, yt = self._setup(X, y)
-        W, b = self._init_params(Xt.shape[1], len(self.classes_))
-        params = [W, b] if self.fit_intercept else [W]
+        Xt, yt, W, b, params = self._start(X, y)
         opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, self.epochs // 2), gamma=0.1)
         gen = torch.Generator(device="cpu").manual_seed(int(self.random_state))
@@ -381,9 +382,7 @@ class AdamProbe(_ProbeBase):
         self.device = device
 
     def fit(self, X, y):
-        Xt, yt = self._setup(X, y)
-        W, b = self._init_params(Xt.shape[1], len(self.classes_))
-        params = [W, b] if self.fit_intercept else [W]
+        Xt, yt, W, b, params = self._start(X, y)
         opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         for _ in range(self.epochs):
             opt.zero_grad(set_to_none=True)
