@@ -168,13 +168,13 @@ _GROUPS = [
 
 
 def _extraction_table() -> list[str]:
+    runs = [(p.name, json.loads(p.read_text())) for p in sorted(RESULTS.glob("extraction-*.json"))]
     rows = []
-    for path in sorted(RESULTS.glob("extraction-*.json")):
-        data = json.loads(path.read_text())
+    for name, data in runs:
         cfg, res, machine = data["config"], data["results"], data.get("machine", {})
         rows.append(
             [
-                path.name,
+                name,
                 str(machine.get("device", "?")),
                 f"{cfg.get('model', cfg.get('backbone'))}, {cfg.get('image_size')} px, "
                 f"{cfg.get('resolved_precision')}",
@@ -208,7 +208,7 @@ def _extraction_table() -> list[str]:
     return [
         *_extraction_intro(),
         *_table(md),
-        *_grid_routes_table(),
+        *_grid_routes_table(runs),
     ]
 
 
@@ -222,13 +222,9 @@ _GRID_ROUTES = [
 ]
 
 
-def _grid_routes_table() -> list[str]:
+def _grid_routes_table(runs) -> list[str]:
     """Grid search / one fit for every input form an extraction run measured."""
-    runs = []
-    for path in sorted(RESULTS.glob("extraction-*.json")):
-        res = json.loads(path.read_text())["results"]
-        if "grey28_grid_to_fit_ratio" in res:
-            runs.append((path.name, res))
+    runs = [(n, d["results"]) for n, d in runs if "grey28_grid_to_fit_ratio" in d["results"]]
     if not runs:
         return []
     md = ["| input | " + " | ".join(name for name, _ in runs) + " |", "|---|" + "---|" * len(runs)]
