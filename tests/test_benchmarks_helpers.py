@@ -201,3 +201,14 @@ def test_replot_redraws_table_and_plot_from_a_results_file(tmp_path):
         md = (tmp_path / src.name).with_suffix(".md").read_text()
         assert md == src.with_suffix(".md").read_text()
         assert (tmp_path / src.name).with_suffix(".png").stat().st_size > 10_000
+
+
+def test_fit_overhead_script_times_every_solver_and_probe():
+    import bench_fit_overhead
+
+    out = bench_fit_overhead.main(
+        ["--device", "cpu", "--dims", "16", "--shots", "1", "--reps", "2", "--probe-reps", "1"]
+    )
+    row = out["fit_d16_N10"]
+    assert set(row) == {"faast_auto", "faast_scipy", "faast_torch_cpu", "sgd20", "adam"}
+    assert all(v > 0 for v in row.values())

@@ -15,12 +15,15 @@ SOLVERS = {"scipy": ScipyBackend, "torch": TorchBackend}
 
 
 # Fits below these sizes, in flops (min(N, d)^2 max(N, d), the Gram matrix's cost), are small
-# enough that overheads rule them. Measured on an H200 host (16 cores, OpenBLAS), d = 1280:
+# enough that overheads rule them. Measured with benchmarks/bench_fit_overhead.py on an H200
+# host (16 cores, OpenBLAS; results/logs/fit-overhead-h200.json and its earlier version):
 # - HOST_FLOPS: solver="auto" solves smaller NumPy problems on the host even where a GPU is
 #   present, as transfers, kernel launches and synchronisations cost more than the arithmetic
-#   (N = 10, 50 rows: 1.1, 1.8 ms on the host, 1.8, 2.6 ms on CUDA; N = 160: 5.3 vs 4.4 ms);
+#   (d = 1280, N = 10, 50 rows: 1.3, 2.6 ms on the host, 2.0, 3.4 ms on CUDA; N = 160: 7.5
+#   vs 5.2 ms);
 # - ONE_THREAD_FLOPS: host work below it runs on one BLAS thread, as waking 16 idle BLAS
-#   threads costs more than the products (N = 160: 8-21 ms with 16 threads, 5.3 ms with one).
+#   threads costs more than the products (N = 160 on the host: 14-21 ms with 16 threads,
+#   5.6-7.5 ms with one).
 HOST_FLOPS = 8e6
 ONE_THREAD_FLOPS = 6e7
 
