@@ -27,6 +27,9 @@ _CLASSIFICATION_TARGETS = (
     "multilabel-indicator",
     "multilabel-sequences",
 )
+# NumPy kinds of labels that type_of_target always finds discrete when 1-D: bool, signed and
+# unsigned integers, strings.
+_DISCRETE_KINDS = "biuU"
 
 
 class FAASTClassifier(ClassifierMixin, _BaseFAAST):
@@ -291,22 +294,28 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         y_arr = np.asarray(y)
         if y_arr.ndim == 2 and y_arr.shape[1] == 1:
             y_arr = column_or_1d(y_arr, warn=True)
-        with warnings.catch_warnings():
-            # One example per class is this estimator's home ground (one-shot learning), not a
-            # sign that y is continuous: scikit-learn's "more than 50% unique classes" warning
-            # would fire on every one-shot fit.
-            warnings.filterwarnings("ignore", message="The number of unique classes is greater")
-            kind = type_of_target(y_arr, input_name="y")
-        if kind not in _CLASSIFICATION_TARGETS:  # check_classification_targets, typed once
-            raise ValueError(
-                f"Unknown label type: {kind}. Maybe you are trying to fit a classifier, which "
-                "expects discrete classes on a regression target with continuous values."
-            )
-        if kind == "multilabel-indicator":
-            return self._encode_multilabel(y_arr, first=first)
+        if y_arr.ndim != 1 or y_arr.dtype.kind not in _DISCRETE_KINDS:
+            # 1-D integer, boolean or string labels are always "binary" or "multiclass":
+            # only other inputs need type_of_target (a tenth of a one-shot fit's time).
+            with warnings.catch_warnings():
+                # One example per class is this estimator's home ground (one-shot learning),
+                # not a sign that y is continuous: scikit-learn's "more than 50% unique
+                # classes" warning would fire on every one-shot fit.
+                warnings.filterwarnings(
+                    "ignore", message="The number of unique classes is greater"
+                )
+                kind = type_of_target(y_arr, input_name="y")
+            if kind not in _CLASSIFICATION_TARGETS:  # check_classification_targets, typed once
+                raise ValueError(
+                    f"Unknown label type: {kind}. Maybe you are trying to fit a classifier, "
+                    "which expects discrete classes on a regression target with continuous "
+                    "values."
+                )
+            if kind == "multilabel-indicator":
+                return self._encode_multilabel(y_arr, first=first)
+            y_arr = column_or_1d(y_arr)
         if not first and self._multilabel:
             raise ValueError("The estimator was fitted on multilabel targets; got 1-D labels.")
-        y_arr = column_or_1d(y_arr)
         old = None if first else self.classes_
         declared = _targets.embedding_classes(self.class_embeddings, y_arr, classes)
         if declared is None and classes is not None:

@@ -40,11 +40,11 @@ class Backend:
         """``sum_i Xw[i] * onehot(codes[i])`` as a (d, n_classes) array."""
         raise NotImplementedError
 
-    def eigh(self, A) -> tuple[np.ndarray, object]:
-        """Eigenvalues (ascending, NumPy) and eigenvectors (native) of a symmetric matrix.
+    def eigh(self, A) -> tuple[object, object]:
+        """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, both native.
 
-        The eigenvectors stay where they were computed: the products that use them
-        (:meth:`matmul`) run there too, and only their small results travel.
+        They stay where they were computed: the products that use them (:meth:`matmul`) run
+        there too, and only their small results travel.
         """
         raise NotImplementedError
 
@@ -177,5 +177,4 @@ class TorchBackend(Backend):
         return out.index_add_(0, codes, Xw).T
 
     def eigh(self, A):
-        evals, evecs = self.torch.linalg.eigh(self.asarray(A))
-        return self.to_numpy(evals), evecs
+        return self.torch.linalg.eigh(self.asarray(A))

@@ -115,27 +115,31 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     if embedding is not None:
         Y = Y @ embedding
     n = float(w.sum())
+    # The rows go to the backend's device once and are centred (and weighted) there: a
+    # few-shot fit is so small that every N x d host temporary (fresh pages from the
+    # allocator) costs as much as its arithmetic. What comes back is k x D at most.
+    Xs, Ys = backend.asarray(X), backend.asarray(Y)
     if fit_intercept:
         mean_x, mean_y = w @ X / n, w @ Y / n
+        Xs, Ys = Xs - backend.asarray(mean_x), Ys - backend.asarray(mean_y)
     else:
         mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Y.shape[1])
-    root = np.sqrt(w)[:, None]
-    # The N x d rows go to the backend's device once; what comes back is k x D at most.
-    Xs = backend.asarray(root * (X - mean_x))
-    Ys = backend.asarray(root * (Y - mean_y))
-    s, U = backend.eigh(Xs @ Xs.T)
+    if np.any(w != 1.0):  # sqrt(w) on both sides; new arrays (Xs may be the stats' own X)
+        root = backend.asarray(np.sqrt(w)[:, None])
+        Xs, Ys = Xs * root, Ys * root
+    evals, U = backend.eigh(Xs @ Xs.T)
+    s = backend.to_numpy(evals)
     trace = float(s.sum())  # trace(Xs^T Xs) = trace(K), the sum of all its eigenvalues
     first = _first_kept(s, X.shape)
-    s, U = s[first:], U[:, first:]
+    s, U, root_s = s[first:], U[:, first:], evals[first:] ** 0.5
     UtY = U.T @ Ys
-    root_s = np.sqrt(s)
     resid = Ys - U @ UtY
     return Spectrum(
         s=s,
         V=None,
         Xs=Xs,
-        U_scaled=U / backend.asarray(root_s),
-        P=root_s[:, None] * backend.to_numpy(UtY),
+        U_scaled=U / root_s,
+        P=np.sqrt(s)[:, None] * backend.to_numpy(UtY),
         rss_perp=backend.to_numpy((resid * resid).sum(0)),
         trace=trace,
         n=n,
@@ -167,7 +171,8 @@ def _spectrum_from_moments(stats, backend, fit_intercept, embedding):
         B = B + n * np.outer(m.mean_x, mean_y)
         yy = yy + n * mean_y * mean_y
         mean_x, mean_y = np.zeros_like(m.mean_x), np.zeros_like(mean_y)
-    s, Q = backend.eigh(A)
+    evals, Q = backend.eigh(A)
+    s = backend.to_numpy(evals)
     first = _first_kept(s, A.shape)
     s, V = s[first:], Q[:, first:]
     P = backend.matmul(V.T, B)
