@@ -301,9 +301,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
                 # One example per class is this estimator's home ground (one-shot learning),
                 # not a sign that y is continuous: scikit-learn's "more than 50% unique
                 # classes" warning would fire on every one-shot fit.
-                warnings.filterwarnings(
-                    "ignore", message="The number of unique classes is greater"
-                )
+                warnings.filterwarnings("ignore", message="The number of unique classes is greater")
                 kind = type_of_target(y_arr, input_name="y")
             if kind not in _CLASSIFICATION_TARGETS:  # check_classification_targets, typed once
                 raise ValueError(
