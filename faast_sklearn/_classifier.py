@@ -110,9 +110,10 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         Defined when ``X`` has feature names that are all strings.
     n_samples_seen_ : int
     stats_ : Statistics
-        The sufficient statistics (NumPy, float64) from which the model is solved. While
-        there are at most ``n_features`` training rows, these are the rows themselves (the
-        few-shot kernel-side solve needs them), so they travel with a pickle of the model.
+        The sufficient statistics (NumPy) from which the model is solved. While there are
+        at most ``n_features`` training rows, these are the rows themselves, in their input
+        precision (the few-shot kernel-side solve needs them), so they travel with a pickle
+        of the model; after that, float64 moments.
     solver_, device_ : str
         Solver and device used.
 

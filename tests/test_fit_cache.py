@@ -63,6 +63,30 @@ def test_hit_requires_identical_data():
     assert c is not None
 
 
+@pytest.mark.parametrize("solver", ["scipy", "torch"])
+def test_kept_rows_are_the_private_copy(solver):
+    # Few rows: the statistics keep a private copy of X in its own dtype, and the cache
+    # compares later fits with that copy. Editing the caller's array must not change either.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 20)).astype(np.float32)
+    y = np.arange(8) % 2
+    first = FAASTClassifier(solver=solver, device="cpu").fit(X, y)
+    kept = first.stats_.rows[0]
+    assert kept.dtype == np.float32 and not np.shares_memory(kept, X)
+    original = X[0, 0]
+    X[0, 0] += 1.0
+    second = FAASTClassifier(solver=solver, device="cpu").fit(X, y)
+    assert FIT_CACHE.hits == 0
+    assert not np.array_equal(first.coef_, second.coef_)
+    assert first.stats_.rows[0][0, 0] == original
+    X[0, 0] = original
+    again = FAASTClassifier(solver=solver, device="cpu", alpha=1.0).fit(X, y)
+    assert FIT_CACHE.hits == 1
+    np.testing.assert_allclose(
+        again.coef_, FAASTClassifier(solver="scipy", alpha=1.0).fit(X.copy(), y).coef_, rtol=1e-6
+    )
+
+
 def test_solvers_do_not_share_entries():
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(100, 5)), rng.normal(size=100)

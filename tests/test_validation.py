@@ -56,6 +56,22 @@ def test_bad_partial_fit_leaves_state_unchanged(data, name, make, match, Est):
     est.predict(X)
 
 
+@pytest.mark.parametrize("solver", ["scipy", "torch"])
+@pytest.mark.parametrize("shape", [(6, 8), (60, 4)], ids=["rows kept", "moments"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_caught_where_the_solver_reads(solver, shape, bad):
+    # Fit checks a NumPy X for NaN and infinity where the solver reads it (on a torch
+    # back-end's device when the moments pass runs there): every route must still refuse it.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=shape), np.arange(shape[0]) % 2
+    est = FAASTClassifier(solver=solver, device="cpu").fit(X, y)
+    before = _state(est)
+    X[-1, -1] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        est.fit(X, y)
+    assert _state(est) == before
+
+
 def test_one_class_fit_errors_but_stream_may_start_with_one(data):
     X, y = data
     with pytest.raises(ValueError, match="at least 2 classes"):

@@ -36,6 +36,14 @@ class Backend:
     def to_numpy(self, a) -> np.ndarray:
         raise NotImplementedError
 
+    def to_device(self, a):
+        """``a`` on this backend's device in its own dtype (rows, moved once)."""
+        return a
+
+    def remember(self, host: np.ndarray, native) -> None:
+        """``host`` is a NumPy copy of ``native``: :meth:`asarray` of it copies ``native``
+        on the device instead of moving ``host`` back there."""
+
     def class_sums(self, Xw, codes, n_classes: int):
         """``sum_i Xw[i] * onehot(codes[i])`` as a (d, n_classes) array."""
         raise NotImplementedError
@@ -102,8 +110,13 @@ class Backend:
             if G is None:
                 G, B, sx, sy, yy = Gb, Bb, sxb, syb, yyb
             else:
-                G, B, sx, sy, yy = G + Gb, B + Bb, sx + sxb, sy + syb, yy + yyb
-        G, B, sx = self.to_numpy(G), self.to_numpy(B), self.to_numpy(sx)
+                G += Gb  # d x d: in place
+                B, sx, sy, yy = B + Bb, sx + sxb, sy + syb, yy + yyb
+        # cxx = G - sx sx^T / W where G lives (in place: on a host, each d x d temporary
+        # costs as much as the subtraction; on a GPU, so would the round trip).
+        G -= sx[:, None] * (sx / weight)[None, :]
+        cxx, B, sx = self.to_numpy(G), self.to_numpy(B), self.to_numpy(sx)
+        self.remember(cxx, G)  # the spectrum reads cxx on the device
         shift_x = self.to_numpy(shift_x)
         shift_y = np.zeros(n_targets) if shift_y is None else self.to_numpy(shift_y)
         return Moments(
@@ -111,7 +124,7 @@ class Backend:
             weight=weight,
             mean_x=shift_x + sx / weight,
             mean_y=shift_y + sy / weight,
-            cxx=G - np.outer(sx, sx) / weight,
+            cxx=cxx,
             cxy=B - np.outer(sx, sy) / weight,
             cyy=np.maximum(yy - sy * sy / weight, 0.0),
         )
@@ -156,9 +169,24 @@ class TorchBackend(Backend):
     def __init__(self, device: str = "cpu"):
         self.device = device
         self.torch = import_torch()
+        # id(host array) -> (host array, native original); the host array is held, so its id
+        # cannot be reused while the entry lives (as long as this back-end: one fit).
+        self._twins: dict[int, tuple[np.ndarray, object]] = {}
+
+    def remember(self, host, native):
+        self._twins[id(host)] = (host, native)
+
+    def to_device(self, a):
+        if not is_tensor(a):
+            a = self.torch.from_numpy(np.ascontiguousarray(a))
+        return a.to(device=self.device, non_blocking=True)
 
     def asarray(self, a):
         torch = self.torch
+        twin = self._twins.get(id(a))
+        if twin is not None and twin[0] is a:
+            # A copy: callers may keep the result (a cached spectrum) or scale it.
+            return twin[1].to(dtype=torch.float64, copy=True)
         if not is_tensor(a):
             a = torch.from_numpy(np.ascontiguousarray(a))
         # Move, then convert on the device: a float32 array travels as half the bytes of its

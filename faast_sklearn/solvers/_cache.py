@@ -117,8 +117,14 @@ class FitCache:
         weights: np.ndarray,
         stats: Statistics,
         key: bytes | None = None,
+        private=None,
     ) -> _Entry:
-        copy = X.clone() if is_tensor(X) else np.array(X, copy=True)
+        """Keep ``stats`` for these inputs; ``private`` is a copy of ``X`` the caller made
+        already and never modifies (the statistics' own rows), else ``X`` is copied."""
+        if private is not None and (private.shape, private.dtype) == (X.shape, X.dtype):
+            copy = private
+        else:
+            copy = X.clone() if is_tensor(X) else np.array(X, copy=True)
         entry = _Entry(copy, backend, targets.copy(), weights.copy(), stats)
         # Allowance for two spectra (with and without intercept): V (d x d) and P (d x T).
         d, t = stats.n_features, stats.n_targets

@@ -18,7 +18,8 @@ so ``partial_fit`` over any split of the rows equals ``fit`` on all of them to f
 round-off, in O(d^2 + d T) memory. While there are at most ``max_rows`` rows (few-shot: N <= d),
 the rows themselves are kept instead: they cost no more memory than ``cxx`` and allow the
 N x N kernel-side solve, which is far cheaper than a d x d eigendecomposition there.
-Everything here is NumPy float64 on the CPU.
+Everything here is NumPy on the CPU: moments in float64, kept rows in their input precision
+(a float32 row is exact in float64; the arithmetic on them is float64).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Moments:
 
 
 def moments_from_rows(X: np.ndarray, Y: np.ndarray, w: np.ndarray) -> Moments:
-    """Moments of a small float64 NumPy row set (the kept few-shot rows)."""
+    """Float64 moments of a small NumPy row set (the kept few-shot rows)."""
     weight = float(w.sum())
     if weight == 0:
         return replace(Moments.empty(X.shape[1], Y.shape[1]), count=len(w))
@@ -99,7 +100,8 @@ def moments_from_rows(X: np.ndarray, Y: np.ndarray, w: np.ndarray) -> Moments:
 class Statistics:
     """Everything a fit keeps about its training rows: the rows while few, else moments.
 
-    Exactly one of ``rows`` (a tuple ``(X, Y, w)`` of float64 arrays) and ``moments`` is set.
+    Exactly one of ``rows`` (a tuple ``(X, Y, w)``: float32 or float64 ``X``, float64 ``Y``
+    and ``w``) and ``moments`` is set.
     ``max_rows`` is the row count up to which rows are kept (the number of features: past it,
     the d x d moments are the smaller and faster representation).
     """
