@@ -210,5 +210,12 @@ def test_fit_overhead_script_times_every_solver_and_probe():
         ["--device", "cpu", "--dims", "16", "--shots", "1", "--reps", "2", "--probe-reps", "1"]
     )
     row = out["fit_d16_N10"]
-    assert set(row) == {"faast_auto", "faast_scipy", "faast_torch_cpu", "sgd20", "adam"}
+    assert set(row) == {
+        "faast_auto",
+        "faast_auto_blas_unlimited",
+        "faast_scipy",
+        "faast_torch_cpu",
+        "sgd20",
+        "adam",
+    }
     assert all(v > 0 for v in row.values())

@@ -222,10 +222,11 @@ def test_tiny_host_work_runs_on_one_blas_thread():
 
     before = blas_threads()
     assert before  # NumPy's BLAS is visible to threadpoolctl
-    with host_threads(ONE_THREAD_FLOPS / 2):
+    low, high = ONE_THREAD_FLOPS
+    with host_threads((low + high) / 2):
         assert set(blas_threads()) == {1}
     assert blas_threads() == before
-    with host_threads(ONE_THREAD_FLOPS * 2):
+    with host_threads(high * 2):
         assert blas_threads() == before
     # Other threads leave the process-wide setting alone.
     import threading
@@ -233,7 +234,7 @@ def test_tiny_host_work_runs_on_one_blas_thread():
     seen = []
 
     def worker():
-        with host_threads(1.0):
+        with host_threads((low + high) / 2):
             seen.append(blas_threads())
 
     thread = threading.Thread(target=worker)

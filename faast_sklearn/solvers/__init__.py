@@ -21,11 +21,11 @@ SOLVERS = {"scipy": ScipyBackend, "torch": TorchBackend}
 #   present, as transfers, kernel launches and synchronisations cost more than the arithmetic
 #   (d = 1280, N = 10, 50 rows: 1.3, 2.6 ms on the host, 2.0, 3.4 ms on CUDA; N = 160: 7.5
 #   vs 5.2 ms);
-# - ONE_THREAD_FLOPS: host work below it runs on one BLAS thread, as waking 16 idle BLAS
+# - ONE_THREAD_FLOPS: host work in this range runs on one BLAS thread, as waking 16 idle BLAS
 #   threads costs more than the products (N = 160 on the host: 14-21 ms with 16 threads,
 #   5.6-7.5 ms with one).
 HOST_FLOPS = 8e6
-ONE_THREAD_FLOPS = 6e7
+ONE_THREAD_FLOPS = (0.0, 6e7)
 
 
 def fit_flops(n_samples: int, n_features: int) -> float:
@@ -41,13 +41,14 @@ def _blas_controller():
 
 
 def host_threads(flops: float):
-    """A context in which host linear algebra below ``ONE_THREAD_FLOPS`` runs on one BLAS
-    thread.
+    """A context in which host linear algebra of a size in the ``ONE_THREAD_FLOPS`` range
+    runs on one BLAS thread.
 
     Only in the main thread: the BLAS setting is process-wide, and limits set and restored by
     fits overlapping in several threads could restore out of order and leave it at one.
     """
-    if flops >= ONE_THREAD_FLOPS or threading.current_thread() is not threading.main_thread():
+    low, high = ONE_THREAD_FLOPS
+    if not low <= flops < high or threading.current_thread() is not threading.main_thread():
         return contextlib.nullcontext()
     return _blas_controller().limit(limits=1, user_api="blas")
 

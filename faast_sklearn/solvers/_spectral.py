@@ -120,8 +120,10 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     # allocator) costs as much as its arithmetic. What comes back is k x D at most.
     Xs, Ys = backend.asarray(X), backend.asarray(Y)
     if fit_intercept:
-        mean_x, mean_y = w @ X / n, w @ Y / n
-        Xs, Ys = Xs - backend.asarray(mean_x), Ys - backend.asarray(mean_y)
+        wd = backend.asarray(w)
+        mean_xd, mean_yd = (wd @ Xs) / n, (wd @ Ys) / n
+        Xs, Ys = Xs - mean_xd, Ys - mean_yd
+        mean_x, mean_y = backend.to_numpy(mean_xd), backend.to_numpy(mean_yd)
     else:
         mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Y.shape[1])
     if np.any(w != 1.0):  # sqrt(w) on both sides; new arrays (Xs may be the stats' own X)
