@@ -306,7 +306,7 @@ class _BaseFAAST(BaseEstimator):
         embedding = self._embedding()
         memo_key = (self.fit_intercept, None if embedding is None else embedding.tobytes())
         spec = entry.spectra.get(memo_key) if entry is not None else None
-        with host_threads(fit_flops(stats.count, stats.n_features)):
+        with host_threads(fit_flops(stats.count, stats.n_features), backend.device):
             if spec is None:
                 spec = spectrum(
                     stats, backend, fit_intercept=self.fit_intercept, embedding=embedding

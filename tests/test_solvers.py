@@ -222,11 +222,12 @@ def test_tiny_host_work_runs_on_one_blas_thread():
 
     before = blas_threads()
     assert before  # NumPy's BLAS is visible to threadpoolctl
-    low, high = ONE_THREAD_FLOPS
-    with host_threads((low + high) / 2):
+    with host_threads(ONE_THREAD_FLOPS / 2):
         assert set(blas_threads()) == {1}
     assert blas_threads() == before
-    with host_threads(high * 2):
+    with host_threads(ONE_THREAD_FLOPS / 2, device="cuda"):  # GPU work: no limit
+        assert blas_threads() == before
+    with host_threads(ONE_THREAD_FLOPS * 2):
         assert blas_threads() == before
     # Other threads leave the process-wide setting alone.
     import threading
@@ -234,7 +235,7 @@ def test_tiny_host_work_runs_on_one_blas_thread():
     seen = []
 
     def worker():
-        with host_threads((low + high) / 2):
+        with host_threads(1.0):
             seen.append(blas_threads())
 
     thread = threading.Thread(target=worker)

@@ -14,18 +14,20 @@ from ._stats import Moments, Statistics
 SOLVERS = {"scipy": ScipyBackend, "torch": TorchBackend}
 
 
-# Fits below these sizes, in flops (min(N, d)^2 max(N, d), the Gram matrix's cost), are small
-# enough that overheads rule them. Measured with benchmarks/bench_fit_overhead.py on an H200
-# host (16 cores, OpenBLAS; results/logs/fit-overhead-h200.json and its earlier version):
+# Sizes in flops (min(N, d)^2 max(N, d), the Gram matrix's cost) where overheads rule a fit.
+# Measured with benchmarks/bench_fit_overhead.py on an H200 host (16 cores, OpenBLAS;
+# results/logs/fit-overhead-h200.json, and its first version in the git history):
 # - HOST_FLOPS: solver="auto" solves smaller NumPy problems on the host even where a GPU is
 #   present, as transfers, kernel launches and synchronisations cost more than the arithmetic
-#   (d = 1280, N = 10, 50 rows: 1.3, 2.6 ms on the host, 2.0, 3.4 ms on CUDA; N = 160: 7.5
-#   vs 5.2 ms);
-# - ONE_THREAD_FLOPS: host work in this range runs on one BLAS thread, as waking 16 idle BLAS
+#   (d = 1280, N = 10, 50 rows: 1.2, 1.7 ms on the host, 2.3, 2.5 ms on CUDA; N = 160: 6.6
+#   vs 4.8 ms);
+# - ONE_THREAD_FLOPS: host work below it runs on one BLAS thread, as waking 16 idle BLAS
 #   threads costs more than the products (N = 160 on the host: 14-21 ms with 16 threads,
-#   5.6-7.5 ms with one).
+#   5.6-7.5 ms with one, first version; a 200-row prediction in the few-shot runs: 25 against
+#   3 us per row). The smallest fits lose a little to setting the limit (N = 10, 50: 1.17,
+#   1.59 ms without it, 1.28, 1.70 ms with it), but predictions of that size gain far more.
 HOST_FLOPS = 8e6
-ONE_THREAD_FLOPS = (0.0, 6e7)
+ONE_THREAD_FLOPS = 6e7
 
 
 def fit_flops(n_samples: int, n_features: int) -> float:
@@ -40,15 +42,18 @@ def _blas_controller():
     return ThreadpoolController()
 
 
-def host_threads(flops: float):
-    """A context in which host linear algebra of a size in the ``ONE_THREAD_FLOPS`` range
-    runs on one BLAS thread.
+def host_threads(flops: float, device: str = "cpu"):
+    """A context in which host linear algebra below ``ONE_THREAD_FLOPS`` runs on one BLAS
+    thread (work on another ``device`` needs no limit).
 
     Only in the main thread: the BLAS setting is process-wide, and limits set and restored by
     fits overlapping in several threads could restore out of order and leave it at one.
     """
-    low, high = ONE_THREAD_FLOPS
-    if not low <= flops < high or threading.current_thread() is not threading.main_thread():
+    if (
+        device != "cpu"
+        or flops >= ONE_THREAD_FLOPS
+        or threading.current_thread() is not threading.main_thread()
+    ):
         return contextlib.nullcontext()
     return _blas_controller().limit(limits=1, user_api="blas")
 
