@@ -1,6 +1,7 @@
 """Fast checks of the benchmark helpers in benchmarks/ (readers, episodes, data loaders)."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -186,8 +187,6 @@ def test_replot_redraws_table_and_plot_from_a_results_file(tmp_path):
     # The committed results files redraw without running anything: the table comes back
     # byte for byte, and a plot is drawn where matplotlib is installed.
     pytest.importorskip("matplotlib")
-    import shutil
-
     import bench_memory
     import bench_solver
 
@@ -219,3 +218,22 @@ def test_fit_overhead_script_times_every_solver_and_probe():
         "adam",
     }
     assert all(v > 0 for v in row.values())
+
+
+def test_fit_versions_script_loads_the_baseline_as_its_own_package(tmp_path):
+    import bench_fit_versions
+
+    import faast_sklearn
+
+    # The working tree against a copy of itself: two packages, two caches, ratios near 1.
+    shutil.copytree(Path(faast_sklearn.__file__).parent, tmp_path / "faast_sklearn")
+    out = bench_fit_versions.main(
+        ["--baseline", str(tmp_path), "--device", "cpu", "--dims", "16", "--shots", "1"]
+        + ["--reps", "3"]
+    )
+    row = out["fit_d16_N10"]
+    assert row["baseline_ratio"] == 1.0 and 0.2 < row["working_tree_ratio"] < 5
+    baseline = sys.modules[bench_fit_versions.BASELINE_NAME]
+    assert baseline.FAASTClassifier is not faast_sklearn.FAASTClassifier
+    with pytest.raises(SystemExit, match="no faast_sklearn package"):
+        bench_fit_versions.main(["--baseline", str(tmp_path / "missing"), "--device", "cpu"])
