@@ -80,7 +80,6 @@ def main(argv=None):
             solvers.ONE_THREAD_FLOPS = saved
 
     device = str(_readers.resolve_device(args.device))
-    rng = np.random.default_rng(0)
     methods = {
         "faast_auto": (lambda X, y: FAASTClassifier().fit(X, y), args.reps),
         "faast_auto_blas_unlimited": (unlimited, args.reps),
@@ -92,11 +91,29 @@ def main(argv=None):
         "sgd20": (lambda X, y: _readers.SGDProbe(device=device).fit(X, y), args.probe_reps),
         "adam": (lambda X, y: _readers.AdamProbe(device=device).fit(X, y), args.probe_reps),
     }
-    out = {"device": device}
+
+    def measure(problem):
+        return {name: median_ms(fit, problem, reps, device)
+                for name, (fit, reps) in methods.items()}  # fmt: skip
+
+    return sweep(device, args, measure)
+
+
+def sweep(device: str, args, measure, **meta) -> dict:
+    """``measure(make_problem)`` per size, on fresh few-shot problems.
+
+    For each ``d`` in ``args.dims`` and shot count in ``args.shots``: ``make_problem()`` draws
+    ``N = 10 x shots`` rows of ``d`` standard-normal float32 features and 10 balanced
+    classes. Rows of timings go into the returned dict under ``fit_d{d}_N{N}`` and are printed
+    as they come; the dict, which starts with ``meta``, is written to ``args.out`` as JSON at
+    the end (if given).
+    """
+    out = {"device": device, **meta}
     if device.startswith("cuda"):
         import torch
 
         out["gpu"] = torch.cuda.get_device_name(0)
+    rng = np.random.default_rng(0)
     for d in args.dims:
         for shots in args.shots:
             n = 10 * shots
@@ -104,9 +121,7 @@ def main(argv=None):
             def problem(n=n, d=d):
                 return rng.standard_normal((n, d)).astype(np.float32), np.arange(n) % 10
 
-            row = {name: median_ms(fit, problem, reps, device)
-                   for name, (fit, reps) in methods.items()}  # fmt: skip
-            out[f"fit_d{d}_N{n}"] = row
+            out[f"fit_d{d}_N{n}"] = row = measure(problem)
             print(d, n, {k: round(v, 3) for k, v in row.items()}, flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import re
 import shutil
 import sys
@@ -39,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _readers  # noqa: E402
+from bench_fit_overhead import sweep  # noqa: E402
 
 BASELINE_NAME = "faast_baseline"
 
@@ -111,27 +111,12 @@ def main(argv=None):
         baseline = import_baseline(args.baseline, workdir)
         importlib.import_module(f"{BASELINE_NAME}.solvers._cache")
         packages = {"baseline": baseline, "working_tree": faast_sklearn}
-        out = {"device": device, "baseline": str(Path(args.baseline).resolve())}
-        if device.startswith("cuda"):
-            import torch
-
-            out["gpu"] = torch.cuda.get_device_name(0)
-        rng = np.random.default_rng(0)
-        for d in args.dims:
-            for shots in args.shots:
-                n = 10 * shots
-
-                def problem(n=n, d=d):
-                    return rng.standard_normal((n, d)).astype(np.float32), np.arange(n) % 10
-
-                row = compare(packages, problem, args.reps, device)
-                out[f"fit_d{d}_N{n}"] = row
-                print(d, n, {k: round(v, 3) for k, v in row.items()}, flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=1))
-        print(f"wrote {args.out}")
-    return out
+        return sweep(
+            device,
+            args,
+            lambda problem: compare(packages, problem, args.reps, device),
+            baseline=str(Path(args.baseline).resolve()),
+        )
 
 
 if __name__ == "__main__":
