@@ -190,16 +190,24 @@ def test_chunk_keys_equal_row_keys_and_follow_changes():
     assert edited[7] != chunked[7] and edited[:7] == chunked[:7] and edited[8:] == chunked[8:]
 
 
-def test_chunk_key_memo_is_bounded_by_keys():
+def test_chunk_key_memo_compares_bytes_and_is_bounded():
     from faast_sklearn.features._inputs import _ChunkKeys
 
-    memo = _ChunkKeys(max_keys=5)
-    memo.put(b"a", [b"1", b"2"])
-    memo.put(b"b", [b"3", b"4"])
-    memo.put(b"c", [b"5", b"6"])  # 6 keys > 5: the oldest chunk goes
-    assert memo.get(b"a") is None and memo.get(b"b") == [b"3", b"4"]
-    memo.put(b"big", [b"k"] * 6)  # larger than the bound on its own: not kept
-    assert memo.get(b"big") is None and memo.get(b"c") == [b"5", b"6"]
+    def chunk(seed, n=10_000):
+        return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8)
+
+    memo = _ChunkKeys(max_bytes=3 * (10_000 + 64 * 2))  # three chunks of two keys
+    memo.put(b"p", chunk(0), [b"1", b"2"])
+    assert memo.get(b"p", chunk(0)) == [b"1", b"2"]
+    assert memo.get(b"q", chunk(0)) is None  # another dtype / row shape / layout
+    edited = chunk(0)
+    edited[4321] ^= 1  # off the fingerprint's sample: only the comparison sees it
+    assert memo.get(b"p", edited) is None
+    for seed in (1, 2, 3):  # the fourth chunk pushes the oldest out
+        memo.put(b"p", chunk(seed), [bytes([seed])] * 2)
+    assert memo.get(b"p", chunk(0)) is None and memo.get(b"p", chunk(3)) == [b"\x03"] * 2
+    memo.put(b"p", chunk(9, 40_000), [b"k"])  # larger than the bound on its own: not kept
+    assert memo.get(b"p", chunk(9, 40_000)) is None and memo.get(b"p", chunk(2)) is not None
 
 
 def test_duplicate_rows_are_computed_once(images):

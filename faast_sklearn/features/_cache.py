@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from itertools import repeat
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class FeatureCache:
         """
         with self._lock:
             index = self._index.get(namespace, {})
-            handles = np.fromiter((index.get(k, -1) for k in keys), np.int64, len(keys))
+            handles = np.fromiter(map(index.get, keys, repeat(-1)), np.int64, len(keys))
             found = handles >= 0
             blocks = {}
             for b in np.unique(handles[found] >> 32).tolist():
