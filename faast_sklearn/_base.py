@@ -10,6 +10,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.utils import assert_all_finite
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -266,14 +267,20 @@ class _BaseFAAST(BaseEstimator):
                 self.__dict__.update(previous)
                 raise
 
+    def _check_params(self) -> None:
+        # As scikit-learn's own estimators do (through their fit decorator), leave the checks
+        # out under set_config(skip_parameter_validation=True).
+        if not get_config()["skip_parameter_validation"]:
+            self._validate_params()
+
     def fit(self, X, y, sample_weight=None):
-        self._validate_params()
+        self._check_params()
         state, backend, entry = self._accumulate(X, y, sample_weight, partial=False)
         self._set_state(state, backend, entry, solve_now=True)
         return self
 
     def _partial_fit(self, X, y, sample_weight, classes=None):
-        self._validate_params()
+        self._check_params()
         state, backend, _ = self._accumulate(X, y, sample_weight, partial=True, classes=classes)
         self._set_state(state, backend, solve_now=False)
         return self

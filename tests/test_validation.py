@@ -170,3 +170,17 @@ def test_failing_solve_restores_the_previous_model(data, monkeypatch):
     with pytest.raises(RuntimeError, match="solver failure"):
         clf.fit(X[:30], y[:30])
     assert _state(clf) == before
+
+
+def test_parameter_checks_follow_sklearn_config(data):
+    # Like scikit-learn's estimators: invalid parameters are refused, unless the user asked
+    # scikit-learn to skip parameter validation.
+    from sklearn import config_context
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = data
+    for method in ("fit", "partial_fit"):
+        with pytest.raises(InvalidParameterError, match="verbose"):
+            getattr(FAASTClassifier(verbose="loud"), method)(X, y)
+        with config_context(skip_parameter_validation=True):
+            getattr(FAASTClassifier(verbose="loud"), method)(X, y).predict(X)
