@@ -36,19 +36,25 @@ from .utils._torch import import_torch, is_tensor, resolve_device
 _PRIOR_PER_OUTPUT = 40.0
 
 
+# Largest NumPy X moved to a torch back-end's device whole (see _placed): the fit cache keeps
+# copies up to this size. Larger ones stream to the device block by block (Backend.moments),
+# so that device memory stays bounded by a block whatever the number of rows.
+_PLACE_MAX_BYTES = FIT_CACHE.max_bytes // 4
+
+
 def _placed(X, backend):
     """``X`` where the solver reads it, checked for NaN and infinity there.
 
-    A NumPy ``X`` with more rows than features goes to a torch back-end's device once, in
-    its own dtype: the statistics pass, the fit cache's private copy and the check then all
-    run on the device (on an H200 host, checking and copying 2560 x 1280 float32 features on
-    the CPU took 6 ms). Fewer rows are kept on the host as they are (the statistics copy
-    them there), and the kernel-side solve moves them once. A tensor was checked by
-    :meth:`_BaseFAAST._validate_tensor`.
+    A NumPy ``X`` with more rows than features (and at most ``_PLACE_MAX_BYTES``) goes to a
+    torch back-end's device once, in its own dtype: the statistics pass, the fit cache's
+    private copy and the check then all run on the device (on an H200 host, checking and
+    copying 2560 x 1280 float32 features on the CPU took 6 ms). Fewer rows are kept on the
+    host as they are (the statistics copy them there), and the kernel-side solve moves them
+    once. A tensor was checked by :meth:`_BaseFAAST._validate_tensor`.
     """
     if is_tensor(X):
         return X
-    if backend.name != "torch" or X.shape[0] <= X.shape[1]:
+    if backend.name != "torch" or X.shape[0] <= X.shape[1] or X.nbytes > _PLACE_MAX_BYTES:
         assert_all_finite(X, input_name="X")
         return X
     Xd = backend.to_device(X)

@@ -276,3 +276,24 @@ def test_cuda_solver_matches_scipy(rng, n, d, as_tensor):
     assert _rel(gpu.coef_, cpu.coef_) < 1e-8
     assert gpu.alpha_ == pytest.approx(cpu.alpha_, rel=1e-6)
     np.testing.assert_allclose(gpu.predict(Xin), cpu.predict(X), rtol=1e-6, atol=1e-6)
+
+
+def test_large_numpy_rows_stream_to_the_device(monkeypatch, rng):
+    # A NumPy X goes to a torch back-end's device whole only up to a size; a larger one is
+    # streamed in blocks by the moments pass (bounded device memory), with the same result.
+    import faast_sklearn._base as base
+    from faast_sklearn.solvers import TorchBackend
+
+    moved = []
+    real = TorchBackend.to_device
+    monkeypatch.setattr(TorchBackend, "to_device", lambda self, a: moved.append(1) or real(self, a))
+    X, Y = _problem(rng, 300, 20)
+    whole = FAASTRegressor(solver="torch", device="cpu").fit(X, Y)
+    assert moved == [1]
+    monkeypatch.setattr(base, "_PLACE_MAX_BYTES", X.nbytes - 1)
+    streamed = FAASTRegressor(solver="torch", device="cpu", alpha=2.0).fit(X, Y)
+    assert moved == [1]
+    np.testing.assert_allclose(
+        streamed.coef_, FAASTRegressor(solver="scipy", alpha=2.0).fit(X, Y).coef_, rtol=1e-9
+    )
+    assert _rel(whole.coef_, FAASTRegressor(solver="scipy").fit(X, Y).coef_) < 1e-9
