@@ -208,6 +208,15 @@ def test_chunk_key_memo_compares_bytes_and_is_bounded():
     assert memo.get(b"p", chunk(0)) is None and memo.get(b"p", chunk(3)) == [b"\x03"] * 2
     memo.put(b"p", chunk(9, 40_000), [b"k"])  # larger than the bound on its own: not kept
     assert memo.get(b"p", chunk(9, 40_000)) is None and memo.get(b"p", chunk(2)) is not None
+    # Chunks that differ only off the fingerprint's sample share a fingerprint: a few are kept
+    # (each lookup compares with all of them), the oldest go first.
+    memo = _ChunkKeys()
+    blank = [np.zeros(10_000, np.uint8) for _ in range(6)]
+    for i, c in enumerate(blank):
+        c[1 + 2 * i] = 1  # odd offsets: off the sample
+        memo.put(b"p", c, [bytes([i])])
+    assert len(memo._entries) == 1 and len(next(iter(memo._entries.values()))) == 4
+    assert memo.get(b"p", blank[0]) is None and memo.get(b"p", blank[5]) == [b"\x05"]
 
 
 def test_duplicate_rows_are_computed_once(images):

@@ -171,6 +171,9 @@ class _ChunkKeys:
     """
 
     _SAMPLE = 4096  # bytes of a chunk that its fingerprint reads
+    # Chunks kept per fingerprint: chunks that differ only off the sample (nearly blank images,
+    # say) share one, and a lookup compares with each of them.
+    _PER_FINGERPRINT = 4
 
     def __init__(self, max_bytes: int = 2**28):
         self.max_bytes = max_bytes
@@ -207,7 +210,11 @@ class _ChunkKeys:
         fp = self._fingerprint(prefix, data)
         entry = (prefix, data.copy(), keys)
         with self._lock:
-            self._entries.setdefault(fp, []).append(entry)
+            bucket = self._entries.setdefault(fp, [])
+            bucket.append(entry)
+            if len(bucket) > self._PER_FINGERPRINT:
+                _, old, old_keys = bucket.pop(0)
+                self._nbytes -= self._cost(old, old_keys)
             self._entries.move_to_end(fp)
             self._nbytes += cost
             while self._nbytes > self.max_bytes:
