@@ -143,9 +143,9 @@ class Statistics:
         """Statistics of the union of both row sets (same features and targets)."""
         if (self.n_features, self.n_targets) != (other.n_features, other.n_targets):
             raise ValueError("Cannot merge statistics of different shapes.")
+        if self.rows is not None and self.count == 0 and self.max_rows == other.max_rows:
+            return other  # nothing kept yet: no copy of its rows, no d x d zeros
         if self.rows is not None and other.rows is not None:
-            if self.count == 0:  # no copy of the first batch's rows
-                return replace(self, rows=other.rows)
             if self.count + other.count <= self.max_rows:
                 rows = tuple(
                     np.concatenate([a, b]) for a, b in zip(self.rows, other.rows, strict=True)
