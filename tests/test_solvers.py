@@ -278,6 +278,17 @@ def test_cuda_solver_matches_scipy(rng, n, d, as_tensor):
     np.testing.assert_allclose(gpu.predict(Xin), cpu.predict(X), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("n, d", [(3000, 200), (500, 700)])  # moments path, kernel path
+def test_solver_device_other_than_the_tensors(rng, n, d):
+    # A CUDA tensor solved on the CPU: everything the solve keeps from the rows is moved to
+    # the solver's device, whichever path it takes.
+    X, Y = _problem(rng, n, d)
+    est = FAASTRegressor(solver="torch", device="cpu").fit(torch.from_numpy(X).cuda(), Y)
+    assert est.device_ == "cpu"
+    assert _rel(est.coef_, FAASTRegressor(solver="scipy").fit(X, Y).coef_) < 1e-8
+
+
 def test_large_numpy_rows_stream_to_the_device(monkeypatch, rng):
     # A NumPy X goes to a torch back-end's device whole only up to a size; a larger one is
     # streamed in blocks by the moments pass (bounded device memory), with the same result.

@@ -185,8 +185,9 @@ class TorchBackend(Backend):
         torch = self.torch
         twin = self._twins.get(id(a))
         if twin is not None and twin[0] is a:
-            # A copy: callers may keep the result (a cached spectrum) or scale it.
-            return twin[1].to(dtype=torch.float64, copy=True)
+            # A copy (callers may keep the result, a cached spectrum, or scale it), on this
+            # back-end's device (a tensor X may live on another).
+            return twin[1].to(device=self.device, dtype=torch.float64, copy=True)
         if not is_tensor(a):
             a = torch.from_numpy(np.ascontiguousarray(a))
         # Move, then convert on the device: a float32 array travels as half the bytes of its
