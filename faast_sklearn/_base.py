@@ -58,9 +58,14 @@ def _placed(X, backend):
         assert_all_finite(X, input_name="X")
         return X
     Xd = backend.to_device(X)
-    if not bool(import_torch().isfinite(Xd).all()):
-        raise ValueError("Input X contains NaN or infinity.")
+    _check_finite_tensor(Xd)
     return Xd
+
+
+def _check_finite_tensor(X) -> None:
+    """The NaN and infinity check of a tensor, where it lives (one reduction, one sync)."""
+    if not bool(import_torch().isfinite(X).all()):
+        raise ValueError("Input X contains NaN or infinity.")
 
 
 def _fitted_property(name: str, doc: str) -> property:
@@ -148,8 +153,7 @@ class _BaseFAAST(BaseEstimator):
             raise ValueError("Complex data not supported.")
         if X.dtype not in (torch.float32, torch.float64):
             X = X.float()
-        if not bool(torch.isfinite(X).all()):
-            raise ValueError("Input X contains NaN or infinity.")
+        _check_finite_tensor(X)
         if reset:
             self.n_features_in_ = int(X.shape[1])
             self.__dict__.pop("feature_names_in_", None)
@@ -211,9 +215,7 @@ class _BaseFAAST(BaseEstimator):
                 tag = f"{backend.name}:{backend.device}"
                 entry, fingerprint = FIT_CACHE.lookup(tag, X, key, w)
                 if entry is None:
-                    stats = Statistics.empty(X.shape[1], n_targets).merge(
-                        self._batch_statistics(backend, X, targets, w, n_targets)
-                    )
+                    stats = self._batch_statistics(backend, X, targets, w, n_targets)
                     # Kept rows are a private copy of a NumPy X already: the cache shares it.
                     own = None if is_tensor(X) or stats.rows is None else stats.rows[0]
                     entry = FIT_CACHE.put(tag, X, key, w, stats, fingerprint, private=own)

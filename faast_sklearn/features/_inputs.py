@@ -302,7 +302,8 @@ class ArraySource:
         base = hashlib.sha256(f"{host.dtype.str}{host.shape[1:]}{self.layout}".encode())
         size = host[0].nbytes
         if host.flags.c_contiguous:
-            flat = memoryview(host.reshape(-1).view(np.uint8))  # rows are byte ranges
+            flat8 = host.reshape(-1).view(np.uint8)  # rows are byte ranges
+            flat = memoryview(flat8)
 
             def row(i: int) -> memoryview:
                 return flat[i * size : (i + 1) * size]
@@ -324,7 +325,7 @@ class ArraySource:
             if not (host.flags.c_contiguous and _is_range(idx)):
                 return run(rows)
             prefix = base.digest()
-            chunk = host.reshape(-1).view(np.uint8)[rows[0] * size : (rows[-1] + 1) * size]
+            chunk = flat8[rows[0] * size : (rows[-1] + 1) * size]
             keys = _CHUNK_KEYS.get(prefix, chunk)
             if keys is None:
                 keys = run(rows)

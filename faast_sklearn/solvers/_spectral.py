@@ -141,7 +141,7 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
         V=None,
         Xs=Xs,
         U_scaled=U / root_s,
-        P=np.sqrt(s)[:, None] * backend.to_numpy(UtY),
+        P=backend.to_numpy(root_s[:, None] * UtY),
         rss_perp=backend.to_numpy((resid * resid).sum(0)),
         trace=trace,
         n=n,
