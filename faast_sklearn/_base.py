@@ -7,13 +7,18 @@ statistics (O(batch d^2)) and the solve runs at the first use of the model after
 
 from __future__ import annotations
 
+import functools
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn import get_config
 from sklearn.base import BaseEstimator
-from sklearn.utils import assert_all_finite
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_consistent_length,
@@ -54,18 +59,42 @@ def _placed(X, backend):
     """
     if is_tensor(X):
         return X
-    if backend.name != "torch" or X.shape[0] <= X.shape[1] or X.nbytes > _PLACE_MAX_BYTES:
-        assert_all_finite(X, input_name="X")
-        return X
-    Xd = backend.to_device(X)
-    _check_finite_tensor(Xd)
-    return Xd
+    if backend.name == "torch" and X.shape[0] > X.shape[1] and X.nbytes <= _PLACE_MAX_BYTES:
+        X = backend.to_device(X)
+    _check_finite(X)
+    return X
 
 
-def _check_finite_tensor(X) -> None:
-    """The NaN and infinity check of a tensor, where it lives (one reduction, one sync)."""
-    if not bool(import_torch().isfinite(X).all()):
+def _check_finite(X) -> None:
+    """The NaN and infinity check of a NumPy array or a tensor, where it lives.
+
+    A tensor takes one reduction and one sync. An array's float64 sum is finite exactly when
+    every entry is (no temporary), unless finite entries overflow it: only then are the
+    entries tested one by one.
+    """
+    if is_tensor(X):
+        finite = bool(import_torch().isfinite(X).all())
+    else:
+        finite = bool(np.isfinite(X.sum(dtype=np.float64)) or np.isfinite(X).all())
+    if not finite:
         raise ValueError("Input X contains NaN or infinity.")
+
+
+@functools.cache
+def _init_param_names(cls) -> tuple[str, ...]:
+    return tuple(BaseEstimator._get_param_names.__func__(cls))
+
+
+@functools.lru_cache(maxsize=256)
+def _validate_params_once(cls, params: tuple) -> None:
+    """scikit-learn's parameter check, remembered for hashable parameter values.
+
+    ``params`` holds ``(name, type, value)`` triples: the type keeps 1 and True (equal and of
+    one hash, but not both booleans) apart. A failed check raises, and is not remembered.
+    """
+    validate_parameter_constraints(
+        cls._parameter_constraints, {k: v for k, _, v in params}, caller_name=cls.__name__
+    )
 
 
 def _fitted_property(name: str, doc: str) -> property:
@@ -153,7 +182,7 @@ class _BaseFAAST(BaseEstimator):
             raise ValueError("Complex data not supported.")
         if X.dtype not in (torch.float32, torch.float64):
             X = X.float()
-        _check_finite_tensor(X)
+        _check_finite(X)
         if reset:
             self.n_features_in_ = int(X.shape[1])
             self.__dict__.pop("feature_names_in_", None)
@@ -275,11 +304,26 @@ class _BaseFAAST(BaseEstimator):
                 self.__dict__.update(previous)
                 raise
 
+    @classmethod
+    def _get_param_names(cls):
+        # scikit-learn reads __init__'s signature on every get_params (each clone, each fit's
+        # parameter check): a sixth of a one-shot fit. The signature cannot change.
+        return list(_init_param_names(cls))
+
     def _check_params(self) -> None:
         # As scikit-learn's own estimators do (through their fit decorator), leave the checks
-        # out under set_config(skip_parameter_validation=True).
-        if not get_config()["skip_parameter_validation"]:
+        # out under set_config(skip_parameter_validation=True). The check itself is a pure
+        # function of the parameters, so hashable ones are checked once (a grid's clones, a
+        # loop of few-shot fits): it was a fifth of a one-shot fit.
+        if get_config()["skip_parameter_validation"]:
+            return
+        params = tuple((k, type(v), v) for k, v in self.get_params(deep=False).items())
+        try:
+            hash(params)
+        except TypeError:  # an array alpha, say
             self._validate_params()
+            return
+        _validate_params_once(type(self), params)
 
     def fit(self, X, y, sample_weight=None):
         self._check_params()

@@ -215,7 +215,7 @@ def test_auto_solves_tiny_host_problems_on_the_host(monkeypatch, rng):
 def test_tiny_host_work_runs_on_one_blas_thread():
     from threadpoolctl import threadpool_info
 
-    from faast_sklearn.solvers import ONE_THREAD_FLOPS, host_threads
+    from faast_sklearn.solvers import ONE_THREAD_FLOPS, SERIAL_FLOPS, host_threads
 
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -229,13 +229,15 @@ def test_tiny_host_work_runs_on_one_blas_thread():
         assert blas_threads() == before
     with host_threads(ONE_THREAD_FLOPS * 2):
         assert blas_threads() == before
+    with host_threads(SERIAL_FLOPS / 2):  # BLAS keeps such products on one thread itself
+        assert blas_threads() == before
     # Other threads leave the process-wide setting alone.
     import threading
 
     seen = []
 
     def worker():
-        with host_threads(1.0):
+        with host_threads(ONE_THREAD_FLOPS / 2):
             seen.append(blas_threads())
 
     thread = threading.Thread(target=worker)
@@ -257,7 +259,7 @@ def test_tiny_fits_solve_on_one_blas_thread(monkeypatch, rng):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(base, "spectrum", spy)
-    X, Y = _problem(rng, 40, 10)
+    X, Y = _problem(rng, 400, 100)  # between SERIAL_FLOPS and ONE_THREAD_FLOPS
     FAASTRegressor(solver="scipy").fit(X, Y)
     FAASTRegressor(solver="scipy").partial_fit(X, Y).predict(X)
     assert seen == [{1}, {1}]

@@ -184,3 +184,35 @@ def test_parameter_checks_follow_sklearn_config(data):
             getattr(FAASTClassifier(verbose="loud"), method)(X, y)
         with config_context(skip_parameter_validation=True):
             getattr(FAASTClassifier(verbose="loud"), method)(X, y).predict(X)
+
+
+def test_remembered_parameter_checks_still_refuse(data):
+    # Hashable parameters are checked once: a remembered valid set must not let an invalid
+    # one through, even one equal to it (fit_intercept=1 == True, but is not a boolean).
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = data
+    clf = FAASTClassifier(fit_intercept=True).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="fit_intercept"):
+        clf.set_params(fit_intercept=1).fit(X, y)
+    for _ in range(2):  # a failed check is not remembered either
+        with pytest.raises(InvalidParameterError, match="alpha"):
+            FAASTClassifier(alpha=-1.0).fit(X, y)
+    # Unhashable values (an array of strengths) are checked every time.
+    FAASTClassifier(alpha=np.array([0.1, 1.0])).fit(X, y)
+    with pytest.raises(ValueError, match="alpha"):
+        FAASTClassifier(alpha=np.array([0.1, -1.0])).fit(X, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_check_survives_an_overflowing_sum(dtype):
+    # The check sums X in float64; finite values whose sum overflows must not be refused.
+    from faast_sklearn._base import _check_finite
+
+    big = np.full((4, 3), np.finfo(dtype).max, dtype=dtype)
+    _check_finite(big)
+    _check_finite(-big)
+    for bad in (np.nan, np.inf):
+        big[2, 1] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            _check_finite(big)

@@ -25,9 +25,13 @@ SOLVERS = {"scipy": ScipyBackend, "torch": TorchBackend}
 #   threads costs more than the products (N = 160 on the host: 14-21 ms with 16 threads,
 #   5.6-7.5 ms with one, first version; a 200-row prediction in the few-shot runs: 25 against
 #   3 us per row). The smallest fits lose a little to setting the limit (N = 10, 50: 1.17,
-#   1.59 ms without it, 1.28, 1.70 ms with it), but predictions of that size gain far more.
+#   1.59 ms without it, 1.28, 1.70 ms with it), but predictions of that size gain far more;
+# - SERIAL_FLOPS: below it the limit is not set, as OpenBLAS runs such products on one thread
+#   by itself (a GEMM of m n k <= 65536 x GEMM_MULTITHREAD_THRESHOLD = 4, interface/gemm.c):
+#   setting and restoring it would be the N = 10 fit's 0.1 ms loss above, for nothing.
 HOST_FLOPS = 8e6
 ONE_THREAD_FLOPS = 6e7
+SERIAL_FLOPS = 65536 * 4
 
 
 def fit_flops(n_samples: int, n_features: int) -> float:
@@ -43,15 +47,15 @@ def _blas_controller():
 
 
 def host_threads(flops: float, device: str = "cpu"):
-    """A context in which host linear algebra below ``ONE_THREAD_FLOPS`` runs on one BLAS
-    thread (work on another ``device`` needs no limit).
+    """A context in which host linear algebra between ``SERIAL_FLOPS`` and
+    ``ONE_THREAD_FLOPS`` runs on one BLAS thread (work on another ``device`` needs no limit).
 
     Only in the main thread: the BLAS setting is process-wide, and limits set and restored by
     fits overlapping in several threads could restore out of order and leave it at one.
     """
     if (
         device != "cpu"
-        or flops >= ONE_THREAD_FLOPS
+        or not SERIAL_FLOPS < flops < ONE_THREAD_FLOPS
         or threading.current_thread() is not threading.main_thread()
     ):
         return contextlib.nullcontext()
