@@ -235,14 +235,17 @@ class _BaseFAAST(BaseEstimator):
                 y, w, first=first, partial=partial, classes=classes
             )
             backend = resolve_backend(self.solver, self.device, X)
-            X = _placed(X, backend)
             entry = None
             if not partial:
                 # A clone fitted on these very rows before (GridSearchCV over alpha or rtol):
-                # reuse its statistics, and below its eigendecomposition.
+                # reuse its statistics, and below its eigendecomposition. The fingerprint
+                # samples X where the caller has it (a NumPy X: no gather on the device).
                 key = np.append(targets, n_targets)
                 tag = f"{backend.name}:{backend.device}"
-                entry, fingerprint = FIT_CACHE.lookup(tag, X, key, w)
+                fingerprint = FIT_CACHE.fingerprint(tag, X, key, w)
+            X = _placed(X, backend)
+            if not partial:
+                entry = FIT_CACHE.lookup(tag, X, key, w, fingerprint)
                 if entry is None:
                     stats = self._batch_statistics(backend, X, targets, w, n_targets)
                     # Kept rows are a private copy of a NumPy X already: the cache shares it.

@@ -108,6 +108,24 @@ def test_bounded_and_partial_fit_untouched():
     assert cache._bytes <= cache.max_bytes
     big = rng.normal(size=(1000, 4))  # 32 KB: over a quarter of the budget, never kept
     cache.put("scipy:cpu", big, np.zeros(1000), np.ones(1000), stats)
-    assert cache.lookup("scipy:cpu", big, np.zeros(1000), np.ones(1000))[0] is None
+    key = cache.fingerprint("scipy:cpu", big, np.zeros(1000), np.ones(1000))
+    assert cache.lookup("scipy:cpu", big, np.zeros(1000), np.ones(1000), key) is None
     FAASTRegressor().partial_fit(rng.normal(size=(30, 4)), rng.normal(size=30))
     assert len(FIT_CACHE) == 0
+
+
+def test_fingerprint_same_for_array_and_tensor():
+    # Fit fingerprints a NumPy X on the host before moving it to the solver's device: the
+    # same rows as a tensor must give the same fingerprint, so both reach the same entries.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    X, t, w = rng.normal(size=(40, 6)).astype(np.float32), np.arange(40.0), np.ones(40)
+    cache = FitCache()
+    assert cache.fingerprint("torch:cpu", X, t, w) == cache.fingerprint(
+        "torch:cpu", torch.from_numpy(X.copy()), t, w
+    )
+    # ... and a grid over alpha on the torch back-end reuses the statistics.
+    FIT_CACHE.clear()
+    for alpha in (0.1, 1.0, 10.0):
+        FAASTRegressor(solver="torch", device="cpu", alpha=alpha).fit(X, t)
+    assert FIT_CACHE.hits == 2

@@ -85,17 +85,18 @@ class FitCache:
         self.hits = 0
         self.misses = 0
 
-    def _key(self, backend: str, X, targets, weights) -> bytes:
+    def fingerprint(self, backend: str, X, targets, weights) -> bytes:
+        """A cheap key of the inputs (sampled rows): equal inputs, as NumPy arrays or tensors
+        on any device, have equal fingerprints."""
         return backend.encode() + _digest(np.asarray(X.shape), _sample_rows(X), targets, weights)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._entries.values())
 
     def lookup(
-        self, backend: str, X, targets: np.ndarray, weights: np.ndarray
-    ) -> tuple[_Entry | None, bytes]:
-        """The entry for exactly these inputs (or None), and their fingerprint for :meth:`put`."""
-        key = self._key(backend, X, targets, weights)
+        self, backend: str, X, targets: np.ndarray, weights: np.ndarray, key: bytes
+    ) -> _Entry | None:
+        """The entry for exactly these inputs (of :meth:`fingerprint` ``key``), or None."""
         with self._lock:
             for entry in self._entries.get(key, []):
                 if (
@@ -106,9 +107,9 @@ class FitCache:
                 ):
                     self._entries.move_to_end(key)
                     self.hits += 1
-                    return entry, key
+                    return entry
             self.misses += 1
-        return None, key
+        return None
 
     def put(
         self,
@@ -134,7 +135,7 @@ class FitCache:
         entry.nbytes += spectra
         if entry.nbytes > self.max_bytes // 4:
             return entry  # usable by the caller, not kept
-        key = key if key is not None else self._key(backend, X, targets, weights)
+        key = key if key is not None else self.fingerprint(backend, X, targets, weights)
         with self._lock:
             self._entries.setdefault(key, []).append(entry)
             self._entries.move_to_end(key)

@@ -205,14 +205,15 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
         alphas = scale * AUTO_GRID
     else:
         alphas = np.sort(np.atleast_1d(np.asarray(alpha, dtype=np.float64)))
-    # Filters for every strength at once: (L, k).
-    filters = (
-        np.where(keep, 1.0 / (s + alphas[:, None]), 0.0) if len(s) else np.zeros((len(alphas), 0))
-    )
-    fitted = s * filters  # s_k f_k
+    # s_k f_k for every strength at once, (L, k): the filters themselves are only needed
+    # at the chosen strength (each (L, k) pass costs ~20 us at k = 768 on a server core).
+    fitted = s / (s + alphas[:, None]) if len(s) else np.zeros((len(alphas), 0))
+    if not keep.all():
+        fitted *= keep
     df = fitted.sum(1) + spec.fit_intercept
     energy = (P * P) / s[:, None] if len(s) else np.zeros((0, P.shape[1]))  # (k, D)
-    shrink = (1.0 - fitted) ** 2  # (L, k)
+    shrink = 1.0 - fitted
+    shrink *= shrink  # (1 - s_k f_k)^2, (L, k)
     rss = spec.rss_perp.sum() + shrink @ energy.sum(1)  # (L,)
     n = spec.n
     dof = n - df
@@ -220,7 +221,7 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
         gcv = np.where(dof > 1e-9 * n, n * rss / (dof * dof), np.inf)
     # Ties (flat or all-infinite curves) go to the strongest regularisation.
     best = len(alphas) - 1 - int(np.argmin(gcv[::-1]))
-    f = filters[best]
+    f = fitted[best] / s if len(s) else fitted[best]
     coef = spec.expand(f[:, None] * P, backend) if len(s) else np.zeros((d, P.shape[1]))
     intercept = spec.mean_y - spec.mean_x @ coef
     # Per target, GCV's estimate of the squared error on new rows, n RSS / (n - df)^2 (it
