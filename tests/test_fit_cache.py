@@ -129,3 +129,20 @@ def test_fingerprint_same_for_array_and_tensor():
     for alpha in (0.1, 1.0, 10.0):
         FAASTRegressor(solver="torch", device="cpu", alpha=alpha).fit(X, t)
     assert FIT_CACHE.hits == 2
+
+
+def test_rows_differing_outside_the_fingerprint_sample_miss():
+    # The fingerprint samples X; candidates are compared in full, so rows that differ only
+    # where it does not look share a fingerprint but not an entry.
+    from faast_sklearn.solvers import Statistics
+
+    rng = np.random.default_rng(0)
+    X, t, w = rng.normal(size=(30, 500)), np.zeros(30), np.ones(30)
+    Y = X.copy()
+    Y[1, 1] += 1.0  # row 1 and column 1 are outside the 8 x 64 sample
+    cache = FitCache()
+    key = cache.fingerprint("scipy:cpu", X, t, w)
+    assert cache.fingerprint("scipy:cpu", Y, t, w) == key
+    cache.put("scipy:cpu", X, t, w, Statistics.empty(500, 1), key)
+    assert cache.lookup("scipy:cpu", X.copy(), t, w, key) is not None
+    assert cache.lookup("scipy:cpu", Y, t, w, key) is None
