@@ -8,6 +8,11 @@ are seeded so that every method sees the same support/query sets.
 Reported per method: mean accuracy with a 95% confidence interval
 (``1.96 * std / sqrt(episodes)``, ``std`` with ``ddof=1``), the median adaptation (fit) time,
 and the median inference time per query row.
+
+Within an episode the methods run in a seeded random order. A fixed order times each method in
+the wake of the same predecessor: the first one always ran cold, right after the previous
+episode's Adam probe (300 epochs of Python and CUDA launches that evict the host's caches),
+which made a millisecond fit 1.4x slower than after a lighter method (H200 host).
 """
 
 from __future__ import annotations
@@ -79,9 +84,10 @@ def run_episodes(
     """Run ``episodes`` episodes of ``shots``-shot classification for every method.
 
     ``methods`` maps a name to a zero-argument factory returning a fresh, unfitted estimator.
-    All methods see identical episodes (episode ``i`` uses seed ``(seed, shots, i)``). With
-    ``warmup`` each method is fitted and run once on the first episode before timing (lazy
-    imports, CUDA context, kernel caches). Returns ``{name: summary}``.
+    All methods see identical episodes (episode ``i`` uses seed ``(seed, shots, i)``), in an
+    order drawn from the same seed (see the module docstring). With ``warmup`` each method is
+    fitted and run once on the first episode before timing (lazy imports, CUDA context, kernel
+    caches). Returns ``{name: summary}``.
     """
     per = {
         name: {"acc": [], "fit_s": [], "pred_s": [], "n_query": 0, "errors": []} for name in methods
@@ -101,8 +107,8 @@ def run_episodes(
         s, q = sample_episode(y_support_pool, y_query_pool, shots, n_query, rng)
         Xs, ys = X_support_pool[s], y_support_pool[s]
         Xq, yq = X_query_pool[q], y_query_pool[q]
-        for name, make in methods.items():
-            rec = per[name]
+        for name in rng.permutation(list(methods)):
+            make, rec = methods[name], per[name]
             try:
                 est = make()
                 with warnings.catch_warnings():

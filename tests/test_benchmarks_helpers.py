@@ -145,6 +145,32 @@ def test_run_episodes_smoke():
         assert r["fit_time_median_s"] >= 0 and r["predict_time_per_sample_s"] >= 0
 
 
+def test_run_episodes_vary_the_method_order():
+    # Each episode runs the methods in a seeded random order (no method always runs first,
+    # in the wake of the previous episode's slowest one), and results stay with their method.
+    X, y = _blobs(n_per_class=30, seed=3)
+    Xq, yq = _blobs(n_per_class=25, seed=3)
+    made = []  # the method of each estimator, in the order they are made (one per fit)
+
+    def factory(tag):
+        return lambda: made.append(tag) or RidgeClassifierCV()
+
+    methods = {t: factory(t) for t in "abcd"}
+
+    def orders():
+        made.clear()
+        res = _episodes.run_episodes(
+            methods, X, y, Xq, yq, shots=2, episodes=12, n_query=5, seed=0, warmup=False
+        )
+        assert all(r["episodes"] == 12 for r in res.values())
+        return [made[i : i + 4] for i in range(0, len(made), 4)]
+
+    first = orders()
+    assert len(first) == 12 and all(sorted(e) == list("abcd") for e in first)
+    assert len({e[0] for e in first}) > 1  # not always the same method first
+    assert orders() == first  # seeded
+
+
 @pytest.mark.skipif(
     not os.path.isdir("/usr/share/datasets/fashion-mnist"),
     reason="dataset-fashion-mnist not installed",
