@@ -12,7 +12,7 @@ and the median inference time per query row.
 Within an episode the methods run in a seeded random order. A fixed order times each method in
 the wake of the same predecessor: the first one always ran cold, right after the previous
 episode's Adam probe (300 epochs of Python and CUDA launches that evict the host's caches),
-which made a millisecond fit 1.4x slower than after a lighter method (H200 host).
+which cost a 1-shot FAAST fit about 15% of its time on an H200 host.
 """
 
 from __future__ import annotations

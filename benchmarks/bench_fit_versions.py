@@ -12,9 +12,9 @@ Examples
 --------
 The baseline is a folder holding a ``faast_sklearn`` package, for example a commit's::
 
-    git archive 806e9cc faast_sklearn | tar -x -C /tmp/base
+    git archive <commit> faast_sklearn | tar -x -C /tmp/base
     python benchmarks/bench_fit_versions.py --baseline /tmp/base --device cuda \\
-        --out benchmarks/results/logs/fit-versions-h200.json
+        --out benchmarks/results/logs/fit-versions-h200-vs-<commit>.json
 
 CPU smoke (seconds)::
 
