@@ -7,18 +7,11 @@ statistics (O(batch d^2)) and the solve runs at the first use of the model after
 
 from __future__ import annotations
 
-import functools
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn import get_config
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import (
-    HasMethods,
-    Interval,
-    StrOptions,
-    validate_parameter_constraints,
-)
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_consistent_length,
@@ -35,6 +28,7 @@ from .solvers import (
     spectrum,
 )
 from .solvers._cache import FIT_CACHE
+from .utils._params import ParamsMixin
 from .utils._torch import import_torch, is_tensor, resolve_device
 
 # Paper's default prior strength: N0 = 40 examples per class (N0 = 400 on CIFAR-10).
@@ -80,23 +74,6 @@ def _check_finite(X) -> None:
         raise ValueError("Input X contains NaN or infinity.")
 
 
-@functools.cache
-def _init_param_names(cls) -> tuple[str, ...]:
-    return tuple(BaseEstimator._get_param_names.__func__(cls))
-
-
-@functools.lru_cache(maxsize=256)
-def _validate_params_once(cls, params: tuple) -> None:
-    """scikit-learn's parameter check, remembered for hashable parameter values.
-
-    ``params`` holds ``(name, type, value)`` triples: the type keeps 1 and True (equal and of
-    one hash, but not both booleans) apart. A failed check raises, and is not remembered.
-    """
-    validate_parameter_constraints(
-        cls._parameter_constraints, {k: v for k, _, v in params}, caller_name=cls.__name__
-    )
-
-
 def _fitted_property(name: str, doc: str) -> property:
     def getter(self):
         self._require_fitted(name)
@@ -105,7 +82,7 @@ def _fitted_property(name: str, doc: str) -> property:
     return property(getter, doc=doc)
 
 
-class _BaseFAAST(BaseEstimator):
+class _BaseFAAST(ParamsMixin, BaseEstimator):
     """Common parameters and the fit / partial_fit / predict flow."""
 
     _parameter_constraints: dict = {
@@ -306,27 +283,6 @@ class _BaseFAAST(BaseEstimator):
                 self.__dict__.clear()
                 self.__dict__.update(previous)
                 raise
-
-    @classmethod
-    def _get_param_names(cls):
-        # scikit-learn reads __init__'s signature on every get_params (each clone, each fit's
-        # parameter check): a sixth of a one-shot fit. The signature cannot change.
-        return list(_init_param_names(cls))
-
-    def _check_params(self) -> None:
-        # As scikit-learn's own estimators do (through their fit decorator), leave the checks
-        # out under set_config(skip_parameter_validation=True). The check itself is a pure
-        # function of the parameters, so hashable ones are checked once (a grid's clones, a
-        # loop of few-shot fits): it was a fifth of a one-shot fit.
-        if get_config()["skip_parameter_validation"]:
-            return
-        params = tuple((k, type(v), v) for k, v in self.get_params(deep=False).items())
-        try:
-            hash(params)
-        except TypeError:  # an array alpha, say
-            self._validate_params()
-            return
-        _validate_params_once(type(self), params)
 
     def fit(self, X, y, sample_weight=None):
         self._check_params()

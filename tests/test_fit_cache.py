@@ -146,3 +146,22 @@ def test_rows_differing_outside_the_fingerprint_sample_miss():
     cache.put("scipy:cpu", X, t, w, Statistics.empty(500, 1), key)
     assert cache.lookup("scipy:cpu", X.copy(), t, w, key) is not None
     assert cache.lookup("scipy:cpu", Y, t, w, key) is None
+
+
+def test_same_bytes():
+    from faast_sklearn.utils._arrays import same_bytes
+
+    rng = np.random.default_rng(0)
+    for n in (0, 7, 8, 13, 4099):  # with and without a tail past the last 8-byte word
+        a = rng.integers(0, 256, n, dtype=np.uint8)
+        assert same_bytes(a, a.copy())
+        if n:
+            for i in (0, n - 1):  # a change in the first word, and in the tail
+                b = a.copy()
+                b[i] ^= 1
+                assert not same_bytes(a, b)
+    X = rng.normal(size=(6, 5))
+    assert same_bytes(X[:, ::2], np.ascontiguousarray(X[:, ::2]))  # strided views compare
+    assert not same_bytes(X, X.astype(np.float32))  # dtypes differ
+    assert not same_bytes(X, X.reshape(5, 6))  # shapes differ
+    assert not same_bytes(np.zeros(3), -np.zeros(3))  # -0.0 has other bytes: a miss

@@ -216,3 +216,23 @@ def test_finite_check_survives_an_overflowing_sum(dtype):
         big[2, 1] = bad
         with pytest.raises(ValueError, match="NaN or infinity"):
             _check_finite(big)
+
+
+def test_extractor_parameter_checks_follow_sklearn_config():
+    # FeatureExtractor shares the estimators' parameter check: refused when invalid, skipped
+    # under skip_parameter_validation, remembered only when valid.
+    from sklearn import config_context
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from faast_sklearn import FeatureExtractor
+
+    X = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    for _ in range(2):
+        with pytest.raises(InvalidParameterError, match="batch_size"):
+            FeatureExtractor("test_tiny", device="cpu", batch_size=0).transform(X)
+    with config_context(skip_parameter_validation=True):
+        assert FeatureExtractor("test_tiny", device="cpu", verbose="loud").transform(X).shape == (
+            4,
+            16,
+        )
+    assert FeatureExtractor("test_tiny", device="cpu").get_params()["batch_size"] == 64

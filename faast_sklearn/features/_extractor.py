@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_memory
 
 from ..backbones import Backbone, BackboneSpec, load_backbone
 from ..backbones._registry import model_key
+from ..utils._params import ParamsMixin
 from ..utils._torch import import_torch, is_tensor, resolve_device
 from ._cache import FEATURE_CACHE, OUTPUT_MEMO, count_forward, gather
 from ._inputs import TextSource, make_source
@@ -80,7 +81,7 @@ class _Progress:
             self.bar.close()
 
 
-class FeatureExtractor(TransformerMixin, BaseEstimator):
+class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
     """Features of a frozen pretrained backbone, as a scikit-learn transformer.
 
     ``fit`` does nothing but validate and record the feature dimension; ``transform`` returns
@@ -228,7 +229,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         self : FeatureExtractor
             The extractor.
         """
-        self._validate_params()
+        self._check_params()
         self.device_ = resolve_device(self.device)
         if _is_callable_backbone(self.backbone):
             if X is not None:
@@ -266,7 +267,7 @@ class FeatureExtractor(TransformerMixin, BaseEstimator):
         -------
         features : ndarray or torch.Tensor of shape (n_samples, n_features), float32
         """
-        self._validate_params()
+        self._check_params()
         device = resolve_device(self.device)
         if _is_callable_backbone(self.backbone):
             source = make_source(X, "any", None, self.num_workers)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils._arrays import same_bytes
 from ..utils._torch import import_torch, is_tensor
 
 _KEY_BYTES = 16  # 128-bit digests: accidental collisions are out of reach at any data size
@@ -198,7 +199,7 @@ class _ChunkKeys:
         fp = self._fingerprint(prefix, data)
         with self._lock:
             for p, copy, keys in self._entries.get(fp, ()):
-                if p == prefix and np.array_equal(copy, data):
+                if p == prefix and same_bytes(copy, data):
                     self._entries.move_to_end(fp)
                     return keys
         return None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..utils._arrays import same_bytes
 from ..utils._torch import is_tensor
 from ._stats import Statistics
 
@@ -71,7 +72,7 @@ def _same(a, b) -> bool:
         import torch
 
         return a.device == b.device and bool(torch.equal(a, b))
-    return bool(np.array_equal(a, b))
+    return same_bytes(a, b)
 
 
 def _nbytes(a) -> int:
@@ -108,8 +109,8 @@ class FitCache:
             for entry in self._entries.get(key, []):
                 if (
                     entry.backend == backend
-                    and np.array_equal(entry.targets, targets)
-                    and np.array_equal(entry.weights, weights)
+                    and same_bytes(entry.targets, targets)
+                    and same_bytes(entry.weights, weights)
                     and _same(entry.X, X)
                 ):
                     self._entries.move_to_end(key)
