@@ -204,6 +204,24 @@ def test_remembered_parameter_checks_still_refuse(data):
         FAASTClassifier(alpha=np.array([0.1, -1.0])).fit(X, y)
 
 
+def test_remembered_parameter_checks_keep_no_object_alive(data):
+    # Only scalar parameter values are remembered: a prior estimator passed once must be
+    # freed with the model that used it.
+    import gc
+    import weakref
+
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = data
+    prior = LogisticRegression().fit(X, y)
+    ref = weakref.ref(prior)
+    clf = FAASTClassifier(prior=prior).fit(X, y)
+    clf.predict(X)
+    del prior, clf
+    gc.collect()
+    assert ref() is None
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_finite_check_survives_an_overflowing_sum(dtype):
     # The check sums X in float64; finite values whose sum overflows must not be refused.

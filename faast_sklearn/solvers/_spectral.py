@@ -197,9 +197,7 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
     """Coefficients for ``alpha`` ("auto", a float or an array of floats, chosen by GCV)."""
     s, P = spec.s, spec.P
     d = spec.n_features
-    keep = np.ones(len(s), dtype=bool)
-    if rtol is not None and len(s):
-        keep = s > rtol * rtol * s[-1]
+    keep = s > rtol * rtol * s[-1] if rtol is not None and len(s) else None  # None: all
     if isinstance(alpha, str):  # "auto"
         scale = spec.trace / d if spec.trace > 0 else 1.0
         alphas = scale * AUTO_GRID
@@ -208,7 +206,7 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
     # s_k f_k for every strength at once, (L, k): the filters themselves are only needed
     # at the chosen strength (each (L, k) pass costs ~20 us at k = 768 on a server core).
     fitted = s / (s + alphas[:, None]) if len(s) else np.zeros((len(alphas), 0))
-    if not keep.all():
+    if keep is not None:
         fitted *= keep
     df = fitted.sum(1) + spec.fit_intercept
     energy = (P * P) / s[:, None] if len(s) else np.zeros((0, P.shape[1]))  # (k, D)
@@ -217,8 +215,9 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
     rss = spec.rss_perp.sum() + shrink @ energy.sum(1)  # (L,)
     n = spec.n
     dof = n - df
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gcv = np.where(dof > 1e-9 * n, n * rss / (dof * dof), np.inf)
+    gcv = np.full(len(alphas), np.inf)
+    ok = dof > 1e-9 * n
+    gcv[ok] = n * rss[ok] / (dof[ok] * dof[ok])
     # Ties (flat or all-infinite curves) go to the strongest regularisation.
     best = len(alphas) - 1 - int(np.argmin(gcv[::-1]))
     f = fitted[best] / s if len(s) else fitted[best]
@@ -239,6 +238,6 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
         alpha=float(alphas[best]),
         alphas=alphas,
         gcv_scores=gcv,
-        rank=int(keep.sum()),
+        rank=len(s) if keep is None else int(keep.sum()),
         error_variance=error,
     )

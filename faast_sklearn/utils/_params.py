@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import validate_parameter_constraints
@@ -20,15 +21,23 @@ def _init_param_names(cls) -> tuple[str, ...]:
     return tuple(BaseEstimator._get_param_names.__func__(cls))
 
 
+# Values remembered by the check: immutable scalars only. An object (a prior estimator, a
+# callable, a joblib.Memory) would be kept alive by the memo, so its checks are not remembered.
+_SCALARS = (bool, int, float, str, np.generic, type(None))
+
+
 @functools.lru_cache(maxsize=256)
 def _validate_params_once(cls, params: tuple) -> None:
-    """scikit-learn's parameter check, remembered for hashable parameter values.
+    """scikit-learn's parameter check, remembered for scalar parameter values.
 
-    ``params`` holds ``(name, type, value)`` triples: the type keeps 1 and True (equal and of
-    one hash, but not both booleans) apart. A failed check raises, and is not remembered.
+    ``params`` holds ``(name, type, value)`` triples of the checked parameters: the type
+    keeps 1 and True (equal and of one hash, but not both booleans) apart. A failed check
+    raises, and is not remembered.
     """
     validate_parameter_constraints(
-        cls._parameter_constraints, {k: v for k, _, v in params}, caller_name=cls.__name__
+        {k: cls._parameter_constraints[k] for k, _, _ in params},
+        {k: v for k, _, v in params},
+        caller_name=cls.__name__,
     )
 
 
@@ -44,14 +53,18 @@ class ParamsMixin:
 
     def _check_params(self) -> None:
         """``_validate_params``, skipped under ``set_config(skip_parameter_validation=True)``
-        (as scikit-learn's own estimators do through their fit decorator) and remembered for
-        hashable parameter values."""
+        (as scikit-learn's own estimators do through their fit decorator) and remembered when
+        every checked parameter is a scalar (parameters marked "no_validation", such as a
+        backbone object, take no part in the check)."""
         if get_config()["skip_parameter_validation"]:
             return
-        params = tuple((k, type(v), v) for k, v in self.get_params(deep=False).items())
-        try:
-            hash(params)
-        except TypeError:  # an array alpha, say
+        constraints = self._parameter_constraints
+        params = tuple(
+            (k, type(v), v)
+            for k, v in self.get_params(deep=False).items()
+            if k in constraints and constraints[k] != "no_validation"
+        )
+        if all(isinstance(v, _SCALARS) for _, _, v in params):
+            _validate_params_once(type(self), params)
+        else:  # an array alpha, a prior estimator...
             self._validate_params()
-            return
-        _validate_params_once(type(self), params)
