@@ -108,11 +108,7 @@ def sweep(device: str, args, measure, **meta) -> dict:
     as they come; the dict, which starts with ``meta``, is written to ``args.out`` as JSON at
     the end (if given).
     """
-    out = {"device": device, **meta}
-    if device.startswith("cuda"):
-        import torch
-
-        out["gpu"] = torch.cuda.get_device_name(0)
+    out = machine(device, **meta)
     rng = np.random.default_rng(0)
     for d in args.dims:
         for shots in args.shots:
@@ -123,10 +119,25 @@ def sweep(device: str, args, measure, **meta) -> dict:
 
             out[f"fit_d{d}_N{n}"] = row = measure(problem)
             print(d, n, {k: round(v, 3) for k, v in row.items()}, flush=True)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=1))
-        print(f"wrote {args.out}")
+    return write_json(out, args.out)
+
+
+def machine(device: str, **meta) -> dict:
+    """The start of a result: the device (and GPU name), then ``meta``."""
+    out = {"device": device, **meta}
+    if device.startswith("cuda"):
+        import torch
+
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
+
+
+def write_json(out: dict, path: str | None) -> dict:
+    """``out`` written to ``path`` as JSON (if given); returns it."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out, indent=1))
+        print(f"wrote {path}")
     return out
 
 

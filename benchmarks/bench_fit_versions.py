@@ -20,6 +20,14 @@ CPU smoke (seconds)::
 
     python benchmarks/bench_fit_versions.py --baseline /tmp/base --device cpu --dims 64 \\
         --shots 1 5 --reps 3
+
+``--grid`` compares instead ``GridSearchCV(FAASTClassifier(backbone=...), 10 alphas, cv=5)``
+against a single fit, each version with its own backbone and caches, all cleared before every
+timing: on 28 x 28 grey arrays (the backbone resizes them) and on NumPy features extracted
+once (the extraction timed with the search), as ``bench_extraction.py`` times them::
+
+    python benchmarks/bench_fit_versions.py --baseline /tmp/base --device cuda --grid \\
+        --out benchmarks/results/logs/grid-versions-h200-vs-<commit>.json
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _readers  # noqa: E402
-from bench_fit_overhead import sweep  # noqa: E402
+from bench_fit_overhead import machine, sweep, write_json  # noqa: E402
 
 BASELINE_NAME = "faast_baseline"
 
@@ -92,6 +100,63 @@ def compare(packages: dict, make_problem, reps: int, device: str) -> dict:
     return row
 
 
+def compare_grid(packages: dict, args, device: str) -> dict:
+    """Median single fit and grid-search times per package (see ``--grid``), and the median
+    per-repetition ratio grid / fit."""
+    import torch
+    from sklearn.model_selection import GridSearchCV
+
+    def timed(f, *args):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        f(*args)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (args.n_images, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, args.n_images)
+    grid = {"alpha": np.logspace(-3, 3, 10)}
+    extractors = {}
+    for name, pkg in packages.items():
+        spec = importlib.import_module(f"{pkg.__name__}.backbones").BackboneSpec(
+            args.backbone, image_size=args.image_size
+        )
+        extractors[name] = ext = pkg.FeatureExtractor(
+            spec, pretrained=False, device=device, batch_size=args.batch_size,
+            precision=args.precision,
+        )  # fmt: skip
+        pkg.FAASTClassifier(backbone=ext).fit(X[:256], y[:256])  # model loaded, kernels chosen
+    routes = {
+        "fit": lambda pkg, ext: pkg.FAASTClassifier(backbone=ext, alpha=1.0).fit(X, y),
+        "grid_28px": lambda pkg, ext: GridSearchCV(
+            pkg.FAASTClassifier(backbone=ext, alpha=1.0), grid, cv=5
+        ).fit(X, y),
+        "grid_numpy_features": lambda pkg, ext: GridSearchCV(pkg.FAASTClassifier(), grid, cv=5).fit(
+            ext.extract(X), y
+        ),
+    }
+    times = {name: {route: [] for route in routes} for name in packages}
+    for rep in range(args.grid_reps):
+        for name in list(packages) if rep % 2 else list(packages)[::-1]:
+            pkg = packages[name]
+            for route, run in routes.items():
+                pkg.features.clear_feature_cache()
+                pkg.solvers._cache.FIT_CACHE.clear()
+                times[name][route].append(timed(run, pkg, extractors[name]))
+    out = {}
+    for name, t in times.items():
+        fit = np.array(t["fit"])
+        out[name] = row = {"fit_s": float(np.median(fit))}
+        for route in ("grid_28px", "grid_numpy_features"):
+            row[f"{route}_s"] = float(np.median(t[route]))
+            row[f"{route}_to_fit"] = float(np.median(np.array(t[route]) / fit))
+        print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -102,6 +167,14 @@ def main(argv=None):
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5, 16, 64, 256])
     p.add_argument("--reps", type=int, default=30, help="timed problems per size")
     p.add_argument("--out", default=None, help="JSON path (default: print only)")
+    g = p.add_argument_group("--grid: grid search against a single fit, with a backbone")
+    g.add_argument("--grid", action="store_true")
+    g.add_argument("--backbone", default="vit_base", help="random weights (timing only)")
+    g.add_argument("--image-size", type=int, default=224)
+    g.add_argument("--n-images", type=int, default=8192)
+    g.add_argument("--batch-size", type=int, default=256)
+    g.add_argument("--precision", default="bfloat16")
+    g.add_argument("--grid-reps", type=int, default=3, help="timed repetitions per version")
     args = p.parse_args(argv)
     import faast_sklearn
     import faast_sklearn.solvers._cache  # noqa: F401 - FIT_CACHE, cleared between fits
@@ -111,6 +184,10 @@ def main(argv=None):
         baseline = import_baseline(args.baseline, workdir)
         importlib.import_module(f"{BASELINE_NAME}.solvers._cache")
         packages = {"baseline": baseline, "working_tree": faast_sklearn}
+        if args.grid:
+            out = machine(device, baseline=str(Path(args.baseline).resolve()), args=vars(args))
+            out.update(compare_grid(packages, args, device))
+            return write_json(out, args.out)
         return sweep(
             device,
             args,

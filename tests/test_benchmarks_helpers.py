@@ -1,5 +1,6 @@
 """Fast checks of the benchmark helpers in benchmarks/ (readers, episodes, data loaders)."""
 
+import json
 import os
 import shutil
 import sys
@@ -261,5 +262,16 @@ def test_fit_versions_script_loads_the_baseline_as_its_own_package(tmp_path):
     assert row["baseline_ratio"] == 1.0 and 0.2 < row["working_tree_ratio"] < 5
     baseline = sys.modules[bench_fit_versions.BASELINE_NAME]
     assert baseline.FAASTClassifier is not faast_sklearn.FAASTClassifier
+    # --grid: both versions' searches against their single fits, with a (tiny) backbone.
+    grid = bench_fit_versions.main(
+        ["--baseline", str(tmp_path), "--device", "cpu", "--grid", "--backbone", "test_tiny"]
+        + ["--image-size", "32", "--n-images", "200", "--precision", "float32"]
+        + ["--grid-reps", "1", "--out", str(tmp_path / "grid.json")]
+    )
+    for name in ("baseline", "working_tree"):
+        row = grid[name]
+        assert row["fit_s"] > 0 and row["grid_28px_to_fit"] > 0
+        assert row["grid_numpy_features_to_fit"] > 0
+    assert json.loads((tmp_path / "grid.json").read_text())["args"]["grid"] is True
     with pytest.raises(SystemExit, match="no faast_sklearn package"):
         bench_fit_versions.main(["--baseline", str(tmp_path / "missing"), "--device", "cpu"])
