@@ -186,7 +186,7 @@ def main(argv=None):
         packages = {"baseline": baseline, "working_tree": faast_sklearn}
         if args.grid:
             out = machine(device, baseline=str(Path(args.baseline).resolve()), args=vars(args))
-            out.update(compare_grid(packages, args, device))
+            out["results"] = compare_grid(packages, args, device)
             return write_json(out, args.out)
         return sweep(
             device,

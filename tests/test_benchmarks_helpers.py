@@ -269,7 +269,7 @@ def test_fit_versions_script_loads_the_baseline_as_its_own_package(tmp_path):
         + ["--grid-reps", "1", "--out", str(tmp_path / "grid.json")]
     )
     for name in ("baseline", "working_tree"):
-        row = grid[name]
+        row = grid["results"][name]
         assert row["fit_s"] > 0 and row["grid_28px_to_fit"] > 0
         assert row["grid_numpy_features_to_fit"] > 0
     assert json.loads((tmp_path / "grid.json").read_text())["args"]["grid"] is True
