@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["mean_ci", "run_episodes", "sample_episode"]
+__all__ = ["mean_ci", "run_episodes", "sample_episode", "sync"]
 
 
 def sample_episode(
@@ -59,7 +59,8 @@ def mean_ci(values) -> tuple[float, float]:
     return float(v.mean()), float(1.96 * v.std(ddof=1) / np.sqrt(len(v)))
 
 
-def _sync(device: str | None) -> None:
+def sync(device: str | None) -> None:
+    """Wait for the device's queued work (CUDA); nothing elsewhere."""
     if device and str(device).startswith("cuda"):
         import torch
 
@@ -113,13 +114,13 @@ def run_episodes(
                 est = make()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    _sync(sync_device)
+                    sync(sync_device)
                     t0 = time.perf_counter()
                     est.fit(Xs, ys)
-                    _sync(sync_device)
+                    sync(sync_device)
                     t1 = time.perf_counter()
                     pred = np.asarray(est.predict(Xq))
-                    _sync(sync_device)
+                    sync(sync_device)
                     t2 = time.perf_counter()
             except Exception as exc:  # noqa: BLE001
                 rec["errors"].append(f"episode {ep}: {type(exc).__name__}: {exc}")

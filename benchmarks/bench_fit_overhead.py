@@ -36,23 +36,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _readers  # noqa: E402
+from _episodes import sync  # noqa: E402
 
 
 def median_ms(fit, make_problem, reps: int, device: str) -> float:
     """Median wall time of ``fit(X, y)`` over ``reps`` fresh problems (the first is dropped)."""
-    import torch
-
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
     times = []
     for _ in range(reps + 1):
         X, y = make_problem()
-        sync()
+        sync(device)
         start = time.perf_counter()
         fit(X, y)
-        sync()
+        sync(device)
         times.append(time.perf_counter() - start)
     return 1e3 * float(np.median(times[1:]))
 

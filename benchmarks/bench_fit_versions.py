@@ -46,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _readers  # noqa: E402
+from _episodes import sync  # noqa: E402
 from bench_fit_overhead import machine, sweep, write_json  # noqa: E402
 
 BASELINE_NAME = "faast_baseline"
@@ -71,12 +72,6 @@ def import_baseline(folder: str, workdir: str):
 
 def compare(packages: dict, make_problem, reps: int, device: str) -> dict:
     """Median fit time per package and median per-problem ratio to the first package."""
-    import torch
-
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
     names = list(packages)
     times = {name: [] for name in names}
     for rep in range(reps + 1):
@@ -86,10 +81,10 @@ def compare(packages: dict, make_problem, reps: int, device: str) -> dict:
             pkg = packages[name]
             for other in packages.values():
                 other.solvers._cache.FIT_CACHE.clear()
-            sync()
+            sync(device)
             start = time.perf_counter()
             pkg.FAASTClassifier(device=device).fit(X, y)
-            sync()
+            sync(device)
             times[name].append(time.perf_counter() - start)
     base = np.array(times[names[0]][1:])  # the first problem warms up
     row = {}
@@ -103,16 +98,13 @@ def compare(packages: dict, make_problem, reps: int, device: str) -> dict:
 def compare_grid(packages: dict, args, device: str) -> dict:
     """Median single fit and grid-search times per package (see ``--grid``), and the median
     per-repetition ratio grid / fit."""
-    import torch
     from sklearn.model_selection import GridSearchCV
 
     def timed(f, *args):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync(device)
         start = time.perf_counter()
         f(*args)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync(device)
         return time.perf_counter() - start
 
     rng = np.random.default_rng(0)
