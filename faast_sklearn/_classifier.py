@@ -332,7 +332,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
                 )
         codes = _targets.encode(new_classes, y_arr)
         if not partial:
-            present = np.unique(codes[w > 0])
+            # Classes with positive weight (weights are non-negative).
+            present = np.flatnonzero(np.bincount(codes, weights=w, minlength=len(new_classes)))
             if len(present) < 2:
                 raise ValueError(
                     f"{type(self).__name__} needs samples of at least 2 classes with positive "

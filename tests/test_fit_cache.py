@@ -46,8 +46,8 @@ def test_grid_search_decomposes_once_per_fold_and_intercept(monkeypatch):
 
 def test_hit_requires_identical_data():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(200, 10))
-    y = X @ rng.normal(size=10)
+    X = rng.normal(size=(200, 40))  # 40^2 x 200 flops: large enough to be cached
+    y = X @ rng.normal(size=40)
     a = FAASTRegressor(alpha=1.0).fit(X, y)
     X2 = X.copy()
     X2[150, 3] += 1e-9  # not a sampled fingerprint row: the full comparison must catch it
@@ -68,8 +68,8 @@ def test_kept_rows_are_the_private_copy(solver):
     # Few rows: the statistics keep a private copy of X in its own dtype, and the cache
     # compares later fits with that copy. Editing the caller's array must not change either.
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(8, 20)).astype(np.float32)
-    y = np.arange(8) % 2
+    X = rng.normal(size=(12, 2000)).astype(np.float32)
+    y = np.arange(12) % 2
     first = FAASTClassifier(solver=solver, device="cpu").fit(X, y)
     kept = first.stats_.rows[0]
     assert kept.dtype == np.float32 and not np.shares_memory(kept, X)
@@ -87,9 +87,27 @@ def test_kept_rows_are_the_private_copy(solver):
     )
 
 
+def test_tiny_host_fits_skip_the_cache():
+    # Below _CACHE_MIN_FLOPS the spectrum costs about what the cache would: nothing is kept,
+    # and repeated fits give the same model.
+    from faast_sklearn._base import _CACHE_MIN_FLOPS
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10, 768)), np.arange(10)
+    assert 10**2 * 768 < _CACHE_MIN_FLOPS
+    a = FAASTClassifier().fit(X, y)
+    b = FAASTClassifier().fit(X, y)
+    assert len(FIT_CACHE) == 0 and FIT_CACHE.hits == FIT_CACHE.misses == 0
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    big = rng.normal(size=(24, 768))  # 24^2 x 768 flops: cached
+    assert 24**2 * 768 >= _CACHE_MIN_FLOPS
+    FAASTClassifier().fit(big, np.arange(24) % 10)
+    assert len(FIT_CACHE) == 1
+
+
 def test_solvers_do_not_share_entries():
     rng = np.random.default_rng(0)
-    X, y = rng.normal(size=(100, 5)), rng.normal(size=100)
+    X, y = rng.normal(size=(100, 60)), rng.normal(size=100)
     FAASTRegressor(solver="scipy").fit(X, y)
     FAASTRegressor(solver="torch", device="cpu").fit(X, y)
     assert FIT_CACHE.hits == 0 and len(FIT_CACHE) == 2
@@ -126,6 +144,7 @@ def test_fingerprint_same_for_array_and_tensor():
     )
     # ... and a grid over alpha on the torch back-end reuses the statistics.
     FIT_CACHE.clear()
+    X, t, w = rng.normal(size=(60, 100)), np.arange(60.0), np.ones(60)
     for alpha in (0.1, 1.0, 10.0):
         FAASTRegressor(solver="torch", device="cpu", alpha=alpha).fit(X, t)
     assert FIT_CACHE.hits == 2

@@ -254,3 +254,23 @@ def test_extractor_parameter_checks_follow_sklearn_config():
             16,
         )
     assert FeatureExtractor("test_tiny", device="cpu").get_params()["batch_size"] == 64
+
+
+def test_unnamed_arrays_keep_the_feature_name_bookkeeping(data):
+    # Plain 2-D float arrays and tensors skip validate_data's dataframe probes: they must still
+    # forget names on refit, warn when a model fitted with names predicts on them, and give
+    # what validate_data's route (a list of lists here) gives.
+    pd = pytest.importorskip("pandas")
+    X, y = data
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    est = FAASTClassifier().fit(frame, y)
+    assert list(est.feature_names_in_) == list("abcd")
+    for unnamed in (X, np.asfortranarray(X.astype(np.float32)), torch.from_numpy(X)):
+        with pytest.warns(UserWarning, match="does not have valid feature names"):
+            est.predict(unnamed)
+    expected = FAASTClassifier().fit(X.tolist(), y).decision_function(X.tolist())
+    refit = est.fit(X, y)
+    assert not hasattr(refit, "feature_names_in_") and refit.n_features_in_ == 4
+    np.testing.assert_allclose(refit.decision_function(X), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="X has 3 features"):
+        refit.predict(torch.from_numpy(X[:, :3]))
