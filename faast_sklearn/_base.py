@@ -233,7 +233,8 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         }
         try:
             X = self._validate_X(X, reset=first, finite=False)
-            check_consistent_length(X, y)
+            if getattr(y, "ndim", 0) == 0 or y.shape[0] != X.shape[0]:
+                check_consistent_length(X, y)  # lists, and scikit-learn's error otherwise
             w = self._validate_weights(sample_weight, X)
             targets, n_targets, columns, state = self._encode_targets(
                 y, w, first=first, partial=partial, classes=classes

@@ -165,6 +165,16 @@ def test_rows_differing_outside_the_fingerprint_sample_miss():
     cache.put("scipy:cpu", X, t, w, Statistics.empty(500, 1), key)
     assert cache.lookup("scipy:cpu", X.copy(), t, w, key) is not None
     assert cache.lookup("scipy:cpu", Y, t, w, key) is None
+    # Targets and weights are sampled too (64 of 200 entries here), and compared in full.
+    X, t, w = rng.normal(size=(200, 5)), np.zeros(200), np.ones(200)
+    t2, w2 = t.copy(), w.copy()
+    t2[1], w2[1] = 1.0, 2.0
+    key = cache.fingerprint("scipy:cpu", X, t, w)
+    assert cache.fingerprint("scipy:cpu", X, t2, w2) == key
+    cache.put("scipy:cpu", X, t, w, Statistics.empty(5, 1), key)
+    assert cache.lookup("scipy:cpu", X, t.copy(), w.copy(), key) is not None
+    assert cache.lookup("scipy:cpu", X, t2, w, key) is None
+    assert cache.lookup("scipy:cpu", X, t, w2, key) is None
 
 
 def test_same_bytes():

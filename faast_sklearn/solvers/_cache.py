@@ -56,12 +56,15 @@ def _spread(n: int, k: int) -> np.ndarray:
     return np.arange(k) * (n - 1) // max(k - 1, 1)
 
 
-def _sample(X) -> np.ndarray:
-    """Up to 8 rows by 64 columns of X (evenly spaced, corners included) as NumPy: a cheap
-    fingerprint. Whole rows cost more to hash (24 KB at 768 float32 features: 20 us, a tenth
-    of a one-shot fit) than they add: a fingerprint only selects candidates, which are then
-    compared in full."""
-    sample = X[_spread(X.shape[0], 8)][:, _spread(X.shape[1], 64)]
+def _sample(a) -> np.ndarray:
+    """Up to 8 rows by 64 columns of a matrix, or 64 entries of a vector (evenly spaced, ends
+    included), as NumPy: a cheap fingerprint. Whole rows cost more to hash (24 KB at 768
+    float32 features: 20 us, a tenth of a one-shot fit; the targets and weights of 2,560 rows:
+    40 KB) than they add: a fingerprint only selects candidates, which are then compared in
+    full."""
+    if a.ndim == 1:
+        return a[_spread(a.shape[0], 64)]
+    sample = a[_spread(a.shape[0], 8)][:, _spread(a.shape[1], 64)]
     return sample.detach().cpu().numpy() if is_tensor(sample) else sample
 
 
@@ -94,9 +97,10 @@ class FitCache:
         self.misses = 0
 
     def fingerprint(self, backend: str, X, targets, weights) -> bytes:
-        """A cheap key of the inputs (sampled rows): equal inputs, as NumPy arrays or tensors
-        on any device, have equal fingerprints."""
-        return backend.encode() + _digest(np.asarray(X.shape), _sample(X), targets, weights)
+        """A cheap key of the inputs (sampled entries): equal inputs, as NumPy arrays or
+        tensors on any device, have equal fingerprints."""
+        shapes = np.asarray([*X.shape, len(targets), len(weights)])
+        return backend.encode() + _digest(shapes, _sample(X), _sample(targets), _sample(weights))
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._entries.values())

@@ -123,7 +123,7 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
         wd = backend.asarray(w)
         mean_xd, mean_yd = (wd @ Xs) / n, (wd @ Ys) / n
         Xs, Ys = Xs - mean_xd, Ys - mean_yd
-        mean_x, mean_y = backend.to_numpy(mean_xd), backend.to_numpy(mean_yd)
+        mean_x, mean_y = backend.fetch(mean_xd, mean_yd)
     else:
         mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Y.shape[1])
     if np.any(w != 1.0):  # sqrt(w) on both sides; new arrays (Xs may be the stats' own X)
@@ -174,10 +174,11 @@ def _spectrum_from_moments(stats, backend, fit_intercept, embedding):
         yy = yy + n * mean_y * mean_y
         mean_x, mean_y = np.zeros_like(m.mean_x), np.zeros_like(mean_y)
     evals, Q = backend.eigh(A)
-    s = backend.to_numpy(evals)
+    # Projections on every eigenvector, fetched with the eigenvalues in one transfer; the
+    # numerically absent directions are dropped afterwards.
+    s, P = backend.fetch(evals, Q.T @ backend.asarray(B))
     first = _first_kept(s, A.shape)
-    s, V = s[first:], Q[:, first:]
-    P = backend.matmul(V.T, B)
+    s, V, P = s[first:], Q[:, first:], P[first:]
     # Cancellation in yy - sum P^2/s only affects this constant of the GCV curve.
     rss_perp = np.maximum(yy - ((P * P) / s[:, None]).sum(0), 0.0)
     return Spectrum(
