@@ -320,8 +320,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         if declared is None and classes is not None:
             declared = np.unique(np.asarray(classes))
         if old is None and declared is None:  # the usual fit: classes are the labels seen
-            new_classes, codes = np.unique(y_arr, return_inverse=True)
-            columns = None
+            # (np.unique's return_inverse costs a one-shot fit twice this searchsorted)
+            new_classes = np.unique(y_arr)
+            codes, columns = np.searchsorted(new_classes, y_arr), None
         else:
             new_classes, columns = _targets.union_classes(old, y_arr)
             if declared is not None:

@@ -37,6 +37,8 @@ from ._stats import Statistics
 # typical per-feature sum of squares. scikit-learn's alpha=1 on standardised data is 1/N there.
 AUTO_GRID = np.logspace(-8, 3, 56)
 
+_EPS = float(np.finfo(np.float64).eps)
+
 
 @dataclass(frozen=True)
 class Spectrum:
@@ -89,7 +91,7 @@ def _first_kept(s: np.ndarray, shape: tuple[int, int]) -> int:
     """
     if not len(s):
         return 0
-    tol = s[-1] * max(shape) * np.finfo(np.float64).eps
+    tol = s[-1] * max(shape) * _EPS
     return int(np.searchsorted(s, tol, side="right"))
 
 

@@ -21,6 +21,15 @@ def _init_param_names(cls) -> tuple[str, ...]:
     return tuple(BaseEstimator._get_param_names.__func__(cls))
 
 
+@functools.cache
+def _checked_names(cls) -> tuple[str, ...]:
+    """Parameters with a constraint other than "no_validation"."""
+    constraints = cls._parameter_constraints
+    return tuple(
+        k for k in _init_param_names(cls) if k in constraints and constraints[k] != "no_validation"
+    )
+
+
 # Values remembered by the check: immutable scalars only. An object (a prior estimator, a
 # callable, a joblib.Memory) would be kept alive by the memo, so its checks are not remembered.
 _SCALARS = (bool, int, float, str, np.generic, type(None))
@@ -58,13 +67,9 @@ class ParamsMixin:
         backbone object, take no part in the check)."""
         if get_config()["skip_parameter_validation"]:
             return
-        constraints = self._parameter_constraints
-        params = tuple(
-            (k, type(v), v)
-            for k, v in self.get_params(deep=False).items()
-            if k in constraints and constraints[k] != "no_validation"
-        )
-        if all(isinstance(v, _SCALARS) for _, _, v in params):
+        values = [(k, getattr(self, k)) for k in _checked_names(type(self))]
+        params = tuple((k, type(v), v) for k, v in values)
+        if all(isinstance(v, _SCALARS) for _, v in values):
             _validate_params_once(type(self), params)
         else:  # an array alpha, a prior estimator...
             self._validate_params()
