@@ -16,6 +16,14 @@ The baseline is a folder holding a ``faast_sklearn`` package, for example a comm
     python benchmarks/bench_fit_versions.py --baseline /tmp/base --device cuda \\
         --out benchmarks/results/logs/fit-versions-h200-vs-<commit>.json
 
+``--after-probe sgd20`` (or ``adam``) fits that probe on the same rows before each timed fit,
+as the few-shot episodes do, so that fits run on the caches the probe left (cold: a one-shot
+fit takes about twice its back-to-back time on an H200 host), and reports the probe's time
+against each version's::
+
+    python benchmarks/bench_fit_versions.py --baseline /tmp/base --device cuda --dims 768 \
+        --shots 1 5 --after-probe sgd20 --reps 40
+
 CPU smoke (seconds)::
 
     python benchmarks/bench_fit_versions.py --baseline /tmp/base --device cpu --dims 64 \\
@@ -70,28 +78,46 @@ def import_baseline(folder: str, workdir: str):
     return importlib.import_module(BASELINE_NAME)
 
 
-def compare(packages: dict, make_problem, reps: int, device: str) -> dict:
-    """Median fit time per package and median per-problem ratio to the first package."""
+PROBES = {"sgd20": _readers.SGDProbe, "adam": _readers.AdamProbe}
+
+
+def compare(packages: dict, make_problem, reps: int, device: str, probe: str | None = None) -> dict:
+    """Median fit time per package and median per-problem ratio to the first package.
+
+    With ``probe``, each fit follows a fit of that backprop probe on the same rows, as in the
+    few-shot episodes, where the method before evicts the host's caches; the probe's median
+    time and its ratio to each package's fit are reported too.
+    """
     names = list(packages)
-    times = {name: [] for name in names}
+    times = {name: [] for name in [*names, "probe"]}
+
+    def timed(est, X, y):  # the estimator is made outside the timing, as in the episodes
+        sync(device)
+        start = time.perf_counter()
+        est.fit(X, y)
+        sync(device)
+        return time.perf_counter() - start
+
     for rep in range(reps + 1):
         X, y = make_problem()
         order = names if rep % 2 else names[::-1]  # neither always goes first
         for name in order:
             pkg = packages[name]
+            if probe is not None:
+                times["probe"].append(timed(PROBES[probe](device=device), X, y))
             for other in packages.values():
                 other.solvers._cache.FIT_CACHE.clear()
-            sync(device)
-            start = time.perf_counter()
-            pkg.FAASTClassifier(device=device).fit(X, y)
-            sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(pkg.FAASTClassifier(device=device), X, y))
     base = np.array(times[names[0]][1:])  # the first problem warms up
     row = {}
     for name in names:
         t = np.array(times[name][1:])
         row[f"{name}_ms"] = 1e3 * float(np.median(t))
         row[f"{name}_ratio"] = float(np.median(t / base))
+    if probe is not None:
+        row[f"{probe}_ms"] = 1e3 * float(np.median(times["probe"][2:]))
+        for name in names:
+            row[f"{probe}_over_{name}"] = row[f"{probe}_ms"] / row[f"{name}_ms"]
     return row
 
 
@@ -158,6 +184,12 @@ def main(argv=None):
     p.add_argument("--dims", type=int, nargs="+", default=[768, 1280])
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5, 16, 64, 256])
     p.add_argument("--reps", type=int, default=30, help="timed problems per size")
+    p.add_argument(
+        "--after-probe",
+        choices=sorted(PROBES),
+        default=None,
+        help="fit this backprop probe on the same rows before each timed fit",
+    )
     p.add_argument("--out", default=None, help="JSON path (default: print only)")
     g = p.add_argument_group("--grid: grid search against a single fit, with a backbone")
     g.add_argument("--grid", action="store_true")
@@ -183,7 +215,7 @@ def main(argv=None):
         return sweep(
             device,
             args,
-            lambda problem: compare(packages, problem, args.reps, device),
+            lambda problem: compare(packages, problem, args.reps, device, args.after_probe),
             baseline=str(Path(args.baseline).resolve()),
         )
 

@@ -52,12 +52,11 @@ def main(argv=None):
 
     fit = timed(lambda: FAASTClassifier().fit(X, y))
     search = timed(lambda: GridSearchCV(FAASTClassifier(), grid, cv=args.cv).fit(X, y))
-    real_get = _cache.FIT_CACHE.get
-    _cache.FIT_CACHE.get = lambda *a, **k: None
+    _cache.FIT_CACHE.lookup = lambda *a, **k: None  # every fit misses (an instance attribute)
     try:
         uncached = timed(lambda: GridSearchCV(FAASTClassifier(), grid, cv=args.cv).fit(X, y))
     finally:
-        _cache.FIT_CACHE.get = real_get
+        del _cache.FIT_CACHE.lookup
     result = dict(
         meta=dict(machine=platform.node(), cpu_count=__import__("os").cpu_count(), args=vars(args)),
         single_fit_s=fit,

