@@ -239,3 +239,25 @@ def test_one_shot_fit_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FAASTClassifier().fit(X, np.arange(20))  # one example per class
+
+
+def test_score_is_accuracy_score():
+    from sklearn.metrics import accuracy_score
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 6))
+    labels = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    w = rng.uniform(0.5, 2.0, 80)
+    for y in (labels, labels.astype(np.int32), np.array(["a", "b", "c"])[labels], labels > 0):
+        clf = FAASTClassifier(alpha=10.0).fit(X[:40], y[:40])
+        pred = clf.predict(X[40:])
+        assert clf.score(X[40:], y[40:]) == accuracy_score(y[40:], pred)
+        assert clf.score(X[40:], list(y[40:])) == accuracy_score(y[40:], pred)
+        assert clf.score(X[40:], y[40:], w[40:]) == accuracy_score(
+            y[40:], pred, sample_weight=w[40:]
+        )
+    multi = np.column_stack([labels > 0, labels > 1]).astype(int)
+    clf = FAASTClassifier().fit(X[:40], multi[:40])
+    assert clf.score(X[40:], multi[40:]) == accuracy_score(multi[40:], clf.predict(X[40:]))
+    with pytest.raises(ValueError):  # scikit-learn's refusal of mixed label types stays
+        FAASTClassifier().fit(X, labels).score(X, np.array(["a", "b", "c"])[labels])

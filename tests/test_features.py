@@ -219,6 +219,44 @@ def test_chunk_key_memo_compares_bytes_and_is_bounded():
     assert memo.get(b"p", blank[0]) is None and memo.get(b"p", blank[5]) == [b"\x05"]
 
 
+def test_rows_of_new_arrays_are_found_by_content(monkeypatch):
+    # A fold is a new array of rows keyed before: its rows' keys come from the chunk memo's
+    # row index, confirmed byte by byte, and equal those of hashing the rows one by one.
+    from faast_sklearn.features import _inputs
+    from faast_sklearn.features._inputs import _CHUNK_KEYS, ArraySource
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8)
+    _CHUNK_KEYS.clear()
+    full = ArraySource(X, 0).keys(np.arange(300))
+    fold = np.concatenate([X[::3], X[1::3]])  # 200 rows seen, in a new order
+    fold[5, 3, 3] ^= 1  # one edited row: not a row seen before
+    calls = []
+    real_run_rows = _inputs._CHUNK_KEYS.known_rows
+
+    def counting(prefix, data, size):
+        out = real_run_rows(prefix, data, size)
+        calls.append(sum(k is not None for k in out))
+        return out
+
+    monkeypatch.setattr(_CHUNK_KEYS, "known_rows", counting)
+    keys = ArraySource(fold, 0).keys(np.arange(200))
+    assert calls == [199]  # every row but the edited one found by content
+    order = np.concatenate([np.arange(0, 300, 3), np.arange(1, 300, 3)])
+    expected = [full[i] for i in order]
+    assert keys[:5] + keys[6:] == expected[:5] + expected[6:] and keys[5] != expected[5]
+    monkeypatch.undo()
+    _CHUNK_KEYS.clear()
+    assert ArraySource(fold, 0).keys(np.arange(200)[::-1])[::-1] == keys  # hashed: the same
+    # Colliding fingerprints only propose matches: the bytes decide.
+    _CHUNK_KEYS.clear()
+    monkeypatch.setattr(
+        _inputs, "_row_fingerprints", lambda data, size: np.zeros(len(data) // size, np.uint64)
+    )
+    ArraySource(X, 0).keys(np.arange(300))
+    assert ArraySource(fold, 0).keys(np.arange(200)) == keys
+
+
 def test_duplicate_rows_are_computed_once(images):
     X = np.concatenate([images[:4]] * 3)
     out = tiny().transform(X)

@@ -160,6 +160,31 @@ def image_layout(shape: tuple[int, ...], *, prefer_channels_first: bool) -> str:
 _THREADED_ROW_BYTES = 16 * 1024
 
 
+# Odd 64-bit multipliers of the row fingerprints (fixed: fingerprints are compared across calls).
+_ROW_MULTIPLIERS = np.random.default_rng(0x5EED).integers(
+    0, 2**63, _THREADED_ROW_BYTES // 8, dtype=np.uint64, endpoint=False
+) * np.uint64(2) + np.uint64(1)
+
+
+def _row_fingerprints(data: np.ndarray, size: int) -> np.ndarray | None:
+    """A 64-bit fingerprint of each ``size``-byte row of ``data`` (uint8, 1-D), or None where
+    rows are not whole 64-bit words. Equal rows have equal fingerprints; a fingerprint only
+    proposes a match, which the row's bytes then confirm."""
+    if size % 8 or size // 8 > len(_ROW_MULTIPLIERS) or not len(data):
+        return None
+    words = data.view(np.uint64).reshape(-1, size // 8)
+    mixed = words ^ (words >> np.uint64(29))  # high bytes reach the low bits of the products
+    mixed *= _ROW_MULTIPLIERS[: size // 8]
+    return mixed.sum(axis=1, dtype=np.uint64)
+
+
+class _Chunk:
+    __slots__ = ("prefix", "data", "keys", "size")
+
+    def __init__(self, prefix: bytes, data: np.ndarray, keys: list[bytes], size: int):
+        self.prefix, self.data, self.keys, self.size = prefix, data, keys, size
+
+
 class _ChunkKeys:
     """Row keys of recently keyed chunks of small rows, found by comparing their bytes.
 
@@ -169,6 +194,10 @@ class _ChunkKeys:
     hashing the chunk costs 20 times that and hashing its rows one by one (a Python-level
     loop) more still. Equal bytes under an equal prefix (dtype, row shape, layout) mean equal
     row keys. Bounded by the bytes held: the copies and about 64 bytes per key.
+
+    Rows are found one by one too (:meth:`known_rows`): each fold of a cross-validation is a
+    new array of rows seen in other folds, and a vectorised 64-bit fingerprint per row, looked
+    up here and confirmed by the row's bytes, costs a tenth of hashing the row.
     """
 
     _SAMPLE = 4096  # bytes of a chunk that its fingerprint reads
@@ -178,9 +207,9 @@ class _ChunkKeys:
 
     def __init__(self, max_bytes: int = 2**28):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[bytes, list[tuple[bytes, np.ndarray, list[bytes]]]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[bytes, list[_Chunk]] = OrderedDict()
+        # prefix -> row fingerprint -> (chunk, row): the rows of the chunks held.
+        self._rows: dict[bytes, dict[int, tuple[_Chunk, int]]] = {}
         self._nbytes = 0
         self._lock = threading.Lock()
 
@@ -191,40 +220,84 @@ class _ChunkKeys:
         return h.digest()
 
     @staticmethod
-    def _cost(data: np.ndarray, keys: list[bytes]) -> int:
-        return data.nbytes + 64 * len(keys)
+    def _cost(chunk: _Chunk) -> int:
+        # The copy, ~64 bytes per key, and ~100 per row-index entry.
+        return chunk.data.nbytes + (64 + 100 * (chunk.size > 0)) * len(chunk.keys)
 
     def get(self, prefix: bytes, data: np.ndarray) -> list[bytes] | None:
         """The row keys of the chunk whose bytes are ``data`` (uint8, 1-D), or None."""
         fp = self._fingerprint(prefix, data)
         with self._lock:
-            for p, copy, keys in self._entries.get(fp, ()):
-                if p == prefix and same_bytes(copy, data):
+            for chunk in self._entries.get(fp, ()):
+                if chunk.prefix == prefix and same_bytes(chunk.data, data):
                     self._entries.move_to_end(fp)
-                    return keys
+                    return chunk.keys
         return None
 
-    def put(self, prefix: bytes, data: np.ndarray, keys: list[bytes]) -> None:
-        cost = self._cost(data, keys)
+    def known_rows(self, prefix: bytes, data: np.ndarray, size: int) -> list[bytes | None]:
+        """The key of each ``size``-byte row of ``data`` that a chunk held here contains
+        (its bytes compared), None for the others."""
+        n = len(data) // size
+        out: list[bytes | None] = [None] * n
+        fps = _row_fingerprints(data, size)
+        with self._lock:
+            index = self._rows.get(prefix)
+            if fps is None or not index:
+                return out
+            found = [(j, hit) for j, hit in enumerate(map(index.get, fps.tolist())) if hit]
+        by_chunk: dict[int, tuple[_Chunk, list[int], list[int]]] = {}
+        for j, (chunk, row) in found:
+            entry = by_chunk.setdefault(id(chunk), (chunk, [], []))
+            entry[1].append(j)
+            entry[2].append(row)
+        mine = data.reshape(n, size)
+        for chunk, js, rows in by_chunk.values():
+            theirs = chunk.data.reshape(-1, size)[rows]
+            same = (theirs == mine[js]).all(axis=1)
+            for j, row, ok in zip(js, rows, same.tolist(), strict=True):
+                if ok:
+                    out[j] = chunk.keys[row]
+        return out
+
+    def put(self, prefix: bytes, data: np.ndarray, keys: list[bytes], row_size: int = 0) -> None:
+        """Keep the keys of a chunk; with ``row_size`` (bytes per row, one key per row) its
+        rows are also found one by one by :meth:`known_rows`."""
+        fps = _row_fingerprints(data, row_size) if row_size else None
+        chunk = _Chunk(prefix, data.copy(), keys, row_size if fps is not None else 0)
+        cost = self._cost(chunk)
         if cost > self.max_bytes:
             return
         fp = self._fingerprint(prefix, data)
-        entry = (prefix, data.copy(), keys)
         with self._lock:
             bucket = self._entries.setdefault(fp, [])
-            bucket.append(entry)
+            bucket.append(chunk)
             if len(bucket) > self._PER_FINGERPRINT:
-                _, old, old_keys = bucket.pop(0)
-                self._nbytes -= self._cost(old, old_keys)
+                self._drop(bucket.pop(0))
             self._entries.move_to_end(fp)
             self._nbytes += cost
+            if fps is not None:
+                index = self._rows.setdefault(prefix, {})
+                for row, f in enumerate(fps.tolist()):
+                    index[f] = (chunk, row)
             while self._nbytes > self.max_bytes:
                 _, evicted = self._entries.popitem(last=False)
-                self._nbytes -= sum(self._cost(c, k) for _, c, k in evicted)
+                for old in evicted:
+                    self._drop(old)
+
+    def _drop(self, chunk: _Chunk) -> None:
+        """Forget a chunk's bytes and its rows' index entries (those still pointing to it)."""
+        self._nbytes -= self._cost(chunk)
+        if chunk.size:
+            index = self._rows[chunk.prefix]
+            for row, f in enumerate(_row_fingerprints(chunk.data, chunk.size).tolist()):
+                hit = index.get(f)
+                if hit is not None and hit[0] is chunk and hit[1] == row:
+                    del index[f]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._rows.clear()
             self._nbytes = 0
 
 
@@ -329,8 +402,11 @@ class ArraySource:
             chunk = flat8[rows[0] * size : (rows[-1] + 1) * size]
             keys = _CHUNK_KEYS.get(prefix, chunk)
             if keys is None:
-                keys = run(rows)
-                _CHUNK_KEYS.put(prefix, chunk, keys)
+                keys = _CHUNK_KEYS.known_rows(prefix, chunk, size)
+                missing = [j for j, k in enumerate(keys) if k is None]
+                for j, k in zip(missing, run([rows[j] for j in missing]), strict=True):
+                    keys[j] = k
+                _CHUNK_KEYS.put(prefix, chunk, keys, row_size=size)
             return keys
         threads = _n_threads(self.num_workers)
         if threads == 1 or len(rows) < 2 * threads:
