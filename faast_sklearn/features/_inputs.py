@@ -179,10 +179,20 @@ def _row_fingerprints(data: np.ndarray, size: int) -> np.ndarray | None:
 
 
 class _Chunk:
-    __slots__ = ("prefix", "data", "keys", "size")
+    """A keyed chunk: its bytes, its keys, and for rows found one by one (``size`` > 0) their
+    fingerprints in sorted order and the keys as one array."""
 
-    def __init__(self, prefix: bytes, data: np.ndarray, keys: list[bytes], size: int):
+    __slots__ = ("prefix", "data", "keys", "size", "sorted_fps", "order", "key_array")
+
+    def __init__(self, prefix, data, keys, size: int, fps: np.ndarray | None):
         self.prefix, self.data, self.keys, self.size = prefix, data, keys, size
+        joined = b"".join(keys)
+        if fps is None or len(joined) != _KEY_BYTES * len(keys) or len(keys) != len(fps):
+            self.size = 0
+            return
+        self.order = np.argsort(fps, kind="stable")
+        self.sorted_fps = fps[self.order]
+        self.key_array = np.frombuffer(joined, dtype=f"V{_KEY_BYTES}")
 
 
 class _ChunkKeys:
@@ -196,20 +206,22 @@ class _ChunkKeys:
     row keys. Bounded by the bytes held: the copies and about 64 bytes per key.
 
     Rows are found one by one too (:meth:`known_rows`): each fold of a cross-validation is a
-    new array of rows seen in other folds, and a vectorised 64-bit fingerprint per row, looked
-    up here and confirmed by the row's bytes, costs a tenth of hashing the row.
+    new array of rows seen in other folds. A 64-bit fingerprint per row, computed and looked
+    up in the chunks held with array operations only and confirmed by the row's bytes, costs
+    a fraction of hashing the rows in a Python loop.
     """
 
     _SAMPLE = 4096  # bytes of a chunk that its fingerprint reads
     # Chunks kept per fingerprint: chunks that differ only off the sample (nearly blank images,
     # say) share one, and a lookup compares with each of them.
     _PER_FINGERPRINT = 4
+    # Chunks that known_rows searches, most recent first.
+    _SEARCHED = 32
 
     def __init__(self, max_bytes: int = 2**28):
         self.max_bytes = max_bytes
         self._entries: OrderedDict[bytes, list[_Chunk]] = OrderedDict()
-        # prefix -> row fingerprint -> (chunk, row): the rows of the chunks held.
-        self._rows: dict[bytes, dict[int, tuple[_Chunk, int]]] = {}
+        self._rowwise: dict[bytes, list[_Chunk]] = {}  # prefix -> chunks with a row index
         self._nbytes = 0
         self._lock = threading.Lock()
 
@@ -221,8 +233,8 @@ class _ChunkKeys:
 
     @staticmethod
     def _cost(chunk: _Chunk) -> int:
-        # The copy, ~64 bytes per key, and ~100 per row-index entry.
-        return chunk.data.nbytes + (64 + 100 * (chunk.size > 0)) * len(chunk.keys)
+        # The copy, ~64 bytes per key, and 32 per row of the row index.
+        return chunk.data.nbytes + (64 + 32 * (chunk.size > 0)) * len(chunk.keys)
 
     def get(self, prefix: bytes, data: np.ndarray) -> list[bytes] | None:
         """The row keys of the chunk whose bytes are ``data`` (uint8, 1-D), or None."""
@@ -234,36 +246,47 @@ class _ChunkKeys:
                     return chunk.keys
         return None
 
-    def known_rows(self, prefix: bytes, data: np.ndarray, size: int) -> list[bytes | None]:
-        """The key of each ``size``-byte row of ``data`` that a chunk held here contains
-        (its bytes compared), None for the others."""
+    def known_rows(
+        self, prefix: bytes, data: np.ndarray, size: int, fps: np.ndarray | None
+    ) -> tuple[list, list[int]]:
+        """Keys of the ``size``-byte rows of ``data`` (with :func:`_row_fingerprints` ``fps``)
+        that chunks held here contain (their bytes compared), and the positions of the other
+        rows, whose keys are left empty."""
         n = len(data) // size
-        out: list[bytes | None] = [None] * n
-        fps = _row_fingerprints(data, size)
         with self._lock:
-            index = self._rows.get(prefix)
-            if fps is None or not index:
-                return out
-            found = [(j, hit) for j, hit in enumerate(map(index.get, fps.tolist())) if hit]
-        by_chunk: dict[int, tuple[_Chunk, list[int], list[int]]] = {}
-        for j, (chunk, row) in found:
-            entry = by_chunk.setdefault(id(chunk), (chunk, [], []))
-            entry[1].append(j)
-            entry[2].append(row)
-        mine = data.reshape(n, size)
-        for chunk, js, rows in by_chunk.values():
-            theirs = chunk.data.reshape(-1, size)[rows]
-            same = (theirs == mine[js]).all(axis=1)
-            for j, row, ok in zip(js, rows, same.tolist(), strict=True):
-                if ok:
-                    out[j] = chunk.keys[row]
-        return out
+            chunks = self._rowwise.get(prefix, [])[-self._SEARCHED :][::-1]
+        if fps is None or not chunks:
+            return [b""] * n, list(range(n))
+        mine = data.view(np.uint64).reshape(n, size // 8)
+        keys = np.zeros(n, dtype=f"V{_KEY_BYTES}")
+        todo = np.arange(n)
+        for chunk in chunks:
+            f = fps[todo]
+            pos = np.minimum(np.searchsorted(chunk.sorted_fps, f), len(chunk.sorted_fps) - 1)
+            proposed = chunk.sorted_fps[pos] == f
+            rows, js = chunk.order[pos[proposed]], todo[proposed]
+            theirs = chunk.data.view(np.uint64).reshape(-1, size // 8)
+            same = (theirs[rows] == mine[js]).all(axis=1)
+            keys[js[same]] = chunk.key_array[rows[same]]
+            found = np.zeros(len(todo), dtype=bool)
+            found[np.flatnonzero(proposed)[same]] = True
+            todo = todo[~found]
+            if not len(todo):
+                break
+        return keys.tolist(), todo.tolist()
 
-    def put(self, prefix: bytes, data: np.ndarray, keys: list[bytes], row_size: int = 0) -> None:
-        """Keep the keys of a chunk; with ``row_size`` (bytes per row, one key per row) its
-        rows are also found one by one by :meth:`known_rows`."""
-        fps = _row_fingerprints(data, row_size) if row_size else None
-        chunk = _Chunk(prefix, data.copy(), keys, row_size if fps is not None else 0)
+    def put(
+        self,
+        prefix: bytes,
+        data: np.ndarray,
+        keys: list[bytes],
+        row_size: int = 0,
+        fps: np.ndarray | None = None,
+    ) -> None:
+        """Keep the keys of a chunk; with ``row_size`` (bytes per row, one key per row) and
+        its rows' fingerprints ``fps``, its rows are also found one by one by
+        :meth:`known_rows`."""
+        chunk = _Chunk(prefix, data.copy(), keys, row_size, fps)
         cost = self._cost(chunk)
         if cost > self.max_bytes:
             return
@@ -275,29 +298,25 @@ class _ChunkKeys:
                 self._drop(bucket.pop(0))
             self._entries.move_to_end(fp)
             self._nbytes += cost
-            if fps is not None:
-                index = self._rows.setdefault(prefix, {})
-                for row, f in enumerate(fps.tolist()):
-                    index[f] = (chunk, row)
+            if chunk.size:
+                self._rowwise.setdefault(prefix, []).append(chunk)
             while self._nbytes > self.max_bytes:
                 _, evicted = self._entries.popitem(last=False)
                 for old in evicted:
                     self._drop(old)
 
     def _drop(self, chunk: _Chunk) -> None:
-        """Forget a chunk's bytes and its rows' index entries (those still pointing to it)."""
         self._nbytes -= self._cost(chunk)
         if chunk.size:
-            index = self._rows[chunk.prefix]
-            for row, f in enumerate(_row_fingerprints(chunk.data, chunk.size).tolist()):
-                hit = index.get(f)
-                if hit is not None and hit[0] is chunk and hit[1] == row:
-                    del index[f]
+            rowwise = self._rowwise[chunk.prefix]
+            rowwise.remove(chunk)
+            if not rowwise:
+                del self._rowwise[chunk.prefix]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._rows.clear()
+            self._rowwise.clear()
             self._nbytes = 0
 
 
@@ -402,11 +421,11 @@ class ArraySource:
             chunk = flat8[rows[0] * size : (rows[-1] + 1) * size]
             keys = _CHUNK_KEYS.get(prefix, chunk)
             if keys is None:
-                keys = _CHUNK_KEYS.known_rows(prefix, chunk, size)
-                missing = [j for j, k in enumerate(keys) if k is None]
+                fps = _row_fingerprints(chunk, size)
+                keys, missing = _CHUNK_KEYS.known_rows(prefix, chunk, size, fps)
                 for j, k in zip(missing, run([rows[j] for j in missing]), strict=True):
                     keys[j] = k
-                _CHUNK_KEYS.put(prefix, chunk, keys, row_size=size)
+                _CHUNK_KEYS.put(prefix, chunk, keys, row_size=size, fps=fps)
             return keys
         threads = _n_threads(self.num_workers)
         if threads == 1 or len(rows) < 2 * threads:
