@@ -21,6 +21,7 @@ from faast_sklearn.features import (  # noqa: E402
     as_extractor,
     clear_feature_cache,
     extraction_stats,
+    reset_extraction_stats,
 )
 
 
@@ -432,6 +433,33 @@ def test_gpu_extraction_matches_cpu(images):
 
 
 @pytest.mark.gpu
+def test_gpu_folds_are_assembled_on_the_device(images):
+    # Cross-validation folds (new mixes of rows extracted before) are gathered from device
+    # copies of the row cache's blocks: equal to extracting them afresh, duplicates included.
+    from sklearn.model_selection import KFold
+
+    from faast_sklearn.features._cache import BLOCK_MEMO
+
+    ext = FeatureExtractor("test_tiny", device="cuda", precision="float32", batch_size=7)
+    X = np.concatenate([images] * 50)[:1200]
+    X = X + (np.arange(1200) % 11).astype(np.uint8)[:, None, None, None]
+    fresh = FeatureExtractor("test_tiny", device="cuda", precision="float32", cache=False)
+    expected = fresh.extract(X, as_tensor=True)
+    reset_extraction_stats()
+    for train, test in KFold(4, shuffle=True, random_state=0).split(X):
+        for idx in (train, test, np.concatenate([test[:5], test[:5]])):
+            out = ext.extract(X[idx], as_tensor=True)
+            assert out.device.type == "cuda"
+            # Other batches than `fresh`'s: equal up to the kernels' summation order.
+            want = expected[torch.as_tensor(idx).cuda()]
+            torch.testing.assert_close(out, want, rtol=1e-3, atol=1e-3)
+            torch.testing.assert_close(out, ext.extract(X[idx], as_tensor=True), rtol=0, atol=0)
+    assert len(BLOCK_MEMO._outputs) > 0
+    # 264 distinct images (24 images, 11 offsets), each computed once.
+    assert extraction_stats()["samples"] <= 264
+
+
+@pytest.mark.gpu
 def test_gpu_warm_calls_come_from_the_output_memo(images):
     # A warm call on CUDA returns the memoised device tensor (a copy of it): same values,
     # counted as hits, no forward; an edited row is a different input and is computed.
@@ -454,10 +482,33 @@ def test_gpu_warm_calls_come_from_the_output_memo(images):
     assert not torch.equal(edited[1300], cold[1300])
 
 
-def test_output_memo_is_bounded_per_device(monkeypatch):
-    from faast_sklearn.features._cache import OutputMemo
+def test_gather_to_device_equals_gather(monkeypatch):
+    from faast_sklearn.features._cache import BLOCK_MEMO, FeatureCache, gather, gather_to_device
 
-    memo = OutputMemo()
+    monkeypatch.setattr(BLOCK_MEMO, "_budget", lambda device: 1 << 20)
+    BLOCK_MEMO.clear()
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(40, 3)).astype(np.float32)
+    ka, kb = [bytes([i]) for i in range(8)], [bytes([100 + i]) for i in range(40)]
+    cache = FeatureCache()
+    block_a, block_b = cache.put_many("ns", ka, a), cache.put_many("ns", kb, b)
+    # Half of a's rows (a is copied whole), 2 of b's 40 (they travel alone).
+    handles, blocks = cache.lookup("ns", [ka[3], kb[0], ka[5], kb[39], ka[0], ka[1]])
+    positions = np.arange(6)[::-1].copy()
+    host = np.zeros((6, 3), np.float32)
+    gather(handles, blocks, host, positions)
+    on_device = torch.zeros(6, 3)
+    gather_to_device(handles, blocks, on_device, positions)
+    np.testing.assert_array_equal(on_device.numpy(), host)
+    assert BLOCK_MEMO.get((block_a, "cpu")) is not None
+    assert BLOCK_MEMO.get((block_b, "cpu")) is None
+    BLOCK_MEMO.clear()
+
+
+def test_device_memo_is_bounded_per_device(monkeypatch):
+    from faast_sklearn.features._cache import DeviceMemo
+
+    memo = DeviceMemo()
     monkeypatch.setattr(memo, "_budget", lambda device: 3 * 4 * 4)  # three 4-float rows
     for i in range(4):
         memo.put(("k", i), torch.full((1, 4), float(i)))

@@ -59,13 +59,14 @@ class FeatureCache:
             self.misses += len(keys) - n_found
         return handles, blocks
 
-    def put_many(self, namespace: str, keys: list[bytes], rows: np.ndarray) -> None:
-        """Store ``rows[i]`` under ``keys[i]`` (copied once, as one block)."""
+    def put_many(self, namespace: str, keys: list[bytes], rows: np.ndarray) -> int | None:
+        """Store ``rows[i]`` under ``keys[i]`` (copied once, as one block); returns the block's
+        number (None if not stored)."""
         if self.max_bytes <= 0 or len(keys) == 0:
-            return
+            return None
         block = np.array(rows, dtype=np.float32, copy=True)
         if block.nbytes > self.max_bytes:
-            return
+            return None
         with self._lock:
             b = self._next_block
             self._next_block += 1
@@ -76,6 +77,7 @@ class FeatureCache:
                 index[key] = b << 32 | j
             while self._nbytes > self.max_bytes:
                 self._evict_oldest()
+        return b
 
     def _evict_oldest(self) -> None:
         b, (namespace, keys, block) = self._blocks.popitem(last=False)
@@ -116,17 +118,45 @@ def gather(handles: np.ndarray, blocks: dict, out: np.ndarray, positions: np.nda
         out[positions[mine]] = block[row_of[mine]]
 
 
+def gather_to_device(handles: np.ndarray, blocks: dict, out, positions: np.ndarray) -> None:
+    """:func:`gather` into a tensor ``out`` on a GPU, from device copies of the blocks.
+
+    A block's copy is made once, when a quarter of its rows or more are wanted, and kept in
+    :data:`BLOCK_MEMO` (the block of an extraction on this device is its output itself): the
+    folds of a cross-validation, each a new mix of rows extracted before, are then gathered on
+    the device instead of on the host (a 20 MB fold of ViT-B features: 6 ms on an H200 host,
+    plus its copy to the device). Fewer rows of a block travel alone.
+    """
+    import torch
+
+    device = out.device
+    block_of, row_of = handles >> 32, handles & 0xFFFFFFFF
+    for b, block in blocks.items():
+        mine = block_of == b
+        rows = row_of[mine]
+        twin = BLOCK_MEMO.get((b, str(device)))
+        if twin is None and 4 * len(rows) >= len(block):
+            twin = torch.from_numpy(block).to(device)
+            BLOCK_MEMO.put((b, str(device)), twin)
+        if twin is None:
+            values = torch.from_numpy(block[rows]).to(device)
+        else:
+            values = twin[torch.as_tensor(rows, device=device)]
+        out[torch.as_tensor(positions[mine], device=device)] = values
+
+
 FEATURE_CACHE = FeatureCache()
 
 
-class OutputMemo:
-    """Whole recent outputs kept on their GPU, by the digest of their inputs' row keys.
+class DeviceMemo:
+    """Recent tensors kept on their GPU, within ``share`` of each device's memory, least
+    recently used first out.
 
-    ``GridSearchCV(..., cv=5)`` hands the extractor the same ten fold arrays once per grid
-    point. Each is a full hit of the row cache, but gathering its rows on the host and copying
-    them to the device would cost more than the rest of the fit; this keeps the device tensors
-    of the most recent such outputs, within ``share`` of each device's memory, least recently
-    used first out.
+    Two of them serve grid searches on a GPU. :data:`OUTPUT_MEMO` keeps whole outputs, by the
+    digest of their inputs' row keys: ``GridSearchCV(..., cv=5)`` hands the extractor the same
+    ten fold arrays once per grid point, each a full hit of the row cache, and assembling it
+    again would cost more than the rest of the fit. :data:`BLOCK_MEMO` keeps device copies of
+    the row cache's blocks, by block number, for :func:`gather_to_device`.
     """
 
     def __init__(self, share: float = 0.05):
@@ -171,7 +201,8 @@ class OutputMemo:
             self._nbytes.clear()
 
 
-OUTPUT_MEMO = OutputMemo()
+OUTPUT_MEMO = DeviceMemo()
+BLOCK_MEMO = DeviceMemo()
 
 _STATS_LOCK = threading.Lock()
 _STATS = {"forward_calls": 0, "samples": 0}
@@ -222,4 +253,5 @@ def clear_feature_cache() -> None:
     zero the hit/miss counters."""
     FEATURE_CACHE.clear()
     OUTPUT_MEMO.clear()
+    BLOCK_MEMO.clear()
     _CHUNK_KEYS.clear()

@@ -20,7 +20,14 @@ from ..backbones import Backbone, BackboneSpec, load_backbone
 from ..backbones._registry import model_key
 from ..utils._params import ParamsMixin
 from ..utils._torch import import_torch, is_tensor, resolve_device
-from ._cache import FEATURE_CACHE, OUTPUT_MEMO, count_forward, gather
+from ._cache import (
+    BLOCK_MEMO,
+    FEATURE_CACHE,
+    OUTPUT_MEMO,
+    count_forward,
+    gather,
+    gather_to_device,
+)
 from ._inputs import TextSource, make_source
 
 # Bumped whenever preprocessing changes, so that stale disk caches are not served.
@@ -452,7 +459,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         except torch.OutOfMemoryError:
             if n == 1:
                 raise
-            OUTPUT_MEMO.clear()  # memoised outputs are only a cache: memory for the model first
+            # Memoised outputs and block copies are only caches: memory for the model first.
+            OUTPUT_MEMO.clear()
+            BLOCK_MEMO.clear()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             half = n // 2
@@ -568,7 +577,24 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         if feats is not None and (use_cache or not as_tensor or len(hit_pos) or dups):
             host_feats = feats.cpu().numpy()  # one device-to-host copy for the whole call
         if use_cache and self.cache and host_feats is not None:
-            FEATURE_CACHE.put_many(namespace, [pending_keys[i] for i in pos.tolist()], host_feats)
+            block = FEATURE_CACHE.put_many(
+                namespace, [pending_keys[i] for i in pos.tolist()], host_feats
+            )
+            if block is not None and feats.is_cuda:  # the new block's rows, on their device
+                BLOCK_MEMO.put((block, str(feats.device)), feats)
+        if as_tensor and device.startswith("cuda"):
+            # Assembled on the device: computed rows are there already, cached ones are
+            # gathered from device copies of their blocks.
+            d = feats.shape[1] if feats is not None else next(iter(blocks.values())).shape[1]
+            out = torch.empty((n, d), dtype=torch.float32, device=device)
+            if feats is not None:
+                out[torch.as_tensor(pos, device=out.device)] = feats.to(out.device)
+            if len(hit_pos):
+                gather_to_device(hit_handles, blocks, out, hit_pos)
+            if dups:
+                pairs = torch.as_tensor(dups, dtype=torch.int64, device=out.device)
+                out[pairs[:, 0]] = out[pairs[:, 1]]
+            return out
         if as_tensor and not len(hit_pos) and not dups:
             out = torch.empty((n, feats.shape[1]), dtype=torch.float32, device=feats.device)
             out[torch.as_tensor(pos, device=feats.device)] = feats
