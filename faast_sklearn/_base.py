@@ -77,7 +77,8 @@ def _check_finite(X) -> None:
     if is_tensor(X):
         finite = bool(import_torch().isfinite(X).all())
     else:
-        finite = bool(np.isfinite(X.sum(dtype=np.float64)) or np.isfinite(X).all())
+        total = np.add.reduce(X, axis=None, dtype=np.float64)
+        finite = bool(np.isfinite(total) or np.isfinite(X).all())
     if not finite:
         raise ValueError("Input X contains NaN or infinity.")
 

@@ -128,7 +128,7 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
         mean_x, mean_y = backend.fetch(mean_xd, mean_yd)
     else:
         mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Y.shape[1])
-    if np.any(w != 1.0):  # sqrt(w) on both sides; new arrays (Xs may be the stats' own X)
+    if not (w == 1.0).all():  # sqrt(w) on both sides; new arrays (Xs may be the stats' own X)
         root = backend.asarray(np.sqrt(w)[:, None])
         Xs, Ys = Xs * root, Ys * root
     evals, U = backend.eigh(Xs @ Xs.T)
@@ -218,9 +218,7 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
     rss = spec.rss_perp.sum() + shrink @ energy.sum(1)  # (L,)
     n = spec.n
     dof = n - df
-    gcv = np.full(len(alphas), np.inf)
-    ok = dof > 1e-9 * n
-    gcv[ok] = n * rss[ok] / (dof[ok] * dof[ok])
+    gcv = np.divide(n * rss, dof * dof, out=np.full(len(alphas), np.inf), where=dof > 1e-9 * n)
     # Ties (flat or all-infinite curves) go to the strongest regularisation.
     best = len(alphas) - 1 - int(np.argmin(gcv[::-1]))
     f = fitted[best] / s if len(s) else fitted[best]
