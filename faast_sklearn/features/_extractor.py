@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -287,13 +288,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         self._check_range(source)
         namespace = None
         if self.cache or self.memory is not None:
-            namespace = joblib_hash(
-                (
-                    model_key(self.backbone, pretrained=self.pretrained, weights=self.weights),
-                    precision,
-                    _CACHE_VERSION,
-                )
-            )
+            key = model_key(self.backbone, pretrained=self.pretrained, weights=self.weights)
+            namespace = _namespace(key, precision)
         compute = self._backbone_compute(source, backbone, device, precision)
         if self.memory is None:
             return self._run(source, compute, namespace, device, as_tensor)
@@ -385,6 +381,21 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         return compute
 
     def _backbone_compute(self, source: Any, backbone: Backbone, device: str, precision: str):
+        """``compute(idx, state)``: features of rows ``idx`` of ``source``. Its set-up (the
+        normalisation constants on the device, a copy stream) is made at the first call: a
+        call whose rows all come from the cache (each fold of a grid search) needs none."""
+        parts = None
+
+        def compute(idx: np.ndarray, state: dict):
+            nonlocal parts
+            if parts is None:
+                parts = self._compute_parts(source, backbone, device, precision)
+            return parts(idx, state)
+
+        return compute
+
+    def _compute_parts(self, source: Any, backbone: Backbone, device: str, precision: str):
+        """The set-up of :meth:`_backbone_compute`, and its batch function."""
         torch = import_torch()
         dev = torch.device(device)
         model = backbone.model
@@ -652,6 +663,13 @@ def _name(backbone: Any) -> str:
     if isinstance(backbone, BackboneSpec):
         return backbone.name
     return getattr(backbone, "__name__", type(backbone).__name__)
+
+
+@functools.lru_cache(maxsize=64)
+def _namespace(key: tuple, precision: str) -> str:
+    """The feature cache's namespace of a network and precision (a joblib hash, remembered:
+    every extraction call of a grid search asks for it)."""
+    return joblib_hash((key, precision, _CACHE_VERSION))
 
 
 def joblib_hash(obj: Any) -> str:
