@@ -362,15 +362,16 @@ def test_oom_halves_batch_and_warns(images, monkeypatch):
 
     expected = tiny(cache=False).transform(images)
     monkeypatch.setattr(backbone.model, "forward", flaky)
-    # Memoised outputs are a cache: an out-of-memory retry frees them first.
-    from faast_sklearn.features._cache import OUTPUT_MEMO
+    # Memoised outputs and block copies are caches: an out-of-memory retry frees them first.
+    from faast_sklearn.features._cache import BLOCK_MEMO, OUTPUT_MEMO
 
-    monkeypatch.setattr(OUTPUT_MEMO, "_budget", lambda device: 1 << 20)
-    OUTPUT_MEMO.put(("memoised",), torch.zeros(4))
+    for memo in (OUTPUT_MEMO, BLOCK_MEMO):
+        monkeypatch.setattr(memo, "_budget", lambda device: 1 << 20)
+        memo.put(("memoised",), torch.zeros(4))
     with pytest.warns(RuntimeWarning, match="Out of memory on a batch of (16|8)"):
         out = tiny(cache=False, batch_size=16).transform(images)
     np.testing.assert_allclose(out, expected, atol=1e-6)
-    assert OUTPUT_MEMO.get(("memoised",)) is None
+    assert OUTPUT_MEMO.get(("memoised",)) is None and BLOCK_MEMO.get(("memoised",)) is None
 
 
 def test_verbose_progress(images, capsys):
