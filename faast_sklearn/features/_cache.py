@@ -59,12 +59,15 @@ class FeatureCache:
             self.misses += len(keys) - n_found
         return handles, blocks
 
-    def put_many(self, namespace: str, keys: list[bytes], rows: np.ndarray) -> int | None:
-        """Store ``rows[i]`` under ``keys[i]`` (copied once, as one block); returns the block's
-        number (None if not stored)."""
+    def put_many(
+        self, namespace: str, keys: list[bytes], rows: np.ndarray, *, owned: bool = False
+    ) -> int | None:
+        """Store ``rows[i]`` under ``keys[i]`` as one block (a copy, unless ``owned``: the
+        caller hands over a float32 array it never modifies); returns the block's number (None
+        if not stored)."""
         if self.max_bytes <= 0 or len(keys) == 0:
             return None
-        block = np.array(rows, dtype=np.float32, copy=True)
+        block = np.array(rows, dtype=np.float32, copy=None if owned else True, order="C")
         if block.nbytes > self.max_bytes:
             return None
         with self._lock:

@@ -588,8 +588,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         if feats is not None and (use_cache or not as_tensor or len(hit_pos) or dups):
             host_feats = feats.cpu().numpy()  # one device-to-host copy for the whole call
         if use_cache and self.cache and host_feats is not None:
+            # host_feats is this call's own copy, only read below: the cache keeps it as is.
             block = FEATURE_CACHE.put_many(
-                namespace, [pending_keys[i] for i in pos.tolist()], host_feats
+                namespace, [pending_keys[i] for i in pos.tolist()], host_feats, owned=True
             )
             if block is not None and feats.is_cuda:  # the new block's rows, on their device
                 BLOCK_MEMO.put((block, str(feats.device)), feats)
