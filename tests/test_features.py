@@ -249,6 +249,10 @@ def test_rows_of_new_arrays_are_found_by_content(monkeypatch):
     monkeypatch.undo()
     _CHUNK_KEYS.clear()
     assert ArraySource(fold, 0).keys(np.arange(200)[::-1])[::-1] == keys  # hashed: the same
+    # Rows that are not whole 64-bit words (27 x 27 bytes) are hashed, with the same keys.
+    odd = rng.integers(0, 256, (50, 27, 27), dtype=np.uint8)
+    first = ArraySource(odd, 0).keys(np.arange(50))
+    assert ArraySource(odd[::-1].copy(), 0).keys(np.arange(50)) == first[::-1]
     # Colliding fingerprints only propose matches: the bytes decide.
     _CHUNK_KEYS.clear()
     monkeypatch.setattr(
