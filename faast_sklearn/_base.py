@@ -247,30 +247,32 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             )
             if cached:
                 # A clone fitted on these very rows before (GridSearchCV over alpha or rtol):
-                # reuse its statistics, and below its eigendecomposition. The fingerprint
-                # samples X where the caller has it (a NumPy X: no gather on the device).
+                # reuse its statistics, and below its eigendecomposition. X is looked up where
+                # the caller has it: a NumPy X is compared on the host with the cache's host
+                # copy, and a hit never travels to the device (nor is checked again: the copy
+                # was checked when it was stored).
                 key = np.append(targets, n_targets)
                 tag = f"{backend.name}:{backend.device}"
                 fingerprint = FIT_CACHE.fingerprint(tag, X, key, w)
-            X = _placed(X, backend)
-            if cached:
                 entry = FIT_CACHE.lookup(tag, X, key, w, fingerprint)
-                if entry is None:
-                    stats = self._batch_statistics(backend, X, targets, w, n_targets)
-                    # Kept rows are a private copy of a NumPy X already: the cache shares it.
-                    own = None if is_tensor(X) or stats.rows is None else stats.rows[0]
-                    entry = FIT_CACHE.put(tag, X, key, w, stats, fingerprint, private=own)
+            if entry is not None:
                 stats = entry.stats
-            elif not partial:
-                stats = self._batch_statistics(backend, X, targets, w, n_targets)
             else:
-                if first:
-                    stats = Statistics.empty(X.shape[1], n_targets)
+                given, X = X, _placed(X, backend)
+                batch = self._batch_statistics(backend, X, targets, w, n_targets)
+                if not partial:
+                    stats = batch
+                elif first:
+                    stats = Statistics.empty(X.shape[1], n_targets).merge(batch)
                 else:
                     stats = self.stats_
                     if columns is not None:
                         stats = stats.with_targets(n_targets, columns)
-                stats = stats.merge(self._batch_statistics(backend, X, targets, w, n_targets))
+                    stats = stats.merge(batch)
+                if cached:
+                    # Kept rows are a private copy of a NumPy X already: the cache shares it.
+                    own = None if is_tensor(given) or stats.rows is None else stats.rows[0]
+                    entry = FIT_CACHE.put(tag, given, key, w, stats, fingerprint, private=own)
         except BaseException:
             # validate_data assigns n_features_in_ on reset: restore the previous state.
             for k in ("n_features_in_", "feature_names_in_"):

@@ -177,6 +177,29 @@ def test_rows_differing_outside_the_fingerprint_sample_miss():
     assert cache.lookup("scipy:cpu", X, t, w2, key) is None
 
 
+def test_numpy_hit_is_compared_on_the_host(monkeypatch):
+    # A NumPy X is looked up before it moves to a torch back-end's device: a hit (a grid's
+    # next alpha) is compared with the cache's host copy and never placed on the device.
+    import faast_sklearn._base as base
+
+    placed = []
+    real = base._placed
+    monkeypatch.setattr(base, "_placed", lambda X, backend: placed.append(1) or real(X, backend))
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 40)), rng.normal(size=200)
+    FAASTRegressor(solver="torch", device="cpu", alpha=1.0).fit(X, y)
+    hit = FAASTRegressor(solver="torch", device="cpu", alpha=10.0).fit(X.copy(), y)
+    assert len(placed) == 1 and FIT_CACHE.hits == 1
+    (entry,) = [e for bucket in FIT_CACHE._entries.values() for e in bucket]
+    assert isinstance(entry.X, np.ndarray) and not np.shares_memory(entry.X, X)
+    FIT_CACHE.clear()
+    fresh = FAASTRegressor(solver="torch", device="cpu", alpha=10.0).fit(X, y)
+    np.testing.assert_array_equal(hit.coef_, fresh.coef_)
+    X[5, 5] += 1.0  # the caller edits its array: a miss, placed (and checked) again
+    FAASTRegressor(solver="torch", device="cpu", alpha=10.0).fit(X, y)
+    assert len(placed) == 3 and FIT_CACHE.hits == 0
+
+
 def test_same_bytes():
     from faast_sklearn.utils._arrays import same_bytes
 
@@ -194,3 +217,12 @@ def test_same_bytes():
     assert not same_bytes(X, X.astype(np.float32))  # dtypes differ
     assert not same_bytes(X, X.reshape(5, 6))  # shapes differ
     assert not same_bytes(np.zeros(3), -np.zeros(3))  # -0.0 has other bytes: a miss
+    # Large arrays are compared in parallel parts: a difference in any part is seen.
+    from faast_sklearn.utils._arrays import _PARALLEL_BYTES
+
+    big = rng.integers(0, 256, _PARALLEL_BYTES + 13, dtype=np.uint8)
+    assert same_bytes(big, big.copy())
+    for i in (0, len(big) // 2, len(big) - 20, len(big) - 1):
+        edited = big.copy()
+        edited[i] ^= 1
+        assert not same_bytes(big, edited)

@@ -16,12 +16,12 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ..utils._arrays import same_bytes
+from ..utils._threads import n_threads, pool
 from ..utils._torch import import_torch, is_tensor
 
 _KEY_BYTES = 16  # 128-bit digests: accidental collisions are out of reach at any data size
@@ -32,10 +32,6 @@ def _digest(*parts: bytes | memoryview) -> bytes:
     for part in parts:
         h.update(part)
     return h.digest()[:_KEY_BYTES]
-
-
-def _n_threads(num_workers: int) -> int:
-    return num_workers if num_workers > 0 else max(1, min(8, os.cpu_count() or 1))
 
 
 def _is_pil(x: Any) -> bool:
@@ -323,21 +319,6 @@ class _ChunkKeys:
 _CHUNK_KEYS = _ChunkKeys()
 
 
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _pool(num_workers: int) -> ThreadPoolExecutor:
-    """This process's worker pool of that size: its threads outlive a call (a grid search makes
-    a hundred), and a forked child makes its own."""
-    key = (os.getpid(), _n_threads(num_workers))
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = _POOLS[key] = ThreadPoolExecutor(key[1], thread_name_prefix="faast-io")
-        return pool
-
-
 class ArraySource:
     """NumPy arrays and torch tensors (CPU or CUDA) of equally sized images."""
 
@@ -427,10 +408,10 @@ class ArraySource:
                     keys[j] = k
                 _CHUNK_KEYS.put(prefix, chunk, keys, row_size=size, fps=fps)
             return keys
-        threads = _n_threads(self.num_workers)
+        threads = n_threads(self.num_workers)
         if threads == 1 or len(rows) < 2 * threads:
             return run(rows)
-        parts = _pool(self.num_workers).map(run, [rows[k::threads] for k in range(threads)])
+        parts = pool(self.num_workers).map(run, [rows[k::threads] for k in range(threads)])
         keys: list[bytes] = [b""] * len(rows)
         for k, part in enumerate(parts):
             keys[k::threads] = part
@@ -563,14 +544,14 @@ class ItemSource:
                 self._memo[int(i)] = arr
                 return _digest(f"ds:{arr.shape}".encode(), memoryview(arr).cast("B"))
 
-        return list(_pool(self.num_workers).map(key, idx))
+        return list(pool(self.num_workers).map(key, idx))
 
     def raw(self, idx: np.ndarray) -> list:
         return [self._item(i) for i in idx]
 
     def load(self, idx: np.ndarray, device: str) -> Any:
         torch = import_torch()
-        arrays = list(_pool(self.num_workers).map(self._decoded, [int(i) for i in idx]))
+        arrays = list(pool(self.num_workers).map(self._decoded, [int(i) for i in idx]))
         batch = torch.from_numpy(np.stack(arrays))
         if device.startswith("cuda"):
             batch = batch.pin_memory().to(device, non_blocking=True)

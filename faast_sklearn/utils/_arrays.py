@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._threads import n_threads, pool
+
+# Arrays at least this large are compared in parallel parts: one core reads memory at about a
+# tenth of what the host's memory system delivers (a 20 MB cross-validation fold of ViT-B
+# features is compared with the fit cache's copy in a fraction of the time it takes to copy it
+# to a GPU, which is the alternative).
+_PARALLEL_BYTES = 2**23
+
 
 def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two arrays of one shape and dtype hold the same bytes.
@@ -17,7 +25,13 @@ def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     x = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
     y = np.ascontiguousarray(b).reshape(-1).view(np.uint8)
     n = x.size - x.size % 8
-    return bool(
-        np.array_equal(x[:n].view(np.uint64), y[:n].view(np.uint64))
-        and np.array_equal(x[n:], y[n:])
-    )
+    if not np.array_equal(x[n:], y[n:]):
+        return False
+    x, y = x[:n].view(np.uint64), y[:n].view(np.uint64)
+    parts = n_threads(0) if x.nbytes >= _PARALLEL_BYTES else 1
+    if parts == 1:
+        return bool(np.array_equal(x, y))
+    # NumPy releases the GIL in the comparison and the reduction: the parts run in parallel.
+    bounds = np.linspace(0, x.size, parts + 1).astype(np.int64).tolist()
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    return all(pool(0).map(lambda s: bool(np.array_equal(x[s[0] : s[1]], y[s[0] : s[1]])), spans))
