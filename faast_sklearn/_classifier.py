@@ -349,23 +349,20 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         declared = _targets.embedding_classes(self.class_embeddings, y_arr, classes)
         if declared is None and classes is not None:
             declared = np.unique(np.asarray(classes))
-        if old is None and declared is None:  # the usual fit: classes are the labels seen
-            # (np.unique's return_inverse costs a one-shot fit twice this searchsorted)
-            new_classes = np.unique(y_arr)
-            codes, columns = np.searchsorted(new_classes, y_arr), None
-        else:
-            new_classes, columns = _targets.union_classes(old, y_arr)
-            if declared is not None:
-                new_classes, _ = _targets.union_classes(declared, new_classes)
-                if old is not None:
-                    columns = np.searchsorted(new_classes, old)
-            if self.class_embeddings is not None and isinstance(self.class_embeddings, Mapping):
-                missing = np.setdiff1d(new_classes, declared)
-                if len(missing):
-                    raise ValueError(
-                        f"class_embeddings has no vector for labels {missing[:10].tolist()}."
-                    )
-            codes = _targets.encode(new_classes, y_arr)
+        new_classes, columns = _targets.union_classes(old, y_arr)
+        if declared is not None:
+            new_classes, _ = _targets.union_classes(declared, new_classes)
+            if old is not None:
+                columns = np.searchsorted(new_classes, old)
+        if self.class_embeddings is not None and isinstance(self.class_embeddings, Mapping):
+            missing = np.setdiff1d(new_classes, declared)
+            if len(missing):
+                raise ValueError(
+                    f"class_embeddings has no vector for labels {missing[:10].tolist()}."
+                )
+        # Every label is one of new_classes (a union with the labels seen): its sorted
+        # position is its code (np.unique's return_inverse costs a one-shot fit twice this).
+        codes = np.searchsorted(new_classes, y_arr)
         if not partial:
             # Classes with positive weight (weights are non-negative).
             present = np.flatnonzero(np.bincount(codes, weights=w, minlength=len(new_classes)))

@@ -36,18 +36,6 @@ def union_classes(classes: np.ndarray | None, labels) -> tuple[np.ndarray, np.nd
     return merged, np.searchsorted(merged, classes)
 
 
-def encode(classes: np.ndarray, labels) -> np.ndarray:
-    """Integer code of each label in the sorted ``classes`` (all labels must be known)."""
-    labels = np.asarray(labels)
-    codes = np.searchsorted(classes, labels)
-    codes = np.minimum(codes, len(classes) - 1)
-    unknown = classes[codes] != labels
-    if np.any(unknown):
-        missing = np.unique(labels[unknown])[:10]
-        raise ValueError(f"y contains labels that are not in classes_: {missing.tolist()}.")
-    return codes
-
-
 def embedding_classes(class_embeddings, labels, classes) -> np.ndarray | None:
     """The classes defined by ``class_embeddings`` (None for one-hot targets)."""
     if class_embeddings is None:
