@@ -262,6 +262,26 @@ def test_rows_of_new_arrays_are_found_by_content(monkeypatch):
     assert ArraySource(fold, 0).keys(np.arange(200)) == keys
 
 
+def test_cached_calls_make_no_compute_set_up(images, monkeypatch):
+    # A call whose rows all come from the cache builds no normalisation constants or copy
+    # stream; the extraction's own host copy of its features is the cached block (no copy).
+    from faast_sklearn.features._cache import FEATURE_CACHE
+
+    made = []
+    real = FeatureExtractor._compute_parts
+    monkeypatch.setattr(FeatureExtractor, "_compute_parts", lambda *a: made.append(1) or real(*a))
+    ext = tiny()
+    first = ext.transform(images)
+    assert len(made) == 1
+    np.testing.assert_array_equal(ext.transform(images[::-1].copy()), first[::-1])
+    assert len(made) == 1
+    rows = np.ones((2, 3), np.float32)
+    block = FEATURE_CACHE.put_many("ns", [b"a", b"b"], rows, owned=True)
+    assert np.shares_memory(FEATURE_CACHE._blocks[block][2], rows)
+    block = FEATURE_CACHE.put_many("ns", [b"c", b"d"], rows)
+    assert not np.shares_memory(FEATURE_CACHE._blocks[block][2], rows)
+
+
 def test_duplicate_rows_are_computed_once(images):
     X = np.concatenate([images[:4]] * 3)
     out = tiny().transform(X)
