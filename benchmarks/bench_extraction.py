@@ -10,7 +10,9 @@ Three numbers for one backbone, measured in one run on one device:
   ``GridSearchCV(FAASTClassifier(backbone=...), {"alpha": 10 values}, cv=5)``, cold cache,
   where the backbone sees each image once (``grid_backbone_samples``); the rest of its cost
   is scikit-learn copying the image rows of each fold (``grid_fold_copies_s``, timed alone)
-  and the cache hashing them again (one run: it is long). Medians of ``--repeats`` runs of
+  and the cache hashing them again (one run: it is long). The same search on
+  ``LazyRows(X)`` (``lazyrows_*``; wrapping, a copy of X, timed with it), whose folds are
+  views keyed by row number. Medians of ``--repeats`` runs of
   fit and search on 28 x 28 grey arrays resized on the device (``grey28_*``), on features
   extracted once, as NumPy (``grid_on_features_s``) or as a tensor on the device
   (``grid_on_device_features_s``), and with ``--paths`` on PNG files (``paths_*``).
@@ -51,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from faast_sklearn.backbones import BackboneSpec, load_backbone  # noqa: E402
 from faast_sklearn.features import (  # noqa: E402
     FeatureExtractor,
+    LazyRows,
     clear_feature_cache,
     extraction_stats,
     reset_extraction_stats,
@@ -127,15 +130,17 @@ def time_forward(torch, backbone, args, device, precision):
     return n_batches * args.batch_size / best, times
 
 
-def time_grid(estimator, X, y, repeats=1):
+def time_grid(estimator, X, y, repeats=1, wrap=None):
     """Median seconds of GridSearchCV over 10 alphas x 5 folds from a cold feature cache, and
-    the number of images the backbone saw (in the last run)."""
+    the number of images the backbone saw (in the last run). ``wrap(X)`` (LazyRows) is timed
+    with the search."""
     times = []
     for _ in range(repeats):
         clear_feature_cache()
         reset_extraction_stats()
         start = time.perf_counter()
-        GridSearchCV(estimator, {"alpha": np.logspace(-3, 3, 10)}, cv=5).fit(X, y)
+        data = X if wrap is None else wrap(X)
+        GridSearchCV(estimator, {"alpha": np.logspace(-3, 3, 10)}, cv=5).fit(data, y)
         times.append(time.perf_counter() - start)
     return float(np.median(times)), extraction_stats()["samples"]
 
@@ -259,6 +264,19 @@ def main(argv=None):
         copies = time_fold_copies(X, y)
         results.update(grid_fold_copies_s=copies, grid_fold_copies_to_fit_ratio=copies / fit_best)
         print(f"  of which sklearn's fold copies alone: {copies:.2f} s", flush=True)
+        # The same search on LazyRows(X): folds are views, each row is keyed once; the
+        # wrapper's private copy of X is timed with the search.
+        lazy_s, samples = time_grid(make_classifier(ext), X, y, args.repeats, wrap=LazyRows)
+        results.update(
+            lazyrows_grid_search_s=lazy_s,
+            lazyrows_grid_to_fit_ratio=lazy_s / fit_best,
+            lazyrows_grid_backbone_samples=samples,
+        )
+        print(
+            f"grid search on LazyRows(X): {lazy_s:.2f} s = {lazy_s / fit_best:.2f} x fit; "
+            f"backbone saw {samples} images",
+            flush=True,
+        )
         # Small grey images in memory (Fashion-MNIST's 28 x 28), resized on the device: the
         # same forward passes, 1/192 of the host bytes to copy and hash per fold.
         Xg = rng.integers(0, 256, (args.n_images, 28, 28), dtype=np.uint8)

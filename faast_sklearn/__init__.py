@@ -3,7 +3,7 @@
 from ._classifier import FAASTClassifier
 from ._regressor import FAASTRegressor
 from .backbones import BackboneSpec, list_backbones, register_backbone
-from .features import FeatureExtractor
+from .features import FeatureExtractor, LazyRows
 
 __version__ = "0.1.0.dev0"
 
@@ -12,6 +12,7 @@ __all__ = [
     "FAASTClassifier",
     "FAASTRegressor",
     "FeatureExtractor",
+    "LazyRows",
     "__version__",
     "list_backbones",
     "register_backbone",

@@ -439,7 +439,10 @@ class ArraySource:
                 # mode="clip": with the default "raise", NumPy buffers `out` (an extra copy).
                 np.take(X, idx, axis=0, out=out, mode="clip")
             return buf.to(device, non_blocking=True)
-        return torch.from_numpy(np.ascontiguousarray(X[_as_index(idx, False, X)]))
+        batch = np.ascontiguousarray(X[_as_index(idx, False, X)])
+        # A slice of a read-only array (a LazyRows copy, a memory map) is read-only: torch
+        # wants its own copy of such a batch (it never writes to it, but warns otherwise).
+        return torch.from_numpy(batch if batch.flags.writeable else batch.copy())
 
 
 def _torch_dtype(dtype: np.dtype) -> Any:
@@ -600,6 +603,10 @@ class TextSource:
         return [self.X[int(i)] for i in idx]
 
 
+def _is_image_item(x: Any) -> bool:
+    return isinstance(x, np.ndarray) or is_tensor(x) or _is_pil(x)
+
+
 def _as_sequence_of_str(X: Any) -> list | None:
     if isinstance(X, str):
         return None
@@ -618,6 +625,10 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
         raise TypeError(
             "X must be a collection of samples, not a single string; wrap it in a list."
         )
+    from ._rows import LazyRows, view_source  # _rows builds on this module
+
+    if isinstance(X, LazyRows):
+        return view_source(X, modality, cfg, num_workers)
     texts = _as_sequence_of_str(X)
     if modality == "any" and texts is not None:  # callable backbones get the strings as they are
         return TextSource(texts)
@@ -650,6 +661,10 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
                 return ArraySource(
                     torch.stack(list(X)) if is_tensor(X[0]) else np.stack(X), num_workers
                 )
+            return ItemSource(list(X), cfg, num_workers, "dataset")
+        if all(isinstance(x, (tuple, list)) and len(x) and _is_image_item(x[0]) for x in X):
+            # (image, label) pairs: what indexing a torch Dataset item by item gives
+            # (scikit-learn's folds of a Dataset). LazyRows(dataset) reads each item once.
             return ItemSource(list(X), cfg, num_workers, "dataset")
         kinds = sorted({type(x).__name__ for x in X})
         raise TypeError(

@@ -1,0 +1,308 @@
+"""LazyRows: samples whose ``X[indices]`` is a view, so that cross-validation copies nothing."""
+
+from __future__ import annotations
+
+import numbers
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..utils._threads import n_threads, pool
+from ..utils._torch import is_tensor
+from ._inputs import _KEY_BYTES, ArraySource, _is_dataset, describe, make_source
+
+# Arrays at least this large are copied in parallel parts: one core copies at a fraction of
+# what the host's memory system delivers (and first touches of new pages fault one by one).
+_PARALLEL_COPY_BYTES = 2**24
+
+
+def _copy(X: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of ``X``, made by the worker threads when it is large."""
+    out = np.empty(X.shape, dtype=X.dtype)
+    parts = min(n_threads(0), len(X)) if X.nbytes >= _PARALLEL_COPY_BYTES else 1
+    if parts <= 1:
+        np.copyto(out, X)
+        return out
+    bounds = np.linspace(0, len(X), parts + 1).astype(np.int64).tolist()
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    # np.copyto releases the GIL: the parts run in parallel.
+    list(pool(0).map(lambda s: np.copyto(out[s[0] : s[1]], X[s[0] : s[1]]), spans))
+    return out
+
+
+class _Base:
+    """What every view of one LazyRows shares: the data, and per-row memos (row keys, by the
+    way they were computed; an array's value range; its keying adapter)."""
+
+    def __init__(self, data: Any, kind: str):
+        self.data = data
+        self.kind = kind  # "array", "dataset" or "list"
+        self.n = len(data)
+        self.memo: dict = {}
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["lock"]
+        # Adapters hold per-process state (host copies, worker pools): rebuilt on use.
+        state["memo"] = {k: v for k, v in self.memo.items() if k[0] == "keys"}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
+
+
+class LazyRows:
+    """Samples whose ``X[indices]`` is a view of them, not a copy.
+
+    scikit-learn's cross-validation indexes X once per fold and grid point: for images held in
+    memory that is a copy of every fold's pixels for each fit and each score (50 pairs of
+    gigabyte copies for a 10-value grid with ``cv=5`` on 8,000 images of 224 x 224), which costs
+    more than the search itself. Wrapped in ``LazyRows``, X indexes into a view that records
+    which rows it holds; the feature extractor then keys each row of the wrapped data once, and
+    every later fold is served from the feature cache by row number.
+
+    Parameters
+    ----------
+    X : ndarray, torch.Tensor, torch Dataset or sequence
+        The samples, first axis first: image arrays or tensors, a torch ``Dataset`` (its items
+        are read when needed), or a list (PIL images, file paths, strings...).
+    copy : bool, default=True
+        Keep a private read-only copy of an array or tensor (a list is copied as a list; a
+        dataset never is), so that row keys computed once cannot go stale if the caller
+        changes X afterwards. ``copy=False`` shares X: it must not change while wrapped.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(n_samples, *X.shape[1:])`` for arrays and tensors, ``(n_samples,)`` otherwise.
+
+    See Also
+    --------
+    FeatureExtractor : Extracts (and caches) the features of a LazyRows like any other input.
+
+    Notes
+    -----
+    Indexing with an integer gives that sample; with a slice, an integer or boolean array, or
+    a list, another LazyRows of the same data. ``np.asarray`` gives the rows of an array or
+    tensor (or list) as a NumPy array, so estimators without a backbone accept a LazyRows too
+    (at the cost of that copy).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from faast_sklearn import FAASTClassifier, LazyRows
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.integers(0, 255, (60, 32, 32, 3), dtype=np.uint8)
+    >>> y = np.arange(60) % 3
+    >>> rows = LazyRows(X)
+    >>> rows[10:20]
+    LazyRows(ndarray of shape (60, 32, 32, 3) and dtype uint8: 10 of 60 rows)
+    >>> search = GridSearchCV(
+    ...     FAASTClassifier(backbone="test_tiny", device="cpu"), {"alpha": [0.1, 1.0]}, cv=3
+    ... ).fit(rows, y)
+    """
+
+    def __init__(self, X, *, copy=True):
+        if isinstance(X, LazyRows):
+            self._base, self._rows = X._base, X._rows
+            return
+        if isinstance(X, np.ndarray) or is_tensor(X):
+            if X.ndim == 0:
+                raise ValueError("LazyRows needs samples along a first axis; got a 0-d array.")
+            if copy:
+                X = X.detach().clone() if is_tensor(X) else _copy(X)
+            if isinstance(X, np.ndarray) and copy:
+                X.flags.writeable = False
+            base = _Base(X, "array")
+        elif _is_dataset(X):
+            if not hasattr(X, "__len__"):
+                raise TypeError("LazyRows needs a Dataset with a length (a map-style Dataset).")
+            base = _Base(X, "dataset")
+        elif isinstance(X, (list, tuple)) or (
+            hasattr(X, "__len__") and hasattr(X, "__getitem__") and not isinstance(X, str)
+        ):
+            base = _Base(list(X) if copy or not isinstance(X, list) else X, "list")
+        else:
+            raise TypeError(
+                f"LazyRows wraps an array, a tensor, a torch Dataset or a sequence of samples; "
+                f"got {type(X).__name__}."
+            )
+        self._base, self._rows = base, None
+
+    # ------------------------------------------------------------------ array-like protocol
+    def __len__(self) -> int:
+        return self._base.n if self._rows is None else len(self._rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        rest = (
+            tuple(int(s) for s in self._base.data.shape[1:]) if self._base.kind == "array" else ()
+        )
+        return (len(self), *rest)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> Any:
+        """The array's or tensor's dtype; None for datasets and lists."""
+        return self._base.data.dtype if self._base.kind == "array" else None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Positions of this view's samples in the wrapped data."""
+        return np.arange(self._base.n) if self._rows is None else self._rows
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            rest = key[1:]
+            if len(key) and all(k is Ellipsis for k in rest):
+                key = key[0]  # scikit-learn indexes rows as X[indices, ...]
+            else:
+                return np.asarray(self)[key]
+        if isinstance(key, numbers.Integral) and not isinstance(key, (bool, np.bool_)):
+            n = len(self)
+            if not -n <= key < n:
+                raise IndexError(f"index {key} is out of bounds for {n} samples")
+            return self._base.data[int(self.rows[key])]
+        view = LazyRows.__new__(LazyRows)
+        view._base, view._rows = self._base, self._select(key)
+        return view
+
+    def _select(self, key) -> np.ndarray:
+        """Positions in the wrapped data of ``self[key]`` for a slice, list or index array."""
+        n = len(self)
+        if isinstance(key, slice):
+            picked = np.arange(n)[key]
+        else:
+            if is_tensor(key):
+                key = key.detach().cpu().numpy()
+            picked = np.asarray(key)
+            if picked.dtype == bool:
+                if picked.shape != (n,):
+                    raise IndexError(
+                        f"boolean index of shape {picked.shape} does not match {n} samples"
+                    )
+                picked = np.flatnonzero(picked)
+            elif picked.size == 0:
+                picked = picked.astype(np.int64)
+            elif picked.ndim != 1 or not np.issubdtype(picked.dtype, np.integer):
+                raise IndexError(
+                    "LazyRows indexes samples with an integer, a slice, or a 1-D integer or "
+                    f"boolean array; got {type(key).__name__}"
+                    + (f" of dtype {picked.dtype} and shape {picked.shape}" if picked.ndim else "")
+                )
+            elif picked.min() < -n or picked.max() >= n:
+                bad = picked[(picked < -n) | (picked >= n)][0]
+                raise IndexError(f"index {bad} is out of bounds for {n} samples")
+            picked = np.where(picked < 0, picked + n, picked).astype(np.int64, copy=False)
+        return picked if self._rows is None else self._rows[picked]
+
+    def __iter__(self):
+        data = self._base.data
+        for i in self.rows.tolist():
+            yield data[i]
+
+    def __array__(self, dtype=None, copy=None):
+        if self._base.kind == "dataset":
+            raise TypeError(
+                "A LazyRows of a torch Dataset has no array form; pass it to an estimator with "
+                "a backbone, or to FeatureExtractor.transform."
+            )
+        if copy is False:
+            raise ValueError("A LazyRows becomes an array only by copying its rows.")
+        data = self._base.data
+        if self._base.kind == "list":
+            out = np.asarray([data[i] for i in self.rows.tolist()])
+        else:
+            picked = data if self._rows is None else data[self._rows]
+            out = picked.detach().cpu().numpy() if is_tensor(picked) else np.array(picked)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        data = self._base.data
+        what = describe(data) if self._base.kind != "dataset" else type(data).__name__
+        return f"{type(self).__name__}({what}: {len(self)} of {self._base.n} rows)"
+
+
+def view_source(view: LazyRows, modality: str, cfg: dict | None, num_workers: int) -> Any:
+    """The input adapter of a LazyRows: its rows, through the adapter of the data it wraps.
+
+    Arrays, tensors and datasets are read by row number, and their row keys are remembered in
+    the wrapped data (per way of keying: a dataset item is keyed as decoded for ``cfg``), so
+    that each row is keyed once, however many folds hold it. A list is gathered into a list:
+    indexing one copies references only, and file paths are keyed anew each call (a file may
+    change).
+    """
+    base = view._base
+    if base.kind == "list":
+        return make_source([base.data[i] for i in view.rows.tolist()], modality, cfg, num_workers)
+    if base.kind == "array" and modality == "text":
+        return make_source(base.data, modality, cfg, num_workers)  # raises the text error
+    if base.kind == "array":
+        with base.lock:
+            adapter = base.memo.get(("source", num_workers))
+            if adapter is None:
+                adapter = base.memo[("source", num_workers)] = ArraySource(base.data, num_workers)
+        return _ViewSource(view, adapter, ("keys", "array"))
+    adapter = make_source(base.data, modality, cfg, num_workers)
+    decoded_as = "raw" if cfg is None else repr(sorted(cfg.items()))
+    return _ViewSource(view, adapter, ("keys", "dataset", decoded_as))
+
+
+class _ViewSource:
+    """Rows ``view.rows`` of an adapter; row keys memoised under ``signature`` (None: not)."""
+
+    def __init__(self, view: LazyRows, adapter: Any, signature: tuple | None):
+        self.adapter, self.rows, self.base = adapter, view.rows, view._base
+        self.n = len(self.rows)
+        self.kind, self.sized = adapter.kind, adapter.sized
+        self.layout = getattr(adapter, "layout", None)
+        self.memo = None
+        if signature is not None:
+            with self.base.lock:
+                self.memo = self.base.memo.get(signature)
+                if self.memo is None:
+                    known = np.zeros(self.base.n, dtype=bool)
+                    keys = np.zeros(self.base.n, dtype=f"V{_KEY_BYTES}")
+                    self.memo = self.base.memo[signature] = (keys, known)
+        self.cheap_keys = adapter.cheap_keys or (
+            self.memo is not None and bool(self.memo[1][self.rows].all())
+        )
+        if self.n == 0:
+            raise ValueError("X has no samples.")
+
+    def keys(self, idx: np.ndarray) -> list[bytes]:
+        rows = self.rows[idx]
+        if self.memo is None:
+            return self.adapter.keys(rows)
+        keys, known = self.memo
+        need = np.unique(rows[~known[rows]])
+        if len(need):
+            new = np.frombuffer(b"".join(self.adapter.keys(need)), dtype=keys.dtype)
+            with self.base.lock:
+                keys[need] = new
+                known[need] = True
+        return keys[rows].tolist()
+
+    def check_range(self) -> tuple[float, float] | None:
+        # The whole array's range, once: a fold within it cannot be out of [0, 1] if it is not.
+        with self.base.lock:
+            if ("range",) not in self.base.memo:
+                self.base.memo[("range",)] = self.adapter.check_range()
+            return self.base.memo[("range",)]
+
+    def raw(self, idx: np.ndarray) -> Any:
+        return self.adapter.raw(self.rows[idx])
+
+    def load(self, idx: np.ndarray, device: str) -> Any:
+        return self.adapter.load(self.rows[idx], device)
+
+    def drop_memo(self) -> None:
+        if hasattr(self.adapter, "drop_memo"):
+            self.adapter.drop_memo()
