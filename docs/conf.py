@@ -215,6 +215,7 @@ def _extraction_table() -> list[str]:
 _GRID_ROUTES = [
     ("grid_to_fit_ratio", "224 px colour arrays"),
     ("grid_fold_copies_to_fit_ratio", "of which scikit-learn's fold copies alone"),
+    ("lazyrows_grid_to_fit_ratio", "224 px colour arrays as `LazyRows` (copy included)"),
     ("grey28_grid_to_fit_ratio", "28 px grey arrays"),
     ("paths_grid_to_fit_ratio", "PNG files"),
     ("grid_on_features_to_fit_ratio", "extract once, search on NumPy features"),
@@ -233,7 +234,7 @@ def _grid_routes_table(runs) -> list[str]:
         md.append(f"| {label} | " + " | ".join(cells) + " |")
     return [
         "``GridSearchCV`` over 10 alphas x 5 folds, in single fits of the same input (cold "
-        "caches; medians of repeated runs except for the 224 px arrays). The target is 1.5.",
+        "caches; medians of repeated runs except for the plain 224 px arrays). The target is 1.5.",
         "",
         *_table(md),
     ]

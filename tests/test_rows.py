@@ -245,3 +245,12 @@ def test_gpu_grid_search_on_views_of_host_arrays_and_cuda_tensors(data):
         assert extraction_stats()["samples"] == 1200
         assert data._base.memo[("keys", "array")][1].all()
         np.testing.assert_array_equal(found.predict(data[:50]), found.predict(X[:50]))
+
+
+def test_frames_and_sparse_matrices_are_refused():
+    import scipy.sparse
+
+    pd = pytest.importorskip("pandas")
+    for X in (pd.DataFrame({"a": [1.0, 2.0]}), scipy.sparse.eye(3, format="csr")):
+        with pytest.raises(TypeError, match="not a"):
+            LazyRows(X)

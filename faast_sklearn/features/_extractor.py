@@ -161,7 +161,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
     once per distinct input. Hashing costs far less than a forward pass but is not free
     (about 1-2 GB/s per worker thread); CUDA tensors are copied to the host once for it.
     ``cache=False`` skips it. The in-memory cache holds up to 2 GiB of features per process
-    (least recently used rows go first); see :func:`extraction_stats` for its counters.
+    (least recently used rows go first); see :func:`extraction_stats` for its counters. The
+    rows of a :class:`LazyRows` are keyed once, however many folds hold them, and its folds
+    are views: wrap large image arrays in it before a grid search.
 
     Examples
     --------
@@ -251,8 +253,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like, tensor, list of PIL images / file paths / strings, or torch Dataset
-            The inputs; see the class docstring.
+        X : array-like, tensor, list, torch Dataset or LazyRows
+            Images (arrays, tensors, PIL images, file paths, dataset items) or strings; see
+            the class docstring.
 
         Returns
         -------
@@ -265,8 +268,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like, tensor, list of PIL images / file paths / strings, or torch Dataset
-            The inputs; see the class docstring.
+        X : array-like, tensor, list, torch Dataset or LazyRows
+            Images (arrays, tensors, PIL images, file paths, dataset items) or strings; see
+            the class docstring.
         as_tensor : bool, default=False
             Return a float32 :class:`torch.Tensor` on the resolved device (no host round trip
             when nothing comes from the cache) instead of a NumPy array.

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import numpy as np
+from scipy.sparse import issparse
 
 from ..utils._threads import n_threads, pool
 from ..utils._torch import is_tensor
@@ -122,6 +123,12 @@ class LazyRows:
             if not hasattr(X, "__len__"):
                 raise TypeError("LazyRows needs a Dataset with a length (a map-style Dataset).")
             base = _Base(X, "dataset")
+        elif hasattr(X, "iloc") or issparse(X):
+            raise TypeError(
+                f"LazyRows wraps arrays, tensors, datasets and sequences, not a "
+                f"{type(X).__name__}; pass it to scikit-learn as it is, or wrap its "
+                "to_numpy() / toarray()."
+            )
         elif isinstance(X, (list, tuple)) or (
             hasattr(X, "__len__") and hasattr(X, "__getitem__") and not isinstance(X, str)
         ):
@@ -169,7 +176,8 @@ class LazyRows:
             n = len(self)
             if not -n <= key < n:
                 raise IndexError(f"index {key} is out of bounds for {n} samples")
-            return self._base.data[int(self.rows[key])]
+            pos = int(key) % n
+            return self._base.data[pos if self._rows is None else int(self._rows[pos])]
         view = LazyRows.__new__(LazyRows)
         view._base, view._rows = self._base, self._select(key)
         return view
