@@ -151,9 +151,11 @@ def test_grid_search_equals_plain_arrays_and_keys_each_row_once(data, monkeypatc
 
     clear_feature_cache()
     reset_extraction_stats()
-    np.testing.assert_allclose(grid(LazyRows(X), y), expected, rtol=0, atol=1e-12)
+    rows = LazyRows(X)
+    np.testing.assert_allclose(grid(rows, y), expected, rtol=0, atol=1e-12)
     assert extraction_stats()["samples"] == 60  # the backbone sees each image once
     assert sum(keyed) == 60  # and each row is keyed once, for 19 extraction calls
+    assert ("keyer",) not in rows._base.memo  # no adapter kept once every row is keyed
 
 
 def test_other_model_selection_helpers_take_views(data):
@@ -244,6 +246,7 @@ def test_gpu_grid_search_on_views_of_host_arrays_and_cuda_tensors(data):
         np.testing.assert_allclose(found.cv_results_["mean_test_score"], expected, atol=0.01)
         assert extraction_stats()["samples"] == 1200
         assert data._base.memo[("keys", "array")][1].all()
+        assert ("keyer",) not in data._base.memo  # nor the host copy it made for keying
         np.testing.assert_array_equal(found.predict(data[:50]), found.predict(X[:50]))
 
 

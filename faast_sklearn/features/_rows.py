@@ -33,8 +33,8 @@ def _copy(X: np.ndarray) -> np.ndarray:
 
 
 class _Base:
-    """What every view of one LazyRows shares: the data, and per-row memos (row keys, by the
-    way they were computed; an array's value range; its keying adapter)."""
+    """What every view of one LazyRows shares: the data, and memos (row keys, by the way they
+    were computed; an array's value range; the adapter keying its rows)."""
 
     def __init__(self, data: Any, kind: str):
         self.data = data
@@ -69,7 +69,8 @@ class LazyRows:
     ----------
     X : ndarray, torch.Tensor, torch Dataset or sequence
         The samples, first axis first: image arrays or tensors, a torch ``Dataset`` (its items
-        are read when needed), or a list (PIL images, file paths, strings...).
+        are read when needed, and must be the same at every read: no random augmentation),
+        or a list (PIL images, file paths, strings...).
     copy : bool, default=True
         Keep a private read-only copy of an array or tensor (a list is copied as a list; a
         dataset never is), so that row keys computed once cannot go stale if the caller
@@ -253,11 +254,7 @@ def view_source(view: LazyRows, modality: str, cfg: dict | None, num_workers: in
     if base.kind == "array" and modality == "text":
         return make_source(base.data, modality, cfg, num_workers)  # raises the text error
     if base.kind == "array":
-        with base.lock:
-            adapter = base.memo.get(("source", num_workers))
-            if adapter is None:
-                adapter = base.memo[("source", num_workers)] = ArraySource(base.data, num_workers)
-        return _ViewSource(view, adapter, ("keys", "array"))
+        return _ViewSource(view, ArraySource(base.data, num_workers), ("keys", "array"))
     adapter = make_source(base.data, modality, cfg, num_workers)
     decoded_as = "raw" if cfg is None else repr(sorted(cfg.items()))
     return _ViewSource(view, adapter, ("keys", "dataset", decoded_as))
@@ -292,10 +289,18 @@ class _ViewSource:
         keys, known = self.memo
         need = np.unique(rows[~known[rows]])
         if len(need):
-            new = np.frombuffer(b"".join(self.adapter.keys(need)), dtype=keys.dtype)
+            keyer = self.adapter
+            if isinstance(keyer, ArraySource):
+                # One array adapter keys every call's new rows: a CUDA tensor is copied to
+                # the host for keying once, not once per call, and let go once all are keyed.
+                with self.base.lock:
+                    keyer = self.base.memo.setdefault(("keyer",), keyer)
+            new = np.frombuffer(b"".join(keyer.keys(need)), dtype=keys.dtype)
             with self.base.lock:
                 keys[need] = new
                 known[need] = True
+                if known.all():
+                    self.base.memo.pop(("keyer",), None)
         return keys[rows].tolist()
 
     def check_range(self) -> tuple[float, float] | None:
