@@ -11,6 +11,7 @@ timm = pytest.importorskip("timm")
 
 from sklearn.base import clone  # noqa: E402
 
+from faast_sklearn import FAASTClassifier  # noqa: E402
 from faast_sklearn.backbones import (  # noqa: E402
     Backbone,
     BackboneSpec,
@@ -110,6 +111,22 @@ def test_missing_weights_fail_fast_with_actionable_message(monkeypatch, tmp_path
         assert hint in msg
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_backbone("vit_base", weights=str(tmp_path / "missing.safetensors"))
+    # A text model's configuration and tokenizer are files too: random weights do not help.
+    for pretrained in (True, False):
+        with pytest.raises(RuntimeError) as info:
+            FeatureExtractor("hf:someone/absent-model", pretrained=pretrained, device="cpu").fit()
+        assert "hf download someone/absent-model" in str(info.value)
+        assert "pretrained=False" not in str(info.value)
+
+
+def test_module_instances_are_refused_as_backbones():
+    X, y = np.zeros((4, 8, 8, 3), np.uint8), [0, 1, 0, 1]
+    for est in (
+        FAASTClassifier(backbone=torch.nn.Flatten(), device="cpu"),
+        FeatureExtractor(torch.nn.Linear(3, 2), device="cpu"),
+    ):
+        with pytest.raises(TypeError, match="cannot be a torch.nn.Module instance"):
+            est.fit(X, y)
 
 
 def test_timm_prefix_random_weights_and_local_weights_file(tmp_path):

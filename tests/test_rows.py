@@ -82,6 +82,28 @@ def test_indexing_gives_views_of_the_same_rows(data):
         rows[:3]
     )
     assert np.asarray(rows[:2], dtype=np.float32).dtype == np.float32
+    # 0-d integer keys are integers; small index dtypes do not overflow (n + index).
+    np.testing.assert_array_equal(rows[np.array(3)], X[3])
+    np.testing.assert_array_equal(rows[torch.tensor(-1)], X[59])
+    small = np.array([-1, -60, 5], dtype=np.int8)
+    np.testing.assert_array_equal(LazyRows(np.zeros((200, 2)))[small].rows, [199, 140, 5])
+
+
+def test_string_arrays_are_samples_and_bfloat16_tensors_become_arrays():
+    texts = np.array([f"sentence {i}" for i in range(10)])
+    rows = LazyRows(texts)
+    assert rows.shape == (10,) and rows[3] == "sentence 3"
+    assert list(rows[[4, 1]]) == ["sentence 4", "sentence 1"]
+
+    def lengths(batch):
+        return np.array([[len(s)] for s in batch], dtype=np.float32)
+
+    ext = FeatureExtractor(lengths, device="cpu")
+    np.testing.assert_array_equal(ext.transform(rows[[9, 0]]), [[10.0], [10.0]])
+    paths = np.array(["a.png", "b.png"], dtype=object)
+    assert list(LazyRows(paths)[::-1]) == ["b.png", "a.png"]
+    bf16 = torch.arange(6, dtype=torch.bfloat16).reshape(3, 2)
+    np.testing.assert_array_equal(np.asarray(LazyRows(bf16)[1:]), [[2, 3], [4, 5]])
 
 
 def test_the_wrapped_array_is_a_private_read_only_copy(data):
@@ -107,6 +129,7 @@ def test_the_wrapped_array_is_a_private_read_only_copy(data):
     ("make", "exc", "match"),
     [
         (lambda X: LazyRows(5), TypeError, "LazyRows wraps"),
+        (lambda X: LazyRows({"a": 1}), TypeError, "not a dict"),
         (lambda X: LazyRows(np.array(1.0)), ValueError, "0-d"),
         (lambda X: LazyRows(X)[60], IndexError, "out of bounds"),
         (lambda X: LazyRows(X)[[0, 60]], IndexError, "index 60 is out of bounds"),
@@ -131,6 +154,9 @@ def test_pickles_with_its_row_keys(data):
     assert back._base.memo[("keys", "array")][1][:30].all()  # keys travel, adapters do not
     np.testing.assert_array_equal(ext.transform(back), feats)
     np.testing.assert_array_equal(np.asarray(back), X[:30])
+    with pytest.raises(ValueError, match="read-only"):
+        back[0][0, 0, 0] = 1  # still a private copy after the round trip
+    assert pickle.loads(pickle.dumps(LazyRows(X.copy(), copy=False)))[0].flags.writeable
 
 
 # ------------------------------------------------------------------ with scikit-learn
@@ -220,8 +246,8 @@ def test_empty_views_and_text_backbones_on_images_fail_clearly(data):
         FeatureExtractor("test_tiny", device="cpu").transform(LazyRows(X)[:0])
     from faast_sklearn.features._inputs import make_source
 
-    with pytest.raises(TypeError, match="text model"):
-        make_source(LazyRows(X), "text", None, 0)
+    with pytest.raises(TypeError, match=r"text model.*got LazyRows\(ndarray"):
+        make_source(LazyRows(X)[:5], "text", None, 0)
 
 
 @pytest.mark.gpu

@@ -63,7 +63,9 @@ def cached_hub_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:
     return None
 
 
-def missing_weights_error(what: str, repo_id: str | None, how: str) -> RuntimeError:
+def missing_weights_error(
+    what: str, repo_id: str | None, how: str, *, random_weights: bool = True
+) -> RuntimeError:
     """Build the error raised when pretrained weights are not available locally."""
     reason = (
         "the Hugging Face hub is disabled (HF_HUB_OFFLINE=1)"
@@ -79,9 +81,8 @@ def missing_weights_error(what: str, repo_id: str | None, how: str) -> RuntimeEr
             f"  - on a machine with network: `hf download {repo_id}` (or run once with network "
             "access), then copy ~/.cache/huggingface to this machine;"
         )
-    lines += [
-        f"  - {how}",
-        "  - pass pretrained=False for random weights (tests and timing only).",
-        _OFFLINE_ALTERNATIVES,
-    ]
+    lines.append(f"  - {how}")
+    if random_weights:  # a text model's configuration and tokenizer are files too
+        lines.append("  - pass pretrained=False for random weights (tests and timing only).")
+    lines.append(_OFFLINE_ALTERNATIVES)
     return RuntimeError("\n".join(lines))

@@ -65,7 +65,9 @@ def _local_folder(model_id: str) -> str:
             else "pass backbone='hf:/path/to/local/folder' (a saved transformers or "
             "sentence-transformers model);"
         )
-        raise missing_weights_error(f"text model {model_id!r}", model_id, hint)
+        raise missing_weights_error(
+            f"text model {model_id!r}", model_id, hint, random_weights=False
+        )
     return snapshot_download(model_id)
 
 

@@ -37,7 +37,19 @@ _PRECISIONS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16
 
 
 def _is_callable_backbone(backbone: Any) -> bool:
-    return callable(backbone) and not isinstance(backbone, (str, BackboneSpec, type))
+    """Whether ``backbone`` is a callable batch -> features; refuses module instances."""
+    if not callable(backbone) or isinstance(backbone, (str, BackboneSpec, type)):
+        return False
+    if isinstance(backbone, import_torch().nn.Module):
+        # clone() would deep-copy its weights for every fold and grid point, and every
+        # pickle of the estimator would carry them.
+        raise TypeError(
+            f"backbone cannot be a torch.nn.Module instance (got {type(backbone).__name__}): "
+            "scikit-learn copies parameters for every clone, fold and pickle. Pass a name "
+            "('timm:<model>' with weights=<file>), or register_backbone(name, factory) and "
+            "pass the name, or a function of a batch that calls a module loaded elsewhere."
+        )
+    return True
 
 
 def resolve_precision(precision: str, device: str) -> str:

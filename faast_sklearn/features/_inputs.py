@@ -619,6 +619,13 @@ def _as_sequence_of_str(X: Any) -> list | None:
     return None
 
 
+def text_model_error(what: str) -> TypeError:
+    return TypeError(
+        f"This backbone is a text model: X must be a list of strings; got {what}. "
+        "For images use an image backbone such as 'efficientnet_lite0' or 'vit_base'."
+    )
+
+
 def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> Any:
     """Pick the adapter for ``X`` and the backbone's ``modality``; clear errors otherwise."""
     if isinstance(X, str):
@@ -634,10 +641,7 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
         return TextSource(texts)
     if modality == "text":
         if texts is None:
-            raise TypeError(
-                f"This backbone is a text model: X must be a list of strings; got {describe(X)}. "
-                "For images use an image backbone such as 'efficientnet_lite0' or 'vit_base'."
-            )
+            raise text_model_error(describe(X))
         return TextSource(texts)
     if texts is not None:
         return ItemSource(texts, cfg, num_workers, "path")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,14 @@ from scipy.sparse import issparse
 
 from ..utils._threads import n_threads, pool
 from ..utils._torch import is_tensor
-from ._inputs import _KEY_BYTES, ArraySource, _is_dataset, describe, make_source
+from ._inputs import (
+    _KEY_BYTES,
+    ArraySource,
+    _is_dataset,
+    describe,
+    make_source,
+    text_model_error,
+)
 
 # Arrays at least this large are copied in parallel parts: one core copies at a fraction of
 # what the host's memory system delivers (and first touches of new pages fault one by one).
@@ -36,9 +44,10 @@ class _Base:
     """What every view of one LazyRows shares: the data, and memos (row keys, by the way they
     were computed; an array's value range; the adapter keying its rows)."""
 
-    def __init__(self, data: Any, kind: str):
+    def __init__(self, data: Any, kind: str, owned: bool = False):
         self.data = data
         self.kind = kind  # "array", "dataset" or "list"
+        self.owned = owned  # data is LazyRows' private copy (kept read-only when an array)
         self.n = len(data)
         self.memo: dict = {}
         self.lock = threading.Lock()
@@ -53,6 +62,8 @@ class _Base:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.lock = threading.Lock()
+        if self.owned and isinstance(self.data, np.ndarray):
+            self.data.flags.writeable = False  # unpickled arrays come back writeable
 
 
 class LazyRows:
@@ -72,9 +83,11 @@ class LazyRows:
         are read when needed, and must be the same at every read: no random augmentation),
         or a list (PIL images, file paths, strings...).
     copy : bool, default=True
-        Keep a private read-only copy of an array or tensor (a list is copied as a list; a
-        dataset never is), so that row keys computed once cannot go stale if the caller
-        changes X afterwards. ``copy=False`` shares X: it must not change while wrapped.
+        Keep a private copy of an array or tensor (a list is copied as a list; a dataset
+        never is), so that row keys computed once cannot go stale if the caller changes X
+        afterwards. An array copy is read-only; torch has no read-only tensors, so rows taken
+        from a wrapped tensor must not be written to. ``copy=False`` shares X: it must not
+        change while wrapped.
 
     Attributes
     ----------
@@ -112,23 +125,25 @@ class LazyRows:
         if isinstance(X, LazyRows):
             self._base, self._rows = X._base, X._rows
             return
+        if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and X.ndim == 1:
+            X = list(X)  # strings, paths or objects: samples, not pixels
         if isinstance(X, np.ndarray) or is_tensor(X):
             if X.ndim == 0:
                 raise ValueError("LazyRows needs samples along a first axis; got a 0-d array.")
             if copy:
                 X = X.detach().clone() if is_tensor(X) else _copy(X)
-            if isinstance(X, np.ndarray) and copy:
-                X.flags.writeable = False
-            base = _Base(X, "array")
+                if isinstance(X, np.ndarray):
+                    X.flags.writeable = False
+            base = _Base(X, "array", owned=copy)
         elif _is_dataset(X):
             if not hasattr(X, "__len__"):
                 raise TypeError("LazyRows needs a Dataset with a length (a map-style Dataset).")
             base = _Base(X, "dataset")
-        elif hasattr(X, "iloc") or issparse(X):
+        elif hasattr(X, "iloc") or issparse(X) or isinstance(X, Mapping):
             raise TypeError(
                 f"LazyRows wraps arrays, tensors, datasets and sequences, not a "
                 f"{type(X).__name__}; pass it to scikit-learn as it is, or wrap its "
-                "to_numpy() / toarray()."
+                "rows (to_numpy(), toarray(), list(values()))."
             )
         elif isinstance(X, (list, tuple)) or (
             hasattr(X, "__len__") and hasattr(X, "__getitem__") and not isinstance(X, str)
@@ -173,6 +188,8 @@ class LazyRows:
                 key = key[0]  # scikit-learn indexes rows as X[indices, ...]
             else:
                 return np.asarray(self)[key]
+        if (isinstance(key, np.ndarray) or is_tensor(key)) and key.ndim == 0:
+            key = key.item()  # X[np.int64(3)] and X[torch.tensor(3)] are X[3]
         if isinstance(key, numbers.Integral) and not isinstance(key, (bool, np.bool_)):
             n = len(self)
             if not -n <= key < n:
@@ -199,17 +216,18 @@ class LazyRows:
                     )
                 picked = np.flatnonzero(picked)
             elif picked.size == 0:
-                picked = picked.astype(np.int64)
+                picked = picked.reshape(0)  # [] is a float array
             elif picked.ndim != 1 or not np.issubdtype(picked.dtype, np.integer):
                 raise IndexError(
                     "LazyRows indexes samples with an integer, a slice, or a 1-D integer or "
                     f"boolean array; got {type(key).__name__}"
                     + (f" of dtype {picked.dtype} and shape {picked.shape}" if picked.ndim else "")
                 )
-            elif picked.min() < -n or picked.max() >= n:
+            picked = picked.astype(np.int64, copy=False)  # int8 indices: picked + n overflows
+            if picked.size and (picked.min() < -n or picked.max() >= n):
                 bad = picked[(picked < -n) | (picked >= n)][0]
                 raise IndexError(f"index {bad} is out of bounds for {n} samples")
-            picked = np.where(picked < 0, picked + n, picked).astype(np.int64, copy=False)
+            picked = np.where(picked < 0, picked + n, picked)
         return picked if self._rows is None else self._rows[picked]
 
     def __iter__(self):
@@ -230,7 +248,13 @@ class LazyRows:
             out = np.asarray([data[i] for i in self.rows.tolist()])
         else:
             picked = data if self._rows is None else data[self._rows]
-            out = picked.detach().cpu().numpy() if is_tensor(picked) else np.array(picked)
+            if is_tensor(picked):
+                picked = picked.detach().cpu()
+                # NumPy has no bfloat16.
+                picked = picked.float() if str(picked.dtype) == "torch.bfloat16" else picked
+                out = picked.numpy()
+            else:
+                out = np.array(picked)
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
@@ -252,7 +276,7 @@ def view_source(view: LazyRows, modality: str, cfg: dict | None, num_workers: in
     if base.kind == "list":
         return make_source([base.data[i] for i in view.rows.tolist()], modality, cfg, num_workers)
     if base.kind == "array" and modality == "text":
-        return make_source(base.data, modality, cfg, num_workers)  # raises the text error
+        raise text_model_error(repr(view))
     if base.kind == "array":
         return _ViewSource(view, ArraySource(base.data, num_workers), ("keys", "array"))
     adapter = make_source(base.data, modality, cfg, num_workers)
