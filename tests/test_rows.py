@@ -1,6 +1,7 @@
 """LazyRows: views instead of copies under scikit-learn's indexing, row keys computed once."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -283,3 +284,21 @@ def test_frames_and_sparse_matrices_are_refused():
     for X in (pd.DataFrame({"a": [1.0, 2.0]}), scipy.sparse.eye(3, format="csr")):
         with pytest.raises(TypeError, match="not a"):
             LazyRows(X)
+
+
+def test_pixel_checks_cover_the_views_rows_only(data):
+    X, _ = data
+    X = X.astype(np.float32) / 255
+    X[0, 0, 0, 0] = np.nan
+    X[1] *= 255
+    ext = FeatureExtractor("test_tiny", device="cpu")
+    for rows in (LazyRows(X), LazyRows(torch.from_numpy(X))):
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            ext.transform(rows[:5])
+        with pytest.warns(UserWarning, match=r"\[0, 1\]"):
+            ext.transform(rows[1:5])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ext.transform(rows[2:])
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        ext.transform(X)

@@ -117,7 +117,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         ``"efficientnet_lite0"``, ``"vit_base"`` or ``"minilm"``; ``"timm:<model>"``;
         ``"hf:<Hugging Face text model or local folder>"``; a
         :class:`~faast_sklearn.backbones.BackboneSpec`; or a callable mapping a batch (a slice
-        of X) to an ``(n, d)`` array of features (no preprocessing is applied for callables).
+        of X: rows of any numeric array, items of a list) to an ``(n, d)`` array of features
+        (no preprocessing is applied for callables). Not a ``torch.nn.Module`` instance:
+        scikit-learn would copy its weights into every clone and pickle.
     pretrained : bool, default=True
         Use pretrained weights. ``False`` gives random weights (for tests and timing only).
     weights : path-like or None, default=None
@@ -228,9 +230,11 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.requires_fit = False  # transform works on a fresh instance: nothing is learned
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
+        # A model reads images or strings; a callable gets any rows as they are.
+        callable_backbone = _is_callable_backbone(self.backbone)
+        tags.input_tags.two_d_array = callable_backbone
+        tags.input_tags.three_d_array = not callable_backbone
+        tags.input_tags.string = not callable_backbone
         tags.transformer_tags.preserves_dtype = []  # always float32, whatever the input
         return tags
 
@@ -254,8 +258,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         self._check_params()
         self.device_ = resolve_device(self.device)
         if _is_callable_backbone(self.backbone):
-            if X is not None:
-                self.n_features_out_ = int(self.extract(X[:1]).shape[1])
+            if X is not None:  # the callable's output width, from one sample (then cached)
+                first = make_source(X, "any", None, self.num_workers).raw(np.zeros(1, np.int64))
+                self.n_features_out_ = int(self.extract(first).shape[1])
         else:
             self.n_features_out_ = self._load(self.device_).n_features
         return self
@@ -357,6 +362,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         if getattr(source, "sized", True):
             return
         lo_hi = source.check_range()
+        if lo_hi is not None and not np.isfinite(lo_hi).all():
+            raise ValueError("X contains NaN or infinity; image pixels must be finite.")
         if lo_hi is not None and (lo_hi[0] < -1e-3 or lo_hi[1] > 1 + 1e-3):
             warnings.warn(
                 f"Floating point images are read as values in [0, 1]; X spans "

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.sparse import issparse
 
 from ..utils._arrays import same_bytes
 from ..utils._threads import n_threads, pool
@@ -320,35 +321,50 @@ _CHUNK_KEYS = _ChunkKeys()
 
 
 class ArraySource:
-    """NumPy arrays and torch tensors (CPU or CUDA) of equally sized images."""
+    """NumPy arrays and torch tensors (CPU or CUDA) of equally sized images, or, for a callable
+    backbone (``images=False``), of any numeric rows: the callable gets them as they are."""
 
     kind = "image"
     cheap_keys = True  # keying reads the rows, nothing more
     sized = False
 
-    def __init__(self, X: Any, num_workers: int):
+    def __init__(self, X: Any, num_workers: int, images: bool = True):
         torch = import_torch()
         self.is_tensor = is_tensor(X)
         dtype = X.dtype
-        if self.is_tensor:
+        if not images:
+            ok = self.is_tensor or dtype.kind in "biuf"
+        elif self.is_tensor:
             ok = dtype == torch.uint8 or dtype.is_floating_point
         else:
             ok = dtype == np.uint8 or np.issubdtype(dtype, np.floating)
+        if not self.is_tensor and dtype.kind == "c":
+            raise ValueError(f"Complex data not supported: X has dtype {dtype}.")
+        if not ok and not images:
+            raise TypeError(f"Cannot pass an array of dtype {dtype} to a callable backbone.")
         if not ok:
             raise TypeError(
                 f"Image arrays must be uint8 (0-255) or floating point (0-1); got dtype {dtype}. "
                 "Convert with X.astype(np.uint8) or X / 255."
             )
+        if X.ndim == 0:
+            raise ValueError("X must hold samples along a first axis; got a 0-d array.")
         if X.shape[0] == 0:
             raise ValueError("X has no samples.")
-        self.layout = image_layout(tuple(X.shape), prefer_channels_first=self.is_tensor)
+        if math.prod(X.shape[1:]) == 0:
+            raise ValueError(
+                f"X has 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required."
+            )
+        self.layout = (
+            image_layout(tuple(X.shape), prefer_channels_first=self.is_tensor) if images else None
+        )
         self.X = X
         self.n = X.shape[0]
         self.num_workers = num_workers
         self._host = None
 
     def check_range(self) -> tuple[float, float] | None:
-        """(min, max) of a floating point input, None for uint8."""
+        """(min, max) of a floating point input (NaN if it holds one), None for uint8."""
         X = self.X
         if self.is_tensor:
             if not X.dtype.is_floating_point:
@@ -357,7 +373,20 @@ class ArraySource:
             return float(lo), float(hi)
         if X.dtype == np.uint8:
             return None
-        return float(np.nanmin(X)), float(np.nanmax(X))
+        return float(X.min()), float(X.max())  # NaN propagates: the caller reports it
+
+    def row_ranges(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each row's (min, max) of a floating point input, None for uint8."""
+        X = self.X
+        if self.is_tensor:
+            if not X.dtype.is_floating_point:
+                return None
+            lo, hi = X.reshape(len(X), -1).float().aminmax(dim=1)
+            return lo.cpu().numpy(), hi.cpu().numpy()
+        if X.dtype == np.uint8:
+            return None
+        flat = X.reshape(len(X), -1)
+        return flat.min(axis=1), flat.max(axis=1)
 
     def _host_array(self) -> np.ndarray:
         if self._host is None:
@@ -636,6 +665,15 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
 
     if isinstance(X, LazyRows):
         return view_source(X, modality, cfg, num_workers)
+    if issparse(X):
+        raise TypeError(
+            "X is a sparse matrix; backbones read images, strings or dense arrays. "
+            "Pass X.toarray() to a callable backbone."
+        )
+    if hasattr(X, "__array__") and not (
+        isinstance(X, (np.ndarray, list, tuple)) or is_tensor(X) or _is_dataset(X) or _is_pil(X)
+    ):
+        X = np.asarray(X)  # frames, masked and other array-likes: their values
     texts = _as_sequence_of_str(X)
     if modality == "any" and texts is not None:  # callable backbones get the strings as they are
         return TextSource(texts)
@@ -648,7 +686,7 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
     if isinstance(X, np.ndarray) or is_tensor(X):
         if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
             raise TypeError(f"Cannot read images from an array of dtype {X.dtype}.")
-        return ArraySource(X, num_workers)
+        return ArraySource(X, num_workers, images=modality != "any")
     if _is_dataset(X):
         return ItemSource(X, cfg, num_workers, "dataset")
     if isinstance(X, (list, tuple)):

@@ -278,7 +278,9 @@ def view_source(view: LazyRows, modality: str, cfg: dict | None, num_workers: in
     if base.kind == "array" and modality == "text":
         raise text_model_error(repr(view))
     if base.kind == "array":
-        return _ViewSource(view, ArraySource(base.data, num_workers), ("keys", "array"))
+        return _ViewSource(
+            view, ArraySource(base.data, num_workers, images=modality != "any"), ("keys", "array")
+        )
     adapter = make_source(base.data, modality, cfg, num_workers)
     decoded_as = "raw" if cfg is None else repr(sorted(cfg.items()))
     return _ViewSource(view, adapter, ("keys", "dataset", decoded_as))
@@ -328,11 +330,14 @@ class _ViewSource:
         return keys[rows].tolist()
 
     def check_range(self) -> tuple[float, float] | None:
-        # The whole array's range, once: a fold within it cannot be out of [0, 1] if it is not.
+        # Each row's range is computed once per wrapped array; a view reduces its rows'.
         with self.base.lock:
             if ("range",) not in self.base.memo:
-                self.base.memo[("range",)] = self.adapter.check_range()
-            return self.base.memo[("range",)]
+                self.base.memo[("range",)] = self.adapter.row_ranges()
+            ranges = self.base.memo[("range",)]
+        if ranges is None:
+            return None
+        return float(ranges[0][self.rows].min()), float(ranges[1][self.rows].max())
 
     def raw(self, idx: np.ndarray) -> Any:
         return self.adapter.raw(self.rows[idx])
