@@ -158,3 +158,37 @@ def test_real_offline_backbone_every_input_type_batching_cache_and_grid(tmp_path
     ).fit(X, y)
     assert extraction_stats()["samples"] == 20  # 15 fits, 15 scores, the refit
     assert search.best_score_ >= 0.75  # four photographs, five crops of each
+
+
+@pytest.mark.gpu
+def test_gpu_fitted_model_predicts_in_a_process_without_cuda(tmp_path):
+    # Fitted state is NumPy: the pickle of a model fitted on the GPU loads where CUDA is absent
+    # and predicts what the same model predicts on the CPU here.
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (90, 32, 32, 3), dtype=np.uint8)
+    y = np.repeat(["cat", "dog", "fox"], 30)
+    clf = FAASTClassifier(backbone="test_tiny").fit(X, y)  # device="auto"
+    assert clf.device_.startswith("cuda")
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(clf))
+    np.save(tmp_path / "X.npy", X)
+    code = (
+        "import pickle, sys, numpy as np, torch\n"
+        "assert not torch.cuda.is_available()\n"
+        "m = pickle.load(open(sys.argv[1], 'rb'))\n"
+        "print(' '.join(m.predict(np.load(sys.argv[2]))))\n"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "model.pkl"), str(tmp_path / "X.npy")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    on_cpu = pickle.loads(pickle.dumps(clf)).set_params(device="cpu").predict(X)
+    assert run.stdout.split() == on_cpu.tolist()
