@@ -302,3 +302,19 @@ def test_pixel_checks_cover_the_views_rows_only(data):
             ext.transform(rows[2:])
     with pytest.raises(ValueError, match="NaN or infinity"):
         ext.transform(X)
+
+
+def test_refound_folds_of_large_arrays_point_to_lazyrows_once(data, monkeypatch):
+    from faast_sklearn.features import _extractor
+
+    X, y = data
+    monkeypatch.setattr(_extractor, "_HINT_BYTES", X[:40].nbytes)
+    monkeypatch.setattr(_extractor, "_hinted", False)
+    with pytest.warns(UserWarning, match=r"LazyRows\(X\)") as record:
+        grid(X, y)
+    assert len([w for w in record if "LazyRows" in str(w.message)]) == 1
+    monkeypatch.setattr(_extractor, "_hinted", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grid(LazyRows(X), y)  # views: nothing re-hashed, nothing to say
+        FeatureExtractor("test_tiny", device="cpu").transform(X[:30])  # below the size
