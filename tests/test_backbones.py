@@ -135,6 +135,11 @@ def test_a_hub_that_answers_but_does_not_serve_gives_the_same_advice(monkeypatch
         for hint in hints:
             assert hint in str(info.value), (name, hint)
         assert info.value.__cause__ is not None  # the hub's own error stays attached
+    # Only the download is reported as one: a bad model argument raises as it is.
+    monkeypatch.setattr(_timm, "_download", lambda repo_id, cfg: str(tmp_path / "w.safetensors"))
+    with pytest.raises(TypeError, match="bogus_arg"):
+        spec = BackboneSpec("timm:resnet18", model_kwargs={"bogus_arg": 1})
+        FeatureExtractor(spec, device="cpu").fit()
 
 
 def test_module_instances_are_refused_as_backbones():
@@ -142,9 +147,27 @@ def test_module_instances_are_refused_as_backbones():
     for est in (
         FAASTClassifier(backbone=torch.nn.Flatten(), device="cpu"),
         FeatureExtractor(torch.nn.Linear(3, 2), device="cpu"),
+        FeatureExtractor(torch.nn.Linear(3, 2).forward, device="cpu"),
     ):
-        with pytest.raises(TypeError, match="cannot be a torch.nn.Module instance"):
+        with pytest.raises(TypeError, match="cannot be a torch.nn.Module or its method"):
             est.fit(X, y)
+
+
+_LINEAR = torch.nn.Linear(4, 3)
+
+
+def _linear_features(batch):
+    return _LINEAR(torch.as_tensor(batch))
+
+
+def test_a_function_running_a_module_is_the_way_and_builds_no_graph():
+    X = np.random.default_rng(0).random((10, 4), dtype=np.float32)
+    ext = FeatureExtractor(_linear_features, device="cpu")
+    with torch.no_grad():
+        expected = _LINEAR(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(ext.fit_transform(X), expected, rtol=1e-6)
+    clf = FAASTClassifier(backbone=_linear_features, device="cpu").fit(X, [0, 1] * 5)
+    assert len(pickle.dumps(clf)) < 20_000  # the function travels by name, not its module
 
 
 def test_timm_prefix_random_weights_and_local_weights_file(tmp_path):

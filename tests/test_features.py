@@ -560,3 +560,57 @@ def test_property_any_batching_and_subset_matches_reference():
         np.testing.assert_allclose(out, reference[rows], rtol=1e-5, atol=1e-6)
 
     check()
+
+
+def _row_sums(batch):
+    return np.array([[float(np.sum(np.asarray(x, dtype=np.float64)))] for x in batch])
+
+
+def test_callable_backbones_take_rows_and_items_as_they_are():
+    torch = pytest.importorskip("torch")
+    from faast_sklearn import LazyRows
+
+    rows = np.arange(12.0).reshape(6, 2)
+    ext = FeatureExtractor(_row_sums, device="cpu")
+    expected = rows.sum(axis=1, keepdims=True)
+    ragged = [np.ones(n) for n in range(1, 7)]
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return torch.full((i + 1,), 2.0), i % 2  # (sample, label)
+
+    for X, want in (
+        (list(rows), expected),  # a list of equal rows
+        (rows.astype(int).tolist(), expected),  # lists of ints
+        (LazyRows(list(rows)), expected),
+        (ragged, np.arange(1.0, 7.0)[:, None]),  # items of several sizes, keyed one by one
+        (Items(), 2 * np.arange(1.0, 7.0)[:, None]),
+        (LazyRows(Items())[::-1], 2 * np.arange(6.0, 0.0, -1)[:, None]),
+        (np.array([["a", "bb"], ["c", "d"]], dtype=object), None),
+    ):
+        if want is None:  # object rows reach the callable as they are
+            out = FeatureExtractor(lambda b: np.array([[len("".join(r))] for r in b]), device="cpu")
+            np.testing.assert_array_equal(out.fit(X).transform(X), [[3.0], [2.0]])
+            continue
+        np.testing.assert_allclose(ext.fit(X).transform(X), want, err_msg=repr(X)[:60])
+        assert ext.n_features_out_ == 1
+    assert extraction_stats()["samples"] < 40  # fit's probe row and repeats came from the cache
+
+
+@pytest.mark.parametrize(
+    ("X", "exc", "match"),
+    [
+        (np.ma.masked_array(np.ones((3, 2)), mask=[[1, 0]] * 3), TypeError, "masked array"),
+        (Image.new("RGB", (8, 8)), TypeError, "single PIL image"),
+        (np.ones((3, 2), dtype=complex), ValueError, "Complex data"),
+        ([np.full((20, 20, 3), np.nan), np.zeros((30, 30, 3))], ValueError, "NaN"),
+    ],
+)
+def test_callable_and_item_inputs_fail_clearly(X, exc, match):
+    fn = _row_sums if not isinstance(X, list) else None
+    ext = FeatureExtractor(fn, device="cpu") if fn else tiny()
+    with pytest.raises(exc, match=match):
+        ext.transform(X)

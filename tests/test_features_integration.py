@@ -31,9 +31,7 @@ _CALLABLE_ROWS_AS_THEY_ARE = {
     "check_n_features_in": "n_features_in_ is not defined: the inputs are images, texts or "
     "rows of any shape",
     "check_n_features_in_after_fitting": "as check_n_features_in",
-    "check_dtype_object": "object arrays hold samples (paths, PIL images), not numbers",
     "check_estimators_nan_inf": "a callable backbone gets its rows as they are",
-    "check_transformer_data_not_an_array": "lists of number lists are not a sample type",
     "check_fit2d_predict1d": "a 1-D array is n samples for a callable backbone",
 }
 

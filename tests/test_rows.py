@@ -304,11 +304,11 @@ def test_pixel_checks_cover_the_views_rows_only(data):
         ext.transform(X)
 
 
-def test_refound_folds_of_large_arrays_point_to_lazyrows_once(data, monkeypatch):
+def test_slowly_refound_folds_point_to_lazyrows_once(data, monkeypatch):
     from faast_sklearn.features import _extractor
 
     X, y = data
-    monkeypatch.setattr(_extractor, "_HINT_BYTES", X[:40].nbytes)
+    monkeypatch.setattr(_extractor, "_HINT_SECONDS", 0.0)
     monkeypatch.setattr(_extractor, "_hinted", False)
     with pytest.warns(UserWarning, match=r"LazyRows\(X\)") as record:
         grid(X, y)
@@ -317,4 +317,7 @@ def test_refound_folds_of_large_arrays_point_to_lazyrows_once(data, monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         grid(LazyRows(X), y)  # views: nothing re-hashed, nothing to say
-        FeatureExtractor("test_tiny", device="cpu").transform(X[:30])  # below the size
+    monkeypatch.setattr(_extractor, "_HINT_SECONDS", 60.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grid(X, y)  # keying that took no time is not worth a word

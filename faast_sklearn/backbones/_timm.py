@@ -12,6 +12,25 @@ from ._registry import Backbone, register_backbone
 _HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
 
+def _advice(model_name: str, repo_id: str | None) -> tuple[str, str | None, str]:
+    """What, where and how of the missing-weights error of a timm model."""
+    how = f"pass weights='/path/to/{model_name}.safetensors' (a timm state dict);"
+    return f"timm model {model_name!r}", repo_id, how
+
+
+def _download(repo_id: str, cfg: Any) -> str:
+    """Local path of the model's weights file from the hub, as timm would pick it."""
+    from huggingface_hub import hf_hub_download
+
+    names = [cfg.hf_hub_filename] if getattr(cfg, "hf_hub_filename", None) else _HUB_FILES[:2]
+    for name in names[:-1]:
+        try:
+            return hf_hub_download(repo_id, name)
+        except Exception:  # noqa: BLE001 - not this file: try the next one
+            continue
+    return hf_hub_download(repo_id, names[-1])
+
+
 def _data_config(model: Any, image_size: int | None) -> dict:
     timm = import_timm()
     cfg = dict(timm.data.resolve_model_data_config(model))
@@ -56,7 +75,7 @@ def timm_factory(
     kwargs = dict(model_kwargs)
     if not keep_head:
         kwargs["num_classes"] = 0
-    source, download = "random weights", None
+    source = "random weights"
     if weights is not None:
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": os.fspath(weights)})
         source = f"weights file {os.fspath(weights)!r}"
@@ -73,23 +92,21 @@ def timm_factory(
             # Loading the cached file directly never touches the network (no etag check).
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": local})
             source = f"cached weights {repo_id}"
-        else:
-            download = (
-                f"timm model {model_name!r}",
-                repo_id,
-                f"pass weights='/path/to/{model_name}.safetensors' (a timm state dict);",
-            )
-            if not hub_reachable():
-                raise missing_weights_error(*download)
+        elif not hub_reachable():
+            raise missing_weights_error(*_advice(model_name, repo_id))
+        elif repo_id:
+            # Downloaded apart from building the model, so that only a failed download is
+            # reported as one (a bad model_kwargs raises as it would without weights).
+            try:
+                local = _download(repo_id, cfg)
+            except Exception as exc:  # noqa: BLE001 - a hub that accepts but does not serve...
+                raise missing_weights_error(*_advice(model_name, repo_id), failure=exc) from exc
+            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": local})
+            source = f"hub weights {repo_id}"
+        else:  # weights behind a URL, fetched by timm itself
             kwargs["pretrained"] = True
-            source = f"hub weights {repo_id or cfg.url}"
-    try:
-        model = _create(model_name, image_size, **kwargs)
-    except Exception as exc:
-        if download is None:
-            raise
-        # A hub that accepts the connection but does not serve, an unknown file...
-        raise missing_weights_error(*download, failure=exc) from exc
+            source = f"weights from {cfg.url}"
+    model = _create(model_name, image_size, **kwargs)
     n_features = model.num_classes if keep_head else model.num_features
     return Backbone(
         model=model.eval(),

@@ -34,34 +34,32 @@ from ._inputs import ArraySource, TextSource, make_source
 # Bumped whenever preprocessing changes, so that stale disk caches are not served.
 _CACHE_VERSION = "features-v1"
 _PRECISIONS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-# A call that re-hashes at least this many bytes of an array only to find every row cached
-# (a fold copied by scikit-learn, typically) points to LazyRows, once per process.
-_HINT_BYTES = 2**26
+# A call that spends this long keying an array's rows only to find every one cached (a fold
+# that scikit-learn copied, typically) points to LazyRows, once per process.
+_HINT_SECONDS = 1.0
 _hinted = False
 
 
-def _hint_lazyrows(source: Any) -> None:
+def _hint_lazyrows(source: Any, seconds: float) -> None:
     global _hinted
-    if _hinted or not isinstance(source, ArraySource):
-        return
-    nbytes = (
-        source.n * source.X[0].numel() * source.X.element_size()
-        if source.is_tensor
-        else (source.n * source.X[0].nbytes)
-    )
-    if nbytes < _HINT_BYTES:
+    if _hinted or seconds < _HINT_SECONDS or not isinstance(source, ArraySource):
         return
     _hinted = True
+    # Point at the first caller outside this package: the user's code, or scikit-learn's.
+    root, level = os.path.dirname(os.path.dirname(__file__)), 1
+    frame = sys._getframe(0)  # stacklevel 1: this function
+    while frame is not None and frame.f_code.co_filename.startswith(root):
+        frame, level = frame.f_back, level + 1
     warnings.warn(
         f"Every one of the {source.n} rows of X was in the feature cache already, but "
-        f"finding them meant hashing {nbytes / 1e9:.2f} GB of X. If X is a fold of a "
+        f"finding them took {seconds:.1f} s of hashing X. If X is a fold of a "
         "cross-validation (GridSearchCV, cross_val_score...) or is passed again and again, "
         "wrap the whole data in faast_sklearn.LazyRows(X): scikit-learn then indexes views "
         "instead of copying the pixels, and each row is keyed once (a ViT-B/16 grid search "
         "over 10 alphas x 5 folds on 8,192 images of 224 px: 1.3 single fits instead of 26). "
         "Shown once per process.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=level,
     )
 
 
@@ -69,14 +67,17 @@ def _is_callable_backbone(backbone: Any) -> bool:
     """Whether ``backbone`` is a callable batch -> features; refuses module instances."""
     if not callable(backbone) or isinstance(backbone, (str, BackboneSpec, type)):
         return False
-    if isinstance(backbone, import_torch().nn.Module):
+    module = import_torch().nn.Module
+    if isinstance(backbone, module) or isinstance(getattr(backbone, "__self__", None), module):
         # clone() would deep-copy its weights for every fold and grid point, and every
         # pickle of the estimator would carry them.
+        what = type(getattr(backbone, "__self__", backbone)).__name__
         raise TypeError(
-            f"backbone cannot be a torch.nn.Module instance (got {type(backbone).__name__}): "
+            f"backbone cannot be a torch.nn.Module or its method (got one of a {what}): "
             "scikit-learn copies parameters for every clone, fold and pickle. Pass a name "
             "('timm:<model>' with weights=<file>), or register_backbone(name, factory) and "
-            "pass the name, or a function of a batch that calls a module loaded elsewhere."
+            "pass the name, or a module-level function of a batch that runs a module it loads "
+            "once (functions are pickled by name)."
         )
     return True
 
@@ -416,13 +417,14 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
 
         def compute(idx: np.ndarray, _state: dict):
             batch = source.raw(idx)
-            out = fn(batch)
+            with torch.inference_mode():  # a callable that runs a module builds no graph
+                out = fn(batch)
+                out = (
+                    out.detach().to(device)
+                    if is_tensor(out)
+                    else torch.from_numpy(np.asarray(out, dtype=np.float32)).to(device)
+                )
             count_forward(len(idx))
-            out = (
-                out.to(device)
-                if is_tensor(out)
-                else torch.from_numpy(np.asarray(out, dtype=np.float32)).to(device)
-            )
             if out.ndim != 2 or out.shape[0] != len(idx):
                 raise ValueError(
                     f"The backbone callable returned shape {tuple(out.shape)} for a batch of "
@@ -563,6 +565,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         pending_keys: dict[int, bytes] = {}
         computed: list[tuple[np.ndarray, Any]] = []
         progress = _Progress(n, self.verbose, f"features ({_name(self.backbone)})")
+        key_seconds = 0.0  # spent keying rows: a LazyRows hint when all were found
 
         def flush(count: int) -> None:
             take = np.asarray(pending[:count], dtype=np.int64)
@@ -574,18 +577,22 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
             for start in range(0, n, chunk):
                 idx = np.arange(start, min(n, start + chunk))
                 if use_cache:
+                    t0 = time.perf_counter()
                     ks = keys[start : start + len(idx)] if keys is not None else source.keys(idx)
                     if self.cache:
                         handles, found = FEATURE_CACHE.lookup(namespace, ks)
                         blocks.update(found)
                     else:
                         handles = np.full(len(ks), -1, dtype=np.int64)
+                    key_seconds += time.perf_counter() - t0
                     hit = handles >= 0
                     if start == 0 and hit.all() and as_tensor and device.startswith("cuda"):
                         # A warm call (a fold of a grid search, say): key every row now and
                         # look the whole output up on the device.
                         if keys is None and source.cheap_keys:
+                            t0 = time.perf_counter()
                             keys = ks + source.keys(np.arange(len(idx), n))
+                            key_seconds += time.perf_counter() - t0
                         if keys is not None or len(idx) == n:
                             digest = hashlib.sha256(b"".join(keys or ks)).digest()
                             memo_key = (namespace, device, digest)
@@ -593,7 +600,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
                             if memo is not None:
                                 FEATURE_CACHE.record_hits(n - len(idx))
                                 progress.update(n)
-                                _hint_lazyrows(source)
+                                _hint_lazyrows(source, key_seconds)
                                 return memo.clone()
                     hit_pos.append(idx[hit])
                     hit_handles.append(handles[hit])
@@ -620,7 +627,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         finally:
             progress.close()
         if use_cache and self.cache and not computed and not dups:
-            _hint_lazyrows(source)
+            _hint_lazyrows(source, key_seconds)
         hits = (
             np.concatenate(hit_pos) if hit_pos else np.empty(0, np.int64),
             np.concatenate(hit_handles) if hit_handles else np.empty(0, np.int64),

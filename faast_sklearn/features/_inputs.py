@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import os
 import sys
 import threading
@@ -338,7 +339,7 @@ class ArraySource:
             ok = dtype == torch.uint8 or dtype.is_floating_point
         else:
             ok = dtype == np.uint8 or np.issubdtype(dtype, np.floating)
-        if not self.is_tensor and dtype.kind == "c":
+        if dtype.is_complex if self.is_tensor else dtype.kind == "c":
             raise ValueError(f"Complex data not supported: X has dtype {dtype}.")
         if not ok and not images:
             raise TypeError(f"Cannot pass an array of dtype {dtype} to a callable backbone.")
@@ -504,8 +505,10 @@ class ItemSource:
         if self.n == 0:
             raise ValueError("X has no samples.")
         self.cfg = cfg
-        self.what = what  # "pil", "path" or "dataset"
-        self.cheap_keys = what != "dataset"  # a dataset item is decoded to be keyed
+        self.what = what  # "pil", "path", "dataset" or "object" (a callable's items)
+        # An image dataset's item is decoded to be keyed; a callable's items are keyed as
+        # they are (cfg None).
+        self.cheap_keys = what != "dataset" or cfg is None
         self.num_workers = num_workers
         self._memo: dict[int, np.ndarray] = {}
         if what == "path":
@@ -569,6 +572,10 @@ class ItemSource:
             def key(i: int) -> bytes:
                 img = self.X[int(i)]
                 return _digest(f"pil:{img.mode}:{img.size}".encode(), img.tobytes())
+        elif self.cfg is None:  # a callable's items, as they are
+
+            def key(i: int) -> bytes:
+                return _item_key(self._item(int(i)))
         else:
             # A dataset item is only known once loaded: decode now, keep it for load().
             def key(i: int) -> bytes:
@@ -607,6 +614,8 @@ def _array_item_to_uint8(item: Any, cfg: dict) -> np.ndarray:
             f"A dataset item must be one image (2-D or 3-D); got shape {tuple(x.shape)}."
         )
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("X contains NaN or infinity; image pixels must be finite.")
     x = x[:3] if x.shape[0] == 4 else x.expand(3, -1, -1) if x.shape[0] == 1 else x
     x = resize_crop_tensor(x[None].clamp(0.0, 1.0), cfg)[0]
     return (x * 255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
@@ -632,6 +641,24 @@ class TextSource:
         return [self.X[int(i)] for i in idx]
 
 
+def _item_key(item: Any) -> bytes:
+    """Content key of one item given to a callable backbone as it is."""
+    if is_tensor(item):
+        torch = import_torch()
+        item = item.detach()
+        item = (item.view(torch.int16) if item.dtype == torch.bfloat16 else item).cpu().numpy()
+    if isinstance(item, np.ndarray) and item.dtype.kind not in "OV":
+        item = np.ascontiguousarray(item)
+        return _digest(
+            f"raw:{item.dtype.str}:{item.shape}".encode(), item.reshape(-1).view(np.uint8)
+        )
+    if _is_pil(item):
+        return _digest(f"pil:{item.mode}:{item.size}".encode(), item.tobytes())
+    from joblib import hash as joblib_hash
+
+    return _digest(f"obj:{joblib_hash(item)}".encode())
+
+
 def _is_image_item(x: Any) -> bool:
     return isinstance(x, np.ndarray) or is_tensor(x) or _is_pil(x)
 
@@ -646,6 +673,41 @@ def _as_sequence_of_str(X: Any) -> list | None:
     if isinstance(X, (list, tuple)) and len(X) and all(isinstance(s, str) for s in X):
         return list(X)
     return None
+
+
+def _callable_source(X: Any, num_workers: int) -> Any:
+    """The input of a callable backbone: X's rows or items as they are, keyed by content."""
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUSV":
+        X = list(X)  # objects (rows of a frame of strings, images of several sizes...)
+    if isinstance(X, np.ndarray) or is_tensor(X):
+        return ArraySource(X, num_workers, images=False)
+    if _is_dataset(X):
+        return ItemSource(X, None, num_workers, "dataset")
+    if not isinstance(X, (list, tuple)):
+        raise TypeError(
+            f"Unsupported input {describe(X)}; a callable backbone takes an array, a tensor, "
+            "a list of samples or a torch Dataset."
+        )
+    if len(X) == 0:
+        raise ValueError("X has no samples.")
+    if all(_is_pil(x) for x in X):
+        return ItemSource(X, None, num_workers, "pil")
+    if all(isinstance(x, os.PathLike) for x in X):
+        return ItemSource(X, None, num_workers, "path")  # opened as PIL images
+    if all(isinstance(x, np.ndarray) or is_tensor(x) for x in X):
+        numeric = is_tensor(X[0]) or X[0].dtype.kind in "biufc"
+        if numeric and len({(tuple(x.shape), str(x.dtype)) for x in X}) == 1:
+            torch = import_torch()
+            stack = torch.stack(list(X)) if is_tensor(X[0]) else np.stack(X)
+            return ArraySource(stack, num_workers, images=False)
+    elif all(isinstance(x, (numbers.Number, list, tuple)) for x in X):
+        try:
+            rows = np.asarray(X)
+        except ValueError:  # ragged
+            rows = None
+        if rows is not None and rows.dtype.kind in "biuf":
+            return ArraySource(rows, num_workers, images=False)
+    return ItemSource(list(X), None, num_workers, "object")
 
 
 def text_model_error(what: str) -> TypeError:
@@ -670,13 +732,17 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
             "X is a sparse matrix; backbones read images, strings or dense arrays. "
             "Pass X.toarray() to a callable backbone."
         )
+    if isinstance(X, np.ma.MaskedArray):
+        raise TypeError("X is a masked array; pass X.filled(value) or X.compressed() instead.")
+    if _is_pil(X):
+        raise TypeError("X is a single PIL image; pass a list of images: [image].")
     if hasattr(X, "__array__") and not (
-        isinstance(X, (np.ndarray, list, tuple)) or is_tensor(X) or _is_dataset(X) or _is_pil(X)
+        isinstance(X, (np.ndarray, list, tuple)) or is_tensor(X) or _is_dataset(X)
     ):
-        X = np.asarray(X)  # frames, masked and other array-likes: their values
+        X = np.asarray(X)  # frames and other array-likes: their values
     texts = _as_sequence_of_str(X)
-    if modality == "any" and texts is not None:  # callable backbones get the strings as they are
-        return TextSource(texts)
+    if modality == "any":
+        return TextSource(texts) if texts is not None else _callable_source(X, num_workers)
     if modality == "text":
         if texts is None:
             raise text_model_error(describe(X))
@@ -686,7 +752,7 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
     if isinstance(X, np.ndarray) or is_tensor(X):
         if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
             raise TypeError(f"Cannot read images from an array of dtype {X.dtype}.")
-        return ArraySource(X, num_workers, images=modality != "any")
+        return ArraySource(X, num_workers)
     if _is_dataset(X):
         return ItemSource(X, cfg, num_workers, "dataset")
     if isinstance(X, (list, tuple)):

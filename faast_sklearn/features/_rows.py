@@ -125,8 +125,8 @@ class LazyRows:
         if isinstance(X, LazyRows):
             self._base, self._rows = X._base, X._rows
             return
-        if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and X.ndim == 1:
-            X = list(X)  # strings, paths or objects: samples, not pixels
+        if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and X.ndim:
+            X = list(X)  # strings, paths or objects (or rows of them): samples, not pixels
         if isinstance(X, np.ndarray) or is_tensor(X):
             if X.ndim == 0:
                 raise ValueError("LazyRows needs samples along a first axis; got a 0-d array.")
