@@ -614,3 +614,45 @@ def test_callable_and_item_inputs_fail_clearly(X, exc, match):
     ext = FeatureExtractor(fn, device="cpu") if fn else tiny()
     with pytest.raises(exc, match=match):
         ext.transform(X)
+
+
+def test_callable_inputs_keep_their_type_and_their_keys_their_meaning():
+    torch = pytest.importorskip("torch")
+    from sklearn.model_selection import cross_val_score
+
+    from faast_sklearn import FAASTClassifier
+
+    seen = []
+
+    def record(batch):
+        seen.append(type(batch))
+        return np.array([[float(np.sum(np.asarray(x, dtype=np.float64)))] for x in batch])
+
+    # A list reaches the callable as a list, whatever its items' shapes in the batch.
+    X = [np.arange(3.0), np.arange(4.0), np.arange(3.0) + 1]
+    ext = FeatureExtractor(record, device="cpu")
+    ext.fit(X).transform(X)
+    ext.transform([X[0], X[2]])
+    assert set(seen) == {list}
+
+    # bfloat16 and int16 with the same bits, and palette images with the same indices but
+    # different colours, are different inputs.
+    t = torch.tensor([[1.5, -2.0]], dtype=torch.bfloat16)
+    as_float = FeatureExtractor(lambda b: b.float(), device="cpu")
+    np.testing.assert_array_equal(as_float.transform(t), [[1.5, -2.0]])
+    np.testing.assert_array_equal(as_float.transform(t.view(torch.int16)), [[16320.0, -16384.0]])
+    red, blue = Image.new("P", (32, 32), 0), Image.new("P", (32, 32), 0)
+    red.putpalette([255, 0, 0] * 256)
+    blue.putpalette([0, 0, 255] * 256)
+    assert not np.array_equal(tiny().transform([red]), tiny().transform([blue]))
+    means = FeatureExtractor(
+        lambda b: np.array([np.asarray(x.convert("RGB")).mean((0, 1)) for x in b]), device="cpu"
+    )
+    np.testing.assert_array_equal(means.transform([red]), [[255.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(means.transform([blue]), [[0.0, 0.0, 255.0]])
+
+    # A Dataset of (sample, label) items gives the callable its samples, whole or in folds.
+    data = torch.utils.data.TensorDataset(torch.randn(90, 8), torch.arange(90) % 3)
+    clf = FAASTClassifier(backbone=lambda b: torch.stack(b)[:, :4], device="cpu")
+    scores = cross_val_score(clf, data, np.arange(90) % 3, cv=3, error_score="raise")
+    assert scores.shape == (3,)

@@ -45,10 +45,17 @@ def _hint_lazyrows(source: Any, seconds: float) -> None:
     if _hinted or seconds < _HINT_SECONDS or not isinstance(source, ArraySource):
         return
     _hinted = True
-    # Point at the first caller outside this package: the user's code, or scikit-learn's.
-    root, level = os.path.dirname(os.path.dirname(__file__)), 1
-    frame = sys._getframe(0)  # stacklevel 1: this function
-    while frame is not None and frame.f_code.co_filename.startswith(root):
+    # Point at the user's line: the first caller outside this package, scikit-learn (its
+    # search, its output wrappers) and joblib.
+    import joblib
+    import sklearn
+
+    roots = tuple(
+        os.path.dirname(m.__file__)
+        for m in (sys.modules[__package__.split(".")[0]], sklearn, joblib)
+    )
+    frame, level = sys._getframe(0), 1  # stacklevel 1: this function
+    while frame is not None and frame.f_code.co_filename.startswith(roots):
         frame, level = frame.f_back, level + 1
     warnings.warn(
         f"Every one of the {source.n} rows of X was in the feature cache already, but "
@@ -146,9 +153,10 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         A registered name (see :func:`faast_sklearn.backbones.list_backbones`), e.g.
         ``"efficientnet_lite0"``, ``"vit_base"`` or ``"minilm"``; ``"timm:<model>"``;
         ``"hf:<Hugging Face text model or local folder>"``; a
-        :class:`~faast_sklearn.backbones.BackboneSpec`; or a callable mapping a batch (a slice
-        of X: rows of any numeric array, items of a list) to an ``(n, d)`` array of features
-        (no preprocessing is applied for callables). Not a ``torch.nn.Module`` instance:
+        :class:`~faast_sklearn.backbones.BackboneSpec`; or a callable mapping a batch to an
+        ``(n, d)`` array of features: ``X[indices]`` of an array or tensor (any numeric rows),
+        or a list of the items of a list or Dataset (the samples of ``(sample, label)``
+        items). No preprocessing is applied for callables. Not a ``torch.nn.Module`` instance:
         scikit-learn would copy its weights into every clone and pickle.
     pretrained : bool, default=True
         Use pretrained weights. ``False`` gives random weights (for tests and timing only).

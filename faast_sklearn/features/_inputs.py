@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import os
 import sys
 import threading
@@ -403,7 +402,9 @@ class ArraySource:
 
     def keys(self, idx: np.ndarray) -> list[bytes]:
         host = self._host_array()
-        base = hashlib.sha256(f"{host.dtype.str}{host.shape[1:]}{self.layout}".encode())
+        # bfloat16 is hashed as its int16 bits: the tag keeps the two apart.
+        tag = "bf16" if str(self.X.dtype) == "torch.bfloat16" else host.dtype.str
+        base = hashlib.sha256(f"{tag}{host.shape[1:]}{self.layout}".encode())
         size = host[0].nbytes
         if host.flags.c_contiguous:
             flat8 = host.reshape(-1).view(np.uint8)  # rows are byte ranges
@@ -510,7 +511,7 @@ class ItemSource:
         # they are (cfg None).
         self.cheap_keys = what != "dataset" or cfg is None
         self.num_workers = num_workers
-        self._memo: dict[int, np.ndarray] = {}
+        self._memo: dict[int, Any] = {}  # decoded images, or a callable's items, until used
         if what == "path":
             missing = [p for p in X if not os.path.isfile(os.fspath(p))]
             if missing:
@@ -570,12 +571,13 @@ class ItemSource:
         if self.what == "pil":
 
             def key(i: int) -> bytes:
-                img = self.X[int(i)]
-                return _digest(f"pil:{img.mode}:{img.size}".encode(), img.tobytes())
-        elif self.cfg is None:  # a callable's items, as they are
+                return _pil_key(self.X[int(i)])
+        elif self.cfg is None:  # a callable's items, as they are (read once: kept for raw)
 
             def key(i: int) -> bytes:
-                return _item_key(self._item(int(i)))
+                item = self._item(int(i))
+                self._memo[int(i)] = item
+                return _item_key(item)
         else:
             # A dataset item is only known once loaded: decode now, keep it for load().
             def key(i: int) -> bytes:
@@ -586,7 +588,8 @@ class ItemSource:
         return list(pool(self.num_workers).map(key, idx))
 
     def raw(self, idx: np.ndarray) -> list:
-        return [self._item(i) for i in idx]
+        memo = self._memo
+        return [memo.pop(int(i)) if int(i) in memo else self._item(i) for i in idx]
 
     def load(self, idx: np.ndarray, device: str) -> Any:
         torch = import_torch()
@@ -641,19 +644,30 @@ class TextSource:
         return [self.X[int(i)] for i in idx]
 
 
+def _pil_key(img: Any) -> bytes:
+    palette = img.getpalette() if img.mode in ("P", "PA") else None  # indices need colours
+    return _digest(f"pil:{img.mode}:{img.size}".encode(), bytes(palette or b""), img.tobytes())
+
+
 def _item_key(item: Any) -> bytes:
     """Content key of one item given to a callable backbone as it is."""
     if is_tensor(item):
         torch = import_torch()
+        tag = "bf16" if item.dtype == torch.bfloat16 else None
         item = item.detach()
-        item = (item.view(torch.int16) if item.dtype == torch.bfloat16 else item).cpu().numpy()
+        item = (item.view(torch.int16) if tag else item).cpu().numpy()
+    else:
+        tag = None
     if isinstance(item, np.ndarray) and item.dtype.kind not in "OV":
-        item = np.ascontiguousarray(item)
-        return _digest(
-            f"raw:{item.dtype.str}:{item.shape}".encode(), item.reshape(-1).view(np.uint8)
-        )
+        item = np.ascontiguousarray(item)  # a view's own bytes, not its base's
+        head = f"raw:{tag or item.dtype.str}:{item.shape}".encode()
+        return _digest(head, item.reshape(-1).view(np.uint8))
     if _is_pil(item):
-        return _digest(f"pil:{item.mode}:{item.size}".encode(), item.tobytes())
+        return _pil_key(item)
+    if isinstance(item, (tuple, list)):  # element by element: tensors inside are not pickled
+        return _digest(f"seq:{type(item).__name__}".encode(), *(_item_key(x) for x in item))
+    if isinstance(item, dict):
+        return _digest(b"dict:", *(_item_key((repr(k), v)) for k, v in sorted(item.items())))
     from joblib import hash as joblib_hash
 
     return _digest(f"obj:{joblib_hash(item)}".encode())
@@ -676,7 +690,9 @@ def _as_sequence_of_str(X: Any) -> list | None:
 
 
 def _callable_source(X: Any, num_workers: int) -> Any:
-    """The input of a callable backbone: X's rows or items as they are, keyed by content."""
+    """The input of a callable backbone, keyed by content. It gets ``X[indices]`` of an array
+    or a tensor, and a list of the items of a list or a torch Dataset (the sample of
+    ``(sample, label)`` items: scikit-learn's folds of a Dataset are lists of them)."""
     if isinstance(X, np.ndarray) and X.dtype.kind in "OUSV":
         X = list(X)  # objects (rows of a frame of strings, images of several sizes...)
     if isinstance(X, np.ndarray) or is_tensor(X):
@@ -690,24 +706,12 @@ def _callable_source(X: Any, num_workers: int) -> Any:
         )
     if len(X) == 0:
         raise ValueError("X has no samples.")
-    if all(_is_pil(x) for x in X):
-        return ItemSource(X, None, num_workers, "pil")
-    if all(isinstance(x, os.PathLike) for x in X):
-        return ItemSource(X, None, num_workers, "path")  # opened as PIL images
-    if all(isinstance(x, np.ndarray) or is_tensor(x) for x in X):
-        numeric = is_tensor(X[0]) or X[0].dtype.kind in "biufc"
-        if numeric and len({(tuple(x.shape), str(x.dtype)) for x in X}) == 1:
-            torch = import_torch()
-            stack = torch.stack(list(X)) if is_tensor(X[0]) else np.stack(X)
-            return ArraySource(stack, num_workers, images=False)
-    elif all(isinstance(x, (numbers.Number, list, tuple)) for x in X):
-        try:
-            rows = np.asarray(X)
-        except ValueError:  # ragged
-            rows = None
-        if rows is not None and rows.dtype.kind in "biuf":
-            return ArraySource(rows, num_workers, images=False)
-    return ItemSource(list(X), None, num_workers, "object")
+    return ItemSource(list(X), None, num_workers, "dataset" if _sample_pairs(X) else "object")
+
+
+def _sample_pairs(X: Sequence) -> bool:
+    """Whether X lists (image, label) items: what indexing a torch Dataset item by item gives."""
+    return all(isinstance(x, (tuple, list)) and len(x) and _is_image_item(x[0]) for x in X)
 
 
 def text_model_error(what: str) -> TypeError:
@@ -770,9 +774,8 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
                     torch.stack(list(X)) if is_tensor(X[0]) else np.stack(X), num_workers
                 )
             return ItemSource(list(X), cfg, num_workers, "dataset")
-        if all(isinstance(x, (tuple, list)) and len(x) and _is_image_item(x[0]) for x in X):
-            # (image, label) pairs: what indexing a torch Dataset item by item gives
-            # (scikit-learn's folds of a Dataset). LazyRows(dataset) reads each item once.
+        if _sample_pairs(X):
+            # scikit-learn's folds of a Dataset. LazyRows(dataset) reads each item once.
             return ItemSource(list(X), cfg, num_workers, "dataset")
         kinds = sorted({type(x).__name__ for x in X})
         raise TypeError(
