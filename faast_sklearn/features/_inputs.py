@@ -365,18 +365,12 @@ class ArraySource:
 
     def check_range(self) -> tuple[float, float] | None:
         """(min, max) of a floating point input (NaN if it holds one), None for uint8."""
-        X = self.X
-        if self.is_tensor:
-            if not X.dtype.is_floating_point:
-                return None
-            lo, hi = X.aminmax() if X.dtype != import_torch().float16 else X.float().aminmax()
-            return float(lo), float(hi)
-        if X.dtype == np.uint8:
-            return None
-        return float(X.min()), float(X.max())  # NaN propagates: the caller reports it
+        ranges = self.row_ranges()
+        return None if ranges is None else (float(ranges[0].min()), float(ranges[1].max()))
 
     def row_ranges(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Each row's (min, max) of a floating point input, None for uint8."""
+        """Each row's (min, max) of a floating point input (NaN propagates: the caller reports
+        it), None for uint8."""
         X = self.X
         if self.is_tensor:
             if not X.dtype.is_floating_point:
@@ -388,22 +382,14 @@ class ArraySource:
         flat = X.reshape(len(X), -1)
         return flat.min(axis=1), flat.max(axis=1)
 
-    def _host_array(self) -> np.ndarray:
+    def _host_array(self) -> tuple[np.ndarray, str]:
         if self._host is None:
-            X = self.X
-            if self.is_tensor:
-                torch = import_torch()
-                X = X.detach()
-                # NumPy has no bfloat16: hash its bits instead.
-                X = X.view(torch.int16) if X.dtype == torch.bfloat16 else X
-                X = X.cpu().numpy()  # CUDA input: one device-to-host copy, only for keys
-            self._host = X
+            # CUDA input: one device-to-host copy, only for keys.
+            self._host = _host_bits(self.X) if self.is_tensor else (self.X, self.X.dtype.str)
         return self._host
 
     def keys(self, idx: np.ndarray) -> list[bytes]:
-        host = self._host_array()
-        # bfloat16 is hashed as its int16 bits: the tag keeps the two apart.
-        tag = "bf16" if str(self.X.dtype) == "torch.bfloat16" else host.dtype.str
+        host, tag = self._host_array()
         base = hashlib.sha256(f"{tag}{host.shape[1:]}{self.layout}".encode())
         size = host[0].nbytes
         if host.flags.c_contiguous:
@@ -649,15 +635,22 @@ def _pil_key(img: Any) -> bytes:
     return _digest(f"pil:{img.mode}:{img.size}".encode(), bytes(palette or b""), img.tobytes())
 
 
+def _host_bits(t: Any) -> tuple[np.ndarray, str]:
+    """A tensor's values on the host, and the dtype tag to key them by. NumPy has no
+    bfloat16: its int16 bits are hashed, under a tag that keeps them apart from int16."""
+    torch = import_torch()
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).cpu().numpy(), "bf16"
+    host = t.cpu().numpy()
+    return host, host.dtype.str
+
+
 def _item_key(item: Any) -> bytes:
     """Content key of one item given to a callable backbone as it is."""
+    tag = None
     if is_tensor(item):
-        torch = import_torch()
-        tag = "bf16" if item.dtype == torch.bfloat16 else None
-        item = item.detach()
-        item = (item.view(torch.int16) if tag else item).cpu().numpy()
-    else:
-        tag = None
+        item, tag = _host_bits(item)
     if isinstance(item, np.ndarray) and item.dtype.kind not in "OV":
         item = np.ascontiguousarray(item)  # a view's own bytes, not its base's
         head = f"raw:{tag or item.dtype.str}:{item.shape}".encode()
