@@ -1,9 +1,11 @@
 """faast_sklearn: forward-only adaptation of pretrained models with closed-form fast weights."""
 
 from ._classifier import FAASTClassifier
+from ._config import config_context, get_config, set_config
 from ._regressor import FAASTRegressor
 from .backbones import BackboneSpec, list_backbones, register_backbone
 from .features import FeatureExtractor, LazyRows
+from .utils._cache import cache_info, clear_cache
 
 __version__ = "0.1.0.dev0"
 
@@ -14,6 +16,11 @@ __all__ = [
     "FeatureExtractor",
     "LazyRows",
     "__version__",
+    "cache_info",
+    "clear_cache",
+    "config_context",
+    "get_config",
     "list_backbones",
     "register_backbone",
+    "set_config",
 ]
