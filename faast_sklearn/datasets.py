@@ -3,7 +3,9 @@
 - :func:`load_fashion_mnist`: all 70,000 Fashion-MNIST images from the Debian package
   ``dataset-fashion-mnist`` (IDX ``.gz`` files under ``/usr/share/datasets/fashion-mnist``);
 - :func:`load_demo_images`: Fashion-MNIST where that package is installed, scikit-learn's
-  digits otherwise.
+  digits otherwise;
+- :func:`load_image_folder`: the file paths and labels of your own images, sorted into one
+  sub-folder per class (the layout torchvision's ``ImageFolder`` reads).
 """
 
 from __future__ import annotations
@@ -85,3 +87,95 @@ def load_demo_images():
             images, digits.target, test_size=0.4, stratify=digits.target, random_state=0
         )
         return "digits", Xtr, ytr, Xte, yte, [str(i) for i in range(10)]
+
+
+# Extensions read as images (those of torchvision's ImageFolder that Pillow decodes), any case.
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".ppm",
+    ".pgm",
+)
+
+
+def load_image_folder(path: str | os.PathLike, *, return_X_y: bool = False):
+    """File paths and labels of images laid out as ``path/<class name>/<file>``.
+
+    Classes are the sub-folders of ``path`` in sorted order (as torchvision's ``ImageFolder``
+    numbers them); images are the files below each, at any depth, whose extension is one of
+    :data:`IMAGE_EXTENSIONS` (any case), in sorted order. Other files and hidden entries are
+    ignored. The estimators take the paths as they are: ``FAASTClassifier(backbone=...).fit(
+    data.data, data.target)`` decodes, resizes and crops them as the backbone expects.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder holding one sub-folder per class.
+    return_X_y : bool, default=False
+        Return ``(paths, target)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        ``data``: list of the image paths (str); ``target``: ndarray of int64 class indices;
+        ``target_names``: list of the class names (sub-folder names), ``target_names[i]`` being
+        class ``i``; ``filenames``: the same paths as an ndarray.
+    (paths, target) : tuple
+        If ``return_X_y`` is True.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a folder.
+    ValueError
+        If it has no class sub-folders, or a class sub-folder holds no image.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> from faast_sklearn.datasets import load_image_folder
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ["cat", "dog"]:
+    ...     (root / name).mkdir()
+    ...     Image.new("RGB", (40, 30)).save(root / name / "a.jpg")
+    >>> data = load_image_folder(root)
+    >>> data.target_names, data.target.tolist()
+    (['cat', 'dog'], [0, 1])
+    """
+    from sklearn.utils import Bunch
+
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder.")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise ValueError(
+            f"{root} has no sub-folders: images must be laid out as {root}/<class name>/<file>."
+        )
+    paths, target = [], []
+    for index, name in enumerate(classes):
+        found = sorted(
+            str(p)
+            for p in (root / name).rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS
+            and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
+        if not found:
+            raise ValueError(
+                f"Class folder {root / name} holds no image file (extensions: "
+                f"{', '.join(IMAGE_EXTENSIONS)})."
+            )
+        paths += found
+        target += [index] * len(found)
+    target = np.asarray(target, dtype=np.int64)
+    if return_X_y:
+        return paths, target
+    return Bunch(data=paths, target=target, target_names=classes, filenames=np.asarray(paths))

@@ -1,4 +1,5 @@
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,3 +44,34 @@ def test_demo_images_are_real_labelled_images():
     assert name in ("Fashion-MNIST", "digits")
     assert Xtr.dtype == np.uint8 and Xtr.ndim == 3 and len(Xtr) == len(ytr)
     assert set(np.unique(yte)) == set(range(len(classes)))
+
+
+def test_load_image_folder_layout_and_errors(tmp_path):
+    from PIL import Image
+
+    from faast_sklearn.datasets import load_image_folder
+
+    for name, files in {"b_dog": ["x.PNG", "sub/y.jpeg"], "a_cat": ["z.webp", "note.txt"]}.items():
+        for f in files:
+            p = tmp_path / name / f
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if f.endswith(".txt"):
+                p.write_text("not an image")
+            else:
+                Image.new("RGB", (12, 9), (10, 20, 30)).save(
+                    p, format=Image.registered_extensions()[p.suffix.lower()]
+                )
+    (tmp_path / ".hidden").mkdir()
+    data = load_image_folder(tmp_path)
+    assert data.target_names == ["a_cat", "b_dog"]
+    assert [Path(p).name for p in data.data] == ["z.webp", "y.jpeg", "x.PNG"]
+    np.testing.assert_array_equal(data.target, [0, 1, 1])
+    X, y = load_image_folder(tmp_path, return_X_y=True)
+    assert X == data.data and y.dtype == np.int64
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        load_image_folder(tmp_path / "missing")
+    (tmp_path / "c_empty").mkdir()
+    with pytest.raises(ValueError, match="c_empty holds no image"):
+        load_image_folder(tmp_path)
+    with pytest.raises(ValueError, match="no sub-folders"):
+        load_image_folder(tmp_path / "b_dog" / "sub")
