@@ -243,7 +243,7 @@ def _grid_routes_table(runs) -> list[str]:
 def _extraction_intro() -> list[str]:
     return [
         "Feature extraction",
-        "-" * 18,
+        "~" * 18,
         "",
         "Throughput of :class:`~faast_sklearn.features.FeatureExtractor` against the bare "
         "forward pass of the network, and a ``GridSearchCV`` whose candidates all reuse the "
@@ -272,12 +272,12 @@ def _write_benchmark_pages() -> None:
             continue
         if not group:
             continue
-        body += [title, "-" * len(title), ""]
+        body += [title, "~" * len(title), ""]
         for path in group:
             body += _one_result(path, used)
     rest = [p for p in md_files if p not in used]
     if rest:
-        body += ["Other results", "-" * 13, ""]
+        body += ["Other results", "~" * 13, ""]
         for path in rest:
             body += _one_result(path, used)
     (GENERATED / "benchmark_results.rst").write_text("\n".join(body) + "\n")
@@ -286,7 +286,7 @@ def _write_benchmark_pages() -> None:
 def _extraction_table_after_solver(group, title, used) -> list[str]:
     body: list[str] = []
     if group:
-        body += [title, "-" * len(title), ""]
+        body += [title, "~" * len(title), ""]
         for path in group:
             body += _one_result(path, used)
     return body + _extraction_table()
@@ -294,7 +294,7 @@ def _extraction_table_after_solver(group, title, used) -> list[str]:
 
 def _one_result(path: Path, used: set[Path]) -> list[str]:
     used.add(path)
-    text = markdown_to_rst(path.read_text(), levels="~^\"'")
+    text = markdown_to_rst(path.read_text(), levels="^\"'`")
     out = [
         f".. rubric:: ``benchmarks/results/{path.name}``",
         "",
