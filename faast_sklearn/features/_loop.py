@@ -32,6 +32,7 @@ def extract_rows(
     whose kernels were queued asynchronously. An input present twice is computed once.
     """
     n = source.n
+    store = store and namespace is not None
     state = {"batch_size": int(batch_size)}
     text = source.kind == "text"
     chunk = n if text else max(4 * state["batch_size"], 1024)
