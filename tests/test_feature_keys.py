@@ -156,3 +156,13 @@ def test_a_million_distinct_rows_stay_within_the_bound():
     # The cache's own bytes, plus what one call uses: not the ~230 MB a million rows' keys
     # and index would cost unbounded.
     assert grown < 1.2 * bound + 32 * 1024**2, grown
+
+
+def test_leaving_a_context_that_raised_the_bound_applies_the_old_one():
+    ext = FeatureExtractor(lambda b: np.repeat(b, 64, 1), device="cpu")
+    rows = np.arange(4000.0, dtype=np.float32)[:, None]
+    with config_context(cache_bytes=1 << 20):
+        with config_context(cache_bytes=1 << 30):
+            ext.transform(rows)
+            assert cache_info()["nbytes"]["cpu"] > 1 << 20
+        assert 0 < cache_info()["nbytes"].get("cpu", 0) <= 1 << 20 or not cache_info()["entries"]
