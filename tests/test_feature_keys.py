@@ -166,3 +166,12 @@ def test_leaving_a_context_that_raised_the_bound_applies_the_old_one():
             ext.transform(rows)
             assert cache_info()["nbytes"]["cpu"] > 1 << 20
         assert 0 < cache_info()["nbytes"].get("cpu", 0) <= 1 << 20 or not cache_info()["entries"]
+
+
+def test_row_keys_are_content_keys_of_the_rows():
+    from faast_sklearn.utils._cache import content_key, content_keys
+
+    rows = np.random.default_rng(0).integers(0, 256, (5, 7), dtype=np.uint8)
+    expected = [content_key("p", memoryview(r)) for r in rows]
+    assert content_keys("p", rows) == expected and len(set(expected)) == 5
+    assert content_keys(("p", 1), [b""]) == [content_key(("p", 1), b"")]

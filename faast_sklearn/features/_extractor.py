@@ -10,16 +10,15 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_memory
 
 from .._config import get_config
 from ..backbones import Backbone, load_backbone
 from ..utils._cache import content_key
 from ..utils._params import ParamsMixin
-from ..utils._torch import import_torch, resolve_device
+from ..utils._torch import resolve_device
 from ._dispatch import make_source
 from ._forward import backbone_compute, callable_compute, resolve_precision
-from ._loop import extract_rows
+from ._loop import disk_extract, extract_rows
 from ._namespace import (
     backbone_name,
     backbone_namespace,
@@ -263,7 +262,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
                     source, compute, namespace=namespace, store=store, **options
                 )
             else:
-                feats, keys = self._disk_extract(source, compute, namespace, store, options)
+                feats, keys = disk_extract(self.memory, source, compute, namespace, store, options)
         if not return_key:
             return feats
         key = content_key(namespace, b"".join(keys)) if store and namespace is not None else None
@@ -314,27 +313,6 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-
-    def _disk_extract(self, source, compute, namespace, store, options):
-        """Features through the ``memory=`` disk cache: one entry per call, keyed by the
-        backbone's namespace and the row keys, so that a call on the same inputs in another
-        process or session skips extraction."""
-        keys = source.keys(np.arange(source.n))
-        cached = check_memory(self.memory).cache(_disk_extract, ignore=["job"])
-        job = (source, compute, namespace, store, {**options, "as_tensor": False}, keys)
-        feats = cached(namespace.hex(), np.array(keys, dtype=f"S{len(keys[0])}"), job=job)
-        if options["as_tensor"]:
-            feats = import_torch().from_numpy(feats).to(options["device"])
-        return feats, keys
-
-
-def _disk_extract(namespace: str, keys: np.ndarray, job: tuple) -> np.ndarray:
-    """joblib.Memory target: ``namespace`` and the row ``keys`` identify the result."""
-    source, compute, namespace_bytes, store, options, key_list = job
-    feats, _ = extract_rows(
-        source, compute, namespace=namespace_bytes, store=store, keys=key_list, **options
-    )
-    return feats
 
 
 def as_extractor(backbone, *, device="auto", batch_size=64, verbose=0) -> FeatureExtractor:

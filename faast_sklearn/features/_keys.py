@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils._cache import content_key
+from ..utils._cache import content_key, content_keys
 from ..utils._threads import n_threads, pool
 from ..utils._torch import import_torch, is_tensor
 from ._images import is_pil
@@ -51,7 +51,7 @@ def array_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int
             return memoryview(np.ascontiguousarray(host[i]).reshape(-1).view(np.uint8))
 
     def run(block: list[int]) -> list[bytes]:
-        return [content_key(prefix, row(i)) for i in block]
+        return content_keys(prefix, map(row, block))
 
     rows = idx.tolist()
     threads = n_threads(num_workers)

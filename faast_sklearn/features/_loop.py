@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.utils.validation import check_memory
 
 from ..utils._torch import import_torch
 from . import _store
@@ -124,3 +125,25 @@ def _whole(feats: Any, device: str, as_tensor: bool, stored: bool) -> Any:
         return out.clone() if stored and out.data_ptr() == feats.data_ptr() else out
     host = feats.cpu().numpy()
     return host.copy() if stored and feats.device.type == "cpu" else host
+
+
+def disk_extract(memory, source, compute, namespace, store, options):
+    """Features through the ``memory=`` disk cache: one entry per call, keyed by the
+    backbone's namespace and the row keys, so that a call on the same inputs in another
+    process or session skips extraction."""
+    keys = source.keys(np.arange(source.n))
+    cached = check_memory(memory).cache(_disk_extract, ignore=["job"])
+    job = (source, compute, namespace, store, {**options, "as_tensor": False}, keys)
+    feats = cached(namespace.hex(), np.array(keys, dtype=f"S{len(keys[0])}"), job=job)
+    if options["as_tensor"]:
+        feats = import_torch().from_numpy(feats).to(options["device"])
+    return feats, keys
+
+
+def _disk_extract(namespace: str, keys: np.ndarray, job: tuple) -> np.ndarray:
+    """joblib.Memory target: ``namespace`` and the row ``keys`` identify the result."""
+    source, compute, namespace_bytes, store, options, key_list = job
+    feats, _ = extract_rows(
+        source, compute, namespace=namespace_bytes, store=store, keys=key_list, **options
+    )
+    return feats

@@ -65,6 +65,29 @@ def content_key(*parts: Any) -> bytes:
     return h.digest()[:KEY_BYTES]
 
 
+def content_keys(prefix: Any, rows: Any) -> list[bytes]:
+    """``[content_key(prefix, row) for row in rows]`` for bytes-like rows (memoryviews of an
+    array's rows, say), four times faster on small rows: the prefix is hashed once.
+
+    Examples
+    --------
+    >>> from faast_sklearn.utils._cache import content_key, content_keys
+    >>> content_keys("tag", [b"ab", b"c"]) == [content_key("tag", b"ab"), content_key("tag", b"c")]
+    True
+    """
+    base = hashlib.sha256(b"tuple2(")  # what _feed writes for a tuple of two parts
+    _feed(base, prefix, set())
+    out = []
+    for row in rows:
+        data = memoryview(row).cast("B")
+        h = base.copy()
+        h.update(b"b%d:" % len(data))
+        h.update(data)
+        h.update(b")")
+        out.append(h.digest()[:KEY_BYTES])
+    return out
+
+
 def _feed(h, obj: Any, seen: set) -> None:
     update = h.update
     if obj is None or isinstance(obj, (bool, int, float, complex, np.generic)):
