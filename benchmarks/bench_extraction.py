@@ -50,15 +50,15 @@ from sklearn.model_selection import GridSearchCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from faast_sklearn import clear_cache as clear_feature_cache  # noqa: E402
 from faast_sklearn.backbones import BackboneSpec, load_backbone  # noqa: E402
 from faast_sklearn.features import (  # noqa: E402
     FeatureExtractor,
     LazyRows,
-    clear_feature_cache,
     extraction_stats,
     reset_extraction_stats,
 )
-from faast_sklearn.features._extractor import resolve_precision  # noqa: E402
+from faast_sklearn.features._forward import resolve_precision  # noqa: E402
 from faast_sklearn.utils._torch import import_torch, resolve_device  # noqa: E402
 
 

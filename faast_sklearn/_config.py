@@ -16,6 +16,8 @@ _DEFAULTS = {
     "device_cache_bytes": 2 * 1024**3,
 }
 _global = dict(_DEFAULTS)
+# Called after a bound changed (the store registers its shrink: config imports nothing).
+_ON_BOUNDS_CHANGE: list = []
 _local = threading.local()
 
 
@@ -86,9 +88,8 @@ def set_config(cache=None, cache_bytes=None, device_cache_bytes=None) -> None:
         if not getattr(_local, "depth", 0):
             _global[name] = value
     if new["cache_bytes"] is not None or new["device_cache_bytes"] is not None:
-        from .utils._cache import STORE
-
-        STORE.shrink()
+        for hook in _ON_BOUNDS_CHANGE:
+            hook()
 
 
 @contextmanager
@@ -115,3 +116,5 @@ def config_context(*, cache=None, cache_bytes=None, device_cache_bytes=None):
     finally:
         _local.depth -= 1
         _config().update(old)
+        for hook in _ON_BOUNDS_CHANGE:  # a bound raised inside the block is lowered again
+            hook()

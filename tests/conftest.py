@@ -10,12 +10,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(autouse=True)
 def _fresh_feature_cache():
     # Feature-extraction tests count backbone calls and cache hits: each test starts empty.
-    from faast_sklearn.features import clear_feature_cache, reset_extraction_stats
+    from faast_sklearn import clear_cache
+    from faast_sklearn.features import reset_extraction_stats
 
-    clear_feature_cache()
+    clear_cache()
     reset_extraction_stats()
     yield
-    clear_feature_cache()
+    clear_cache()
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from sklearn.linear_model import RidgeClassifier  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 
+from faast_sklearn import cache_info, clear_cache, config_context  # noqa: E402
 from faast_sklearn.backbones import clear_backbone_cache, load_backbone  # noqa: E402
 from faast_sklearn.features import (  # noqa: E402
     FeatureExtractor,
     as_extractor,
-    clear_feature_cache,
     extraction_stats,
     reset_extraction_stats,
 )
@@ -84,7 +84,7 @@ def test_every_image_input_type_agrees(images, tmp_path):
 
 
 def test_large_jpeg_files_decode_at_a_reduced_scale(tmp_path):
-    from faast_sklearn.features._inputs import make_source
+    from faast_sklearn.features._dispatch import make_source
 
     yy, xx = np.mgrid[0:512, 0:512]
     photo = np.stack([np.sin(xx / 29.0), np.cos(yy / 17.0), np.sin((xx + yy) / 23.0)], -1)
@@ -150,136 +150,53 @@ def test_cache_hit_equals_miss_and_counts(images):
     np.testing.assert_allclose(out, tiny(cache=False).transform(mixed), atol=1e-6)
 
 
-def test_feature_cache_blocks_evict_whole_and_gather_exactly():
-    from faast_sklearn.features._cache import FeatureCache, gather
-
-    rows = np.arange(24, dtype=np.float32).reshape(6, 4)  # 16 bytes a row
-    cache = FeatureCache(max_bytes=4 * 16)
-    cache.put_many("ns", [b"a", b"b"], rows[:2])
-    cache.put_many("ns", [b"c"], rows[2:3])
-    cache.put_many("ns", [b"b"], rows[3:4])  # b re-stored in a newer block
-    handles, blocks = cache.lookup("ns", [b"c", b"x", b"b", b"a"])
-    assert (handles >= 0).tolist() == [True, False, True, True]
-    out = np.zeros((4, 4), np.float32)
-    found = np.flatnonzero(handles >= 0)
-    gather(handles[found], blocks, out, found)
-    np.testing.assert_array_equal(out[[0, 2, 3]], rows[[2, 3, 0]])
-    # Over budget: the least recently used block goes whole; b survives through its newer
-    # copy, and the other namespace never sees these rows.
-    cache.lookup("ns", [b"a"])  # the first block is now the most recently used
-    cache.put_many("ns", [b"d"], rows[4:5])
-    assert cache.info()["nbytes"] <= cache.max_bytes
-    handles, _ = cache.lookup("ns", [b"a", b"b", b"c", b"d"])
-    assert (handles >= 0).tolist() == [True, True, False, True]
-    assert (cache.lookup("other", [b"a"])[0] == -1).all()
-    cache.put_many("ns", [b"big"] * 5, np.zeros((5, 4), np.float32))  # over budget: not kept
-    assert (cache.lookup("ns", [b"big"])[0] == -1).all()
+def test_cache_stays_within_its_bound_and_evicts_oldest_first(images):
+    # Each call's rows are one entry, counted with their index: within a bound of about two
+    # calls' worth, the oldest call's rows go first and come back computed, equal.
+    first = tiny().transform(images[:8])
+    one_call = cache_info()["nbytes"]["cpu"]
+    with config_context(cache_bytes=2 * one_call + one_call // 2):
+        tiny().transform(images[8:16])
+        tiny().transform(images[:4])  # a hit: the first call's rows are the most recent
+        tiny().transform(images[16:24])  # the second call's rows go
+        assert cache_info()["nbytes"]["cpu"] <= 2 * one_call + one_call // 2
+        before = extraction_stats()["samples"]
+        np.testing.assert_array_equal(tiny().transform(images[:8]), first)
+        assert extraction_stats()["samples"] == before
+        tiny().transform(images[8:16])
+        assert extraction_stats()["samples"] == before + 8
+    with config_context(cache_bytes=one_call // 2):  # a call larger than the bound: not kept
+        clear_cache()
+        tiny().transform(images[:8])
+        assert cache_info()["entries"] == 0
 
 
-def test_chunk_keys_equal_row_keys_and_follow_changes():
-    # Small rows of a contiguous range are keyed through the chunk memo: the same keys as one
-    # by one, and an edited row gets a new key (and its neighbours keep theirs).
-    from faast_sklearn.features._inputs import ArraySource
-
-    X = np.random.default_rng(0).integers(0, 256, (300, 8, 8), dtype=np.uint8)
-    chunked = ArraySource(X, 0).keys(np.arange(300))
-    assert ArraySource(X, 0).keys(np.arange(300)) == chunked  # from the memo
-    one_by_one = ArraySource(X, 0).keys(np.arange(300)[::-1])[::-1]
-    assert chunked == one_by_one and len(set(chunked)) == 300
-    X[7, 0, 0] ^= 1
-    edited = ArraySource(X, 0).keys(np.arange(300))
-    assert edited[7] != chunked[7] and edited[:7] == chunked[:7] and edited[8:] == chunked[8:]
-
-
-def test_chunk_key_memo_compares_bytes_and_is_bounded():
-    from faast_sklearn.features._inputs import _ChunkKeys
-
-    def chunk(seed, n=10_000):
-        return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8)
-
-    memo = _ChunkKeys(max_bytes=3 * (10_000 + 64 * 2))  # three chunks of two keys
-    memo.put(b"p", chunk(0), [b"1", b"2"])
-    assert memo.get(b"p", chunk(0)) == [b"1", b"2"]
-    assert memo.get(b"q", chunk(0)) is None  # another dtype / row shape / layout
-    edited = chunk(0)
-    edited[4321] ^= 1  # off the fingerprint's sample: only the comparison sees it
-    assert memo.get(b"p", edited) is None
-    for seed in (1, 2, 3):  # the fourth chunk pushes the oldest out
-        memo.put(b"p", chunk(seed), [bytes([seed])] * 2)
-    assert memo.get(b"p", chunk(0)) is None and memo.get(b"p", chunk(3)) == [b"\x03"] * 2
-    memo.put(b"p", chunk(9, 40_000), [b"k"])  # larger than the bound on its own: not kept
-    assert memo.get(b"p", chunk(9, 40_000)) is None and memo.get(b"p", chunk(2)) is not None
-    # Chunks that differ only off the fingerprint's sample share a fingerprint: a few are kept
-    # (each lookup compares with all of them), the oldest go first.
-    memo = _ChunkKeys()
-    blank = [np.zeros(10_000, np.uint8) for _ in range(6)]
-    for i, c in enumerate(blank):
-        c[1 + 2 * i] = 1  # odd offsets: off the sample
-        memo.put(b"p", c, [bytes([i])])
-    assert len(memo._entries) == 1 and len(next(iter(memo._entries.values()))) == 4
-    assert memo.get(b"p", blank[0]) is None and memo.get(b"p", blank[5]) == [b"\x05"]
+def test_edited_rows_are_new_inputs_and_folds_hit(images):
+    # A fold (rows seen before, in a new order, in a new array) comes from the cache; an
+    # edited row is a new input, computed, while its neighbours keep their features.
+    ext = tiny()
+    full = ext.transform(images)
+    fold = np.concatenate([images[::3], images[1::3]])
+    fold[5, 3, 3] ^= 1
+    out = ext.transform(fold)
+    assert extraction_stats()["samples"] == 25
+    order = np.concatenate([np.arange(0, 24, 3), np.arange(1, 24, 3)])
+    np.testing.assert_array_equal(np.delete(out, 5, 0), np.delete(full[order], 5, 0))
+    np.testing.assert_allclose(out[5], tiny(cache=False).transform(fold[5:6])[0], atol=1e-6)
+    assert not np.array_equal(out[5], full[order[5]])
 
 
-def test_rows_of_new_arrays_are_found_by_content(monkeypatch):
-    # A fold is a new array of rows keyed before: its rows' keys come from the chunk memo's
-    # row index, confirmed byte by byte, and equal those of hashing the rows one by one.
-    from faast_sklearn.features import _inputs
-    from faast_sklearn.features._inputs import _CHUNK_KEYS, ArraySource
-
-    rng = np.random.default_rng(0)
-    X = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8)
-    _CHUNK_KEYS.clear()
-    full = ArraySource(X, 0).keys(np.arange(300))
-    fold = np.concatenate([X[::3], X[1::3]])  # 200 rows seen, in a new order
-    fold[5, 3, 3] ^= 1  # one edited row: not a row seen before
-    calls = []
-    real_run_rows = _inputs._CHUNK_KEYS.known_rows
-
-    def counting(prefix, data, size, fps):
-        keys, missing = real_run_rows(prefix, data, size, fps)
-        calls.append(len(keys) - len(missing))
-        return keys, missing
-
-    monkeypatch.setattr(_CHUNK_KEYS, "known_rows", counting)
-    keys = ArraySource(fold, 0).keys(np.arange(200))
-    assert calls == [199]  # every row but the edited one found by content
-    order = np.concatenate([np.arange(0, 300, 3), np.arange(1, 300, 3)])
-    expected = [full[i] for i in order]
-    assert keys[:5] + keys[6:] == expected[:5] + expected[6:] and keys[5] != expected[5]
-    monkeypatch.undo()
-    _CHUNK_KEYS.clear()
-    assert ArraySource(fold, 0).keys(np.arange(200)[::-1])[::-1] == keys  # hashed: the same
-    # Rows that are not whole 64-bit words (27 x 27 bytes) are hashed, with the same keys.
-    odd = rng.integers(0, 256, (50, 27, 27), dtype=np.uint8)
-    first = ArraySource(odd, 0).keys(np.arange(50))
-    assert ArraySource(odd[::-1].copy(), 0).keys(np.arange(50)) == first[::-1]
-    # Colliding fingerprints only propose matches: the bytes decide.
-    _CHUNK_KEYS.clear()
-    monkeypatch.setattr(
-        _inputs, "_row_fingerprints", lambda data, size: np.zeros(len(data) // size, np.uint64)
-    )
-    ArraySource(X, 0).keys(np.arange(300))
-    assert ArraySource(fold, 0).keys(np.arange(200)) == keys
-
-
-def test_cached_calls_make_no_compute_set_up(images, monkeypatch):
-    # A call whose rows all come from the cache builds no normalisation constants or copy
-    # stream; the extraction's own host copy of its features is the cached block (no copy).
-    from faast_sklearn.features._cache import FEATURE_CACHE
-
-    made = []
-    real = FeatureExtractor._compute_parts
-    monkeypatch.setattr(FeatureExtractor, "_compute_parts", lambda *a: made.append(1) or real(*a))
+def test_cached_calls_make_no_forward_and_outputs_are_the_callers(images):
     ext = tiny()
     first = ext.transform(images)
-    assert len(made) == 1
-    np.testing.assert_array_equal(ext.transform(images[::-1].copy()), first[::-1])
-    assert len(made) == 1
-    rows = np.ones((2, 3), np.float32)
-    block = FEATURE_CACHE.put_many("ns", [b"a", b"b"], rows, owned=True)
-    assert np.shares_memory(FEATURE_CACHE._blocks[block][2], rows)
-    block = FEATURE_CACHE.put_many("ns", [b"c", b"d"], rows)
-    assert not np.shares_memory(FEATURE_CACHE._blocks[block][2], rows)
+    kept = first.copy()
+    first[:] = 0  # the caller's array: the cache is unharmed
+    calls = extraction_stats()["forward_calls"]
+    np.testing.assert_array_equal(ext.transform(images[::-1].copy()), kept[::-1])
+    again = ext.extract(images, as_tensor=True)
+    again.zero_()
+    np.testing.assert_array_equal(ext.transform(images), kept)
+    assert extraction_stats()["forward_calls"] == calls
 
 
 def test_duplicate_rows_are_computed_once(images):
@@ -303,7 +220,7 @@ def test_grid_search_runs_backbone_once_per_image():
 
 def test_disk_memory_shares_across_processes(images, tmp_path):
     a = tiny(memory=str(tmp_path)).transform(images)
-    clear_feature_cache()  # as a fresh process would be
+    clear_cache()  # as a fresh process would be
     b = tiny(memory=str(tmp_path)).transform(images)
     np.testing.assert_array_equal(a, b)
     assert extraction_stats()["samples"] == 24
@@ -317,7 +234,7 @@ def test_clone_and_pickle_carry_no_weights(images):
     blob = pickle.dumps(ext)
     assert len(blob) < 4000  # parameters only, no tensors
     clear_backbone_cache()
-    clear_feature_cache()
+    clear_cache()
     again = pickle.loads(blob)
     np.testing.assert_allclose(again.transform(images), before, atol=1e-6)
     c = clone(ext)
@@ -386,16 +303,9 @@ def test_oom_halves_batch_and_warns(images, monkeypatch):
 
     expected = tiny(cache=False).transform(images)
     monkeypatch.setattr(backbone.model, "forward", flaky)
-    # Memoised outputs and block copies are caches: an out-of-memory retry frees them first.
-    from faast_sklearn.features._cache import BLOCK_MEMO, OUTPUT_MEMO
-
-    for memo in (OUTPUT_MEMO, BLOCK_MEMO):
-        monkeypatch.setattr(memo, "_budget", lambda device: 1 << 20)
-        memo.put(("memoised",), torch.zeros(4))
     with pytest.warns(RuntimeWarning, match="Out of memory on a batch of (16|8)"):
         out = tiny(cache=False, batch_size=16).transform(images)
     np.testing.assert_allclose(out, expected, atol=1e-6)
-    assert OUTPUT_MEMO.get(("memoised",)) is None and BLOCK_MEMO.get(("memoised",)) is None
 
 
 def test_verbose_progress(images, capsys):
@@ -460,10 +370,8 @@ def test_gpu_extraction_matches_cpu(images):
 @pytest.mark.gpu
 def test_gpu_folds_are_assembled_on_the_device(images):
     # Cross-validation folds (new mixes of rows extracted before) are gathered from device
-    # copies of the row cache's blocks: equal to extracting them afresh, duplicates included.
+    # the blocks on the device: equal to extracting them afresh, duplicates included.
     from sklearn.model_selection import KFold
-
-    from faast_sklearn.features._cache import BLOCK_MEMO
 
     ext = FeatureExtractor("test_tiny", device="cuda", precision="float32", batch_size=7)
     X = np.concatenate([images] * 50)[:1200]
@@ -479,15 +387,15 @@ def test_gpu_folds_are_assembled_on_the_device(images):
             want = expected[torch.as_tensor(idx).cuda()]
             torch.testing.assert_close(out, want, rtol=1e-3, atol=1e-3)
             torch.testing.assert_close(out, ext.extract(X[idx], as_tensor=True), rtol=0, atol=0)
-    assert len(BLOCK_MEMO._outputs) > 0
+    assert set(cache_info()["nbytes"]) == {str(expected.device)}  # kept on the device only
     # 264 distinct images (24 images, 11 offsets), each computed once.
     assert extraction_stats()["samples"] <= 264
 
 
 @pytest.mark.gpu
-def test_gpu_warm_calls_come_from_the_output_memo(images):
-    # A warm call on CUDA returns the memoised device tensor (a copy of it): same values,
-    # counted as hits, no forward; an edited row is a different input and is computed.
+def test_gpu_warm_calls_come_from_the_device(images):
+    # A warm call on CUDA gathers from the device: same values, counted as hits, no forward;
+    # the caller's tensor is its own; an edited row is a different input and is computed.
     ext = FeatureExtractor("test_tiny", device="cuda", precision="float32", batch_size=5)
     X = np.concatenate([images] * 60)[:1400]  # over one 1024-row chunk
     X = X + (np.arange(1400) % 7).astype(np.uint8)[:, None, None, None]
@@ -498,48 +406,13 @@ def test_gpu_warm_calls_come_from_the_output_memo(images):
     torch.testing.assert_close(warm, cold, rtol=0, atol=0)
     assert warm.data_ptr() != cold.data_ptr()
     assert after["samples"] == before["samples"] and after["hits"] - before["hits"] == 1400
-    warm.zero_()  # the caller's copy: the memo is unharmed
+    warm.zero_()
     torch.testing.assert_close(ext.extract(X, as_tensor=True), cold, rtol=0, atol=0)
     X[1300] = 255 - X[1300]
     edited = ext.extract(X, as_tensor=True)
     assert extraction_stats()["samples"] > after["samples"]
     torch.testing.assert_close(edited[:1300], cold[:1300], rtol=0, atol=0)
     assert not torch.equal(edited[1300], cold[1300])
-
-
-def test_gather_to_device_equals_gather(monkeypatch):
-    from faast_sklearn.features._cache import BLOCK_MEMO, FeatureCache, gather, gather_to_device
-
-    monkeypatch.setattr(BLOCK_MEMO, "_budget", lambda device: 1 << 20)
-    BLOCK_MEMO.clear()
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(40, 3)).astype(np.float32)
-    ka, kb = [bytes([i]) for i in range(8)], [bytes([100 + i]) for i in range(40)]
-    cache = FeatureCache()
-    block_a, block_b = cache.put_many("ns", ka, a), cache.put_many("ns", kb, b)
-    # Half of a's rows (a is copied whole), 2 of b's 40 (they travel alone).
-    handles, blocks = cache.lookup("ns", [ka[3], kb[0], ka[5], kb[39], ka[0], ka[1]])
-    positions = np.arange(6)[::-1].copy()
-    host = np.zeros((6, 3), np.float32)
-    gather(handles, blocks, host, positions)
-    on_device = torch.zeros(6, 3)
-    gather_to_device(handles, blocks, on_device, positions)
-    np.testing.assert_array_equal(on_device.numpy(), host)
-    assert BLOCK_MEMO.get((block_a, "cpu")) is not None
-    assert BLOCK_MEMO.get((block_b, "cpu")) is None
-    BLOCK_MEMO.clear()
-
-
-def test_device_memo_is_bounded_per_device(monkeypatch):
-    from faast_sklearn.features._cache import DeviceMemo
-
-    memo = DeviceMemo()
-    monkeypatch.setattr(memo, "_budget", lambda device: 3 * 4 * 4)  # three 4-float rows
-    for i in range(4):
-        memo.put(("k", i), torch.full((1, 4), float(i)))
-    assert memo.get(("k", 0)) is None and memo.get(("k", 3)) is not None
-    memo.put(("big",), torch.zeros(4, 4))  # over the budget on its own: not kept
-    assert memo.get(("big",)) is None and memo.get(("k", 1)) is not None
 
 
 def test_property_any_batching_and_subset_matches_reference():

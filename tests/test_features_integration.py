@@ -87,8 +87,8 @@ def test_real_offline_backbone_every_input_type_batching_cache_and_grid(tmp_path
     data = pytest.importorskip("skimage.data")
     from PIL import Image
 
-    from faast_sklearn import LazyRows
-    from faast_sklearn.features import clear_feature_cache, reset_extraction_stats
+    from faast_sklearn import LazyRows, clear_cache
+    from faast_sklearn.features import reset_extraction_stats
 
     photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
     crops = [
@@ -141,7 +141,7 @@ def test_real_offline_backbone_every_input_type_batching_cache_and_grid(tmp_path
     )
     np.testing.assert_allclose(features(X, batch_size=3), ref, rtol=1e-4, atol=1e-4)
 
-    clear_feature_cache()
+    clear_cache()
     reset_extraction_stats()
     cached = FeatureExtractor(spec, device="cpu")
     miss, hit = cached.transform(X), clone(cached).transform(X)
@@ -149,7 +149,7 @@ def test_real_offline_backbone_every_input_type_batching_cache_and_grid(tmp_path
     np.testing.assert_allclose(miss, ref, rtol=1e-5, atol=1e-5)
     assert extraction_stats()["samples"] == 20
 
-    clear_feature_cache()
+    clear_cache()
     reset_extraction_stats()
     search = GridSearchCV(
         FAASTClassifier(backbone=spec, device="cpu"), {"alpha": [0.01, 1.0, 100.0]}, cv=5

@@ -19,7 +19,7 @@ from sklearn.utils import _safe_indexing  # noqa: E402
 
 from faast_sklearn import FAASTClassifier, FAASTRegressor, LazyRows  # noqa: E402
 from faast_sklearn.features import FeatureExtractor, extraction_stats  # noqa: E402
-from faast_sklearn.features._inputs import ArraySource  # noqa: E402
+from faast_sklearn.features._sources import ArraySource  # noqa: E402
 
 
 @pytest.fixture
@@ -174,9 +174,10 @@ def test_grid_search_equals_plain_arrays_and_keys_each_row_once(data, monkeypatc
         return original(self, idx)
 
     monkeypatch.setattr(ArraySource, "keys", counting)
-    from faast_sklearn.features import clear_feature_cache, reset_extraction_stats
+    from faast_sklearn import clear_cache
+    from faast_sklearn.features import reset_extraction_stats
 
-    clear_feature_cache()
+    clear_cache()
     reset_extraction_stats()
     rows = LazyRows(X)
     np.testing.assert_allclose(grid(rows, y), expected, rtol=0, atol=1e-12)
@@ -245,7 +246,7 @@ def test_empty_views_and_text_backbones_on_images_fail_clearly(data):
     X, y = data
     with pytest.raises(ValueError, match="no samples"):
         FeatureExtractor("test_tiny", device="cpu").transform(LazyRows(X)[:0])
-    from faast_sklearn.features._inputs import make_source
+    from faast_sklearn.features._dispatch import make_source
 
     with pytest.raises(TypeError, match=r"text model.*got LazyRows\(ndarray"):
         make_source(LazyRows(X)[:5], "text", None, 0)
@@ -263,11 +264,12 @@ def test_gpu_grid_search_on_views_of_host_arrays_and_cuda_tensors(data):
         est = FAASTClassifier(backbone="test_tiny", device="cuda")
         return GridSearchCV(est, {"alpha": [0.1, 1.0, 10.0]}, cv=3).fit(data, y)
 
-    from faast_sklearn.features import clear_feature_cache, reset_extraction_stats
+    from faast_sklearn import clear_cache
+    from faast_sklearn.features import reset_extraction_stats
 
     expected = search(X).cv_results_["mean_test_score"]
     for data in (LazyRows(X), LazyRows(torch.from_numpy(X).cuda())):
-        clear_feature_cache()
+        clear_cache()
         reset_extraction_stats()
         found = search(data)
         np.testing.assert_allclose(found.cv_results_["mean_test_score"], expected, atol=0.01)
@@ -302,22 +304,3 @@ def test_pixel_checks_cover_the_views_rows_only(data):
             ext.transform(rows[2:])
     with pytest.raises(ValueError, match="NaN or infinity"):
         ext.transform(X)
-
-
-def test_slowly_refound_folds_point_to_lazyrows_once(data, monkeypatch):
-    from faast_sklearn.features import _extractor
-
-    X, y = data
-    monkeypatch.setattr(_extractor, "_HINT_SECONDS", 0.0)
-    monkeypatch.setattr(_extractor, "_hinted", False)
-    with pytest.warns(UserWarning, match=r"LazyRows\(X\)") as record:
-        grid(X, y)
-    assert len([w for w in record if "LazyRows" in str(w.message)]) == 1
-    monkeypatch.setattr(_extractor, "_hinted", False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        grid(LazyRows(X), y)  # views: nothing re-hashed, nothing to say
-    monkeypatch.setattr(_extractor, "_HINT_SECONDS", 60.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        grid(X, y)  # keying that took no time is not worth a word

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
 import os
-import sys
-import time
 import warnings
 from numbers import Integral
 from typing import Any
@@ -15,127 +10,21 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_memory
 
-from ..backbones import Backbone, BackboneSpec, load_backbone
-from ..backbones._registry import model_key
+from .._config import get_config
+from ..backbones import Backbone, load_backbone
+from ..utils._cache import content_key
 from ..utils._params import ParamsMixin
-from ..utils._torch import import_torch, is_tensor, resolve_device
-from ._cache import (
-    BLOCK_MEMO,
-    FEATURE_CACHE,
-    OUTPUT_MEMO,
-    count_forward,
-    gather,
-    gather_to_device,
+from ..utils._torch import resolve_device
+from ._dispatch import make_source
+from ._forward import backbone_compute, callable_compute, resolve_precision
+from ._loop import disk_extract, extract_rows
+from ._namespace import (
+    backbone_name,
+    backbone_namespace,
+    callable_namespace,
+    is_callable_backbone,
 )
-from ._inputs import ArraySource, TextSource, make_source
-
-# Bumped whenever preprocessing changes, so that stale disk caches are not served.
-_CACHE_VERSION = "features-v1"
-_PRECISIONS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-# A call that spends this long keying an array's rows only to find every one cached (a fold
-# that scikit-learn copied, typically) points to LazyRows, once per process.
-_HINT_SECONDS = 1.0
-_hinted = False
-
-
-def _hint_lazyrows(source: Any, seconds: float) -> None:
-    global _hinted
-    if _hinted or seconds < _HINT_SECONDS or not isinstance(source, ArraySource):
-        return
-    _hinted = True
-    # Point at the user's line: the first caller outside this package, scikit-learn (its
-    # search, its output wrappers) and joblib.
-    import joblib
-    import sklearn
-
-    roots = tuple(
-        os.path.dirname(m.__file__)
-        for m in (sys.modules[__package__.split(".")[0]], sklearn, joblib)
-    )
-    frame, level = sys._getframe(0), 1  # stacklevel 1: this function
-    while frame is not None and frame.f_code.co_filename.startswith(roots):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(
-        f"Every one of the {source.n} rows of X was in the feature cache already, but "
-        f"finding them took {seconds:.1f} s of hashing X. If X is a fold of a "
-        "cross-validation (GridSearchCV, cross_val_score...) or is passed again and again, "
-        "wrap the whole data in faast_sklearn.LazyRows(X): scikit-learn then indexes views "
-        "instead of copying the pixels, and each row is keyed once (a ViT-B/16 grid search "
-        "over 10 alphas x 5 folds on 8,192 images of 224 px: 1.3 single fits instead of 26). "
-        "Shown once per process.",
-        UserWarning,
-        stacklevel=level,
-    )
-
-
-def _is_callable_backbone(backbone: Any) -> bool:
-    """Whether ``backbone`` is a callable batch -> features; refuses module instances."""
-    if not callable(backbone) or isinstance(backbone, (str, BackboneSpec, type)):
-        return False
-    module = import_torch().nn.Module
-    if isinstance(backbone, module) or isinstance(getattr(backbone, "__self__", None), module):
-        # clone() would deep-copy its weights for every fold and grid point, and every
-        # pickle of the estimator would carry them.
-        what = type(getattr(backbone, "__self__", backbone)).__name__
-        raise TypeError(
-            f"backbone cannot be a torch.nn.Module or its method (got one of a {what}): "
-            "scikit-learn copies parameters for every clone, fold and pickle. Pass a name "
-            "('timm:<model>' with weights=<file>), or register_backbone(name, factory) and "
-            "pass the name, or a module-level function of a batch that runs a module it loads "
-            "once (functions are pickled by name)."
-        )
-    return True
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """Resolve ``precision="auto"``: bfloat16 on CUDA (float16 where unsupported), else float32."""
-    if precision != "auto":
-        return _PRECISIONS[precision]
-    if device.startswith("cuda"):
-        torch = import_torch()
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
-
-
-class _Progress:
-    """tqdm when installed, else one refreshed stderr line; silent when verbose is 0."""
-
-    def __init__(self, total: int, verbose: int, desc: str):
-        self.total, self.done, self.verbose = total, 0, verbose
-        self.start = self.last = time.perf_counter()
-        self.bar = None
-        if verbose:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, desc=desc, unit="img", leave=True)
-            except ImportError:
-                self.desc = desc
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.verbose:
-            return
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.perf_counter()
-        if now - self.last > 1.0 or self.done >= self.total:
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            end = "\n" if self.done >= self.total else ""
-            print(
-                f"\r{self.desc}: {self.done}/{self.total} ({rate:.0f} images/s)",
-                end=end,
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
@@ -172,10 +61,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         Autocast precision of the forward pass. ``"auto"`` is bfloat16 on CUDA (float16 where
         bfloat16 is unsupported) and float32 on the CPU. Features are always returned as float32.
     cache : bool, default=True
-        Reuse features of inputs seen before in this process (bounded, least recently used).
-        On CUDA, the tensors of recent calls whose every row was cached are also kept on the
-        device (within 5% of its memory): a grid search's folds come back without a host
-        round trip. :func:`~faast_sklearn.features.clear_feature_cache` frees both.
+        Reuse the features of inputs seen before, from the package's one in-memory cache
+        (bounded, least recently used first out; see :func:`faast_sklearn.set_config`,
+        :func:`faast_sklearn.clear_cache`). ``set_config(cache=False)`` also turns it off.
     memory : str, joblib.Memory or None, default=None
         Also cache the features of each call on disk with :class:`joblib.Memory`, shared across
         processes and sessions (named backbones and specs only, not callables).
@@ -206,16 +94,18 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
     smaller than the resize target). uint8 images are read as 0-255, floating point images as
     0-1; grey images are repeated to 3 channels and alpha channels dropped.
 
-    The cache is keyed per row: SHA-256 of the bytes of each image (arrays, tensors, PIL
-    images, decoded dataset items) or string, and path + size + modification time for image
-    files, together with the backbone, its weights and the precision. A fold of a
-    cross-validation is a subset of rows seen before, so ``GridSearchCV`` runs the backbone
-    once per distinct input. Hashing costs far less than a forward pass but is not free
-    (about 1-2 GB/s per worker thread); CUDA tensors are copied to the host once for it.
-    ``cache=False`` skips it. The in-memory cache holds up to 2 GiB of features per process
-    (least recently used rows go first); see :func:`extraction_stats` for its counters. The
-    rows of a :class:`LazyRows` are keyed once, however many folds hold them, and its folds
-    are views: wrap large image arrays in it before a grid search.
+    The cache is keyed per row, by content: the bytes of each image (arrays, tensors, PIL
+    images, decoded dataset items) or string; for image files, the absolute path, size,
+    modification and change times and inode; together with the backbone (a named one by its
+    registry key and weights, a callable by its code, defaults, closure and the globals it
+    reads) and the precision. A cross-validation fold is a subset of rows seen before, so
+    ``GridSearchCV`` runs the backbone once per distinct input. Features stay on the device
+    that computed them, so folds are gathered on the GPU. A callable that cannot be keyed
+    (it reads an unpicklable object) is not cached, with a warning once; set its
+    ``__faast_key__`` attribute to a key that changes whenever its output would, or
+    register it with :func:`~faast_sklearn.backbones.register_backbone`. The rows of a
+    :class:`LazyRows` are keyed once, however many folds hold them, and its folds are views:
+    wrap large image arrays in it before a grid search.
 
     Examples
     --------
@@ -269,7 +159,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.requires_fit = False  # transform works on a fresh instance: nothing is learned
         # A model reads images or strings; a callable gets any rows as they are.
-        callable_backbone = _is_callable_backbone(self.backbone)
+        callable_backbone = is_callable_backbone(self.backbone)
         tags.input_tags.two_d_array = callable_backbone
         tags.input_tags.three_d_array = not callable_backbone
         tags.input_tags.string = not callable_backbone
@@ -295,7 +185,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         """
         self._check_params()
         self.device_ = resolve_device(self.device)
-        if _is_callable_backbone(self.backbone):
+        if is_callable_backbone(self.backbone):
             if X is not None:  # the callable's output width, from one sample (then cached)
                 first = make_source(X, "any", None, self.num_workers).raw(np.zeros(1, np.int64))
                 self.n_features_out_ = int(self.extract(first).shape[1])
@@ -318,7 +208,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         """
         return self.extract(X, as_tensor=False)
 
-    def extract(self, X, *, as_tensor=False):
+    def extract(self, X, *, as_tensor=False, return_key=False):
         """Features of X, as NumPy or as a torch tensor on the extractor's device.
 
         Parameters
@@ -327,43 +217,56 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
             Images (arrays, tensors, PIL images, file paths, dataset items) or strings; see
             the class docstring.
         as_tensor : bool, default=False
-            Return a float32 :class:`torch.Tensor` on the resolved device (no host round trip
-            when nothing comes from the cache) instead of a NumPy array.
+            Return a float32 :class:`torch.Tensor` on the resolved device (features cached
+            on that device are gathered there, with no host round trip) instead of a NumPy
+            array.
+        return_key : bool, default=False
+            Also return a key of the features: 16 bytes that are equal only for equal
+            features (the backbone's and every row's content key), or None where the
+            features are not cached (caching off, or a callable that cannot be keyed).
 
         Returns
         -------
         features : ndarray or torch.Tensor of shape (n_samples, n_features), float32
+        key : bytes or None
+            Only with ``return_key=True``.
         """
         self._check_params()
         device = resolve_device(self.device)
-        if _is_callable_backbone(self.backbone):
+        store = bool(self.cache) and get_config()["cache"]
+        options = {
+            "device": device,
+            "as_tensor": as_tensor,
+            "batch_size": self.batch_size,
+            "verbose": self.verbose,
+            "desc": f"features ({backbone_name(self.backbone)})",
+        }
+        if is_callable_backbone(self.backbone):
             source = make_source(X, "any", None, self.num_workers)
-            namespace = self._callable_namespace()
-            compute = self._callable_compute(source, device)
-            return self._run(source, compute, namespace, device, as_tensor)
-        backbone = self._load(device)
-        precision = resolve_precision(self.precision, device)
-        source = make_source(X, backbone.modality, backbone.data_config, self.num_workers)
-        self._check_range(source)
-        namespace = None
-        if self.cache or self.memory is not None:
-            key = model_key(self.backbone, pretrained=self.pretrained, weights=self.weights)
-            namespace = _namespace(key, precision)
-        compute = self._backbone_compute(source, backbone, device, precision)
-        if self.memory is None:
-            return self._run(source, compute, namespace, device, as_tensor)
-        # Disk cache: one entry per call, keyed by the row keys (cheap to hash), so a call
-        # on the same inputs in another process or session skips extraction entirely.
-        keys = source.keys(np.arange(source.n))
-        cached = check_memory(self.memory).cache(_disk_extract, ignore=["job"])
-        feats = cached(
-            namespace,
-            np.array(keys, dtype=f"S{len(keys[0])}"),
-            job=(self, source, compute, namespace, device, keys),
-        )
-        if as_tensor:
-            return import_torch().from_numpy(feats).to(device)
-        return feats
+            namespace = callable_namespace(self.backbone) if store else None
+            compute = callable_compute(self.backbone, source, device)
+            feats, keys = extract_rows(source, compute, namespace=namespace, store=store, **options)
+        else:
+            backbone = self._load(device)
+            precision = resolve_precision(self.precision, device)
+            source = make_source(X, backbone.modality, backbone.data_config, self.num_workers)
+            self._check_range(source)
+            namespace = None
+            if store or self.memory is not None:
+                namespace = backbone_namespace(
+                    self.backbone, self.pretrained, self.weights, precision
+                )
+            compute = backbone_compute(source, backbone, device, precision)
+            if self.memory is None:
+                feats, keys = extract_rows(
+                    source, compute, namespace=namespace, store=store, **options
+                )
+            else:
+                feats, keys = disk_extract(self.memory, source, compute, namespace, store, options)
+        if not return_key:
+            return feats
+        key = content_key(namespace, b"".join(keys)) if store and namespace is not None else None
+        return feats, key
 
     def get_feature_names_out(self, input_features=None):
         """Output feature names: ``featureextractor0``, ``featureextractor1``, ...
@@ -379,7 +282,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         """
         n = getattr(self, "n_features_out_", None)
         if n is None:
-            if _is_callable_backbone(self.backbone):
+            if is_callable_backbone(self.backbone):
                 raise ValueError(
                     "The feature dimension of a callable backbone is known only after fit(X)."
                 )
@@ -410,343 +313,6 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-
-    def _callable_namespace(self) -> str | None:
-        if not self.cache:
-            return None
-        try:
-            return joblib_hash(("callable", self.backbone, _CACHE_VERSION))
-        except Exception:  # noqa: BLE001 - unpicklable callables (lambdas): per-object key
-            return f"callable-{id(self.backbone)}"
-
-    def _callable_compute(self, source: Any, device: str):
-        torch = import_torch()
-        fn = self.backbone
-
-        def compute(idx: np.ndarray, _state: dict):
-            batch = source.raw(idx)
-            with torch.inference_mode():  # a callable that runs a module builds no graph
-                out = fn(batch)
-                out = (
-                    out.detach().to(device)
-                    if is_tensor(out)
-                    else torch.from_numpy(np.asarray(out, dtype=np.float32)).to(device)
-                )
-            count_forward(len(idx))
-            if out.ndim != 2 or out.shape[0] != len(idx):
-                raise ValueError(
-                    f"The backbone callable returned shape {tuple(out.shape)} for a batch of "
-                    f"{len(idx)}; it must return (batch size, n_features)."
-                )
-            return out.float()
-
-        return compute
-
-    def _backbone_compute(self, source: Any, backbone: Backbone, device: str, precision: str):
-        """``compute(idx, state)``: features of rows ``idx`` of ``source``. Its set-up (the
-        normalisation constants on the device, a copy stream) is made at the first call: a
-        call whose rows all come from the cache (each fold of a grid search) needs none."""
-        parts = None
-
-        def compute(idx: np.ndarray, state: dict):
-            nonlocal parts
-            if parts is None:
-                parts = self._compute_parts(source, backbone, device, precision)
-            return parts(idx, state)
-
-        return compute
-
-    def _compute_parts(self, source: Any, backbone: Backbone, device: str, precision: str):
-        """The set-up of :meth:`_backbone_compute`, and its batch function."""
-        torch = import_torch()
-        dev = torch.device(device)
-        model = backbone.model
-        autocast = (
-            torch.autocast(dev.type, dtype=getattr(torch, precision))
-            if precision != "float32"
-            else contextlib.nullcontext()
-        )
-        if backbone.modality == "image":
-            cfg = backbone.data_config
-            # Created once per call: a per-batch tensor from a Python list would be a blocking
-            # host-to-device copy that stalls the pipeline.
-            mean = torch.tensor(cfg["mean"], dtype=torch.float64).view(1, -1, 1, 1)
-            std = torch.tensor(cfg["std"], dtype=torch.float64).view(1, -1, 1, 1)
-            # (x * scale - mean) / std as one fused x * gain + shift, per input scale.
-            shift = (-mean / std).float().to(dev)
-            gains = {s: (s / std).float().to(dev) for s in (1.0, 1.0 / 255.0)}
-            layout, sized = source.layout, source.sized
-
-            def prepare(idx):
-                return source.load(idx, device)
-
-            def run(raw):
-                x, scale = _to_nchw_float(raw, layout, sized, cfg)
-                # Broadcasting also turns grey (N, 1, H, W) into 3 channels here.
-                x = torch.addcmul(shift, x, gains[scale])
-                with autocast:
-                    return model(x)
-
-        else:
-            tokenizer = backbone.tokenizer
-
-            def prepare(idx):
-                tokens = tokenizer(source.raw(idx))
-                return {k: v.to(dev, non_blocking=True) for k, v in tokens.items()}
-
-            def run(raw):
-                with autocast:
-                    return model(**raw)
-
-        # On CUDA, host-to-device copies go through a side stream so that copying batch k+1
-        # overlaps the forward pass of batch k instead of queueing behind it.
-        copy_stream = torch.cuda.Stream(dev) if dev.type == "cuda" else None
-        if copy_stream is not None:
-            # CUDA inputs may still be in the making on the current stream: wait for them.
-            copy_stream.wait_stream(torch.cuda.current_stream(dev))
-
-        def compute(idx: np.ndarray, state: dict):
-            if copy_stream is None:
-                raw = prepare(idx)
-            else:
-                with torch.cuda.stream(copy_stream):
-                    raw = prepare(idx)
-                current = torch.cuda.current_stream(dev)
-                current.wait_stream(copy_stream)
-                for t in raw.values() if isinstance(raw, dict) else (raw,):
-                    # Allocated on the copy stream, used on this one: keep the caching
-                    # allocator from recycling the memory before the forward pass is done.
-                    t.record_stream(current)
-            with torch.inference_mode():
-                return self._forward(run, raw, len(idx), state)
-
-        return compute
-
-    def _forward(self, run, raw, n: int, state: dict):
-        """Forward one batch; on CUDA out-of-memory, halve it and retry with a warning."""
-        torch = import_torch()
-        try:
-            out = run(raw).float()
-            count_forward(n)
-            return out
-        except torch.OutOfMemoryError:
-            if n == 1:
-                raise
-            # Memoised outputs and block copies are only caches: memory for the model first.
-            OUTPUT_MEMO.clear()
-            BLOCK_MEMO.clear()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            half = n // 2
-            state["batch_size"] = max(1, min(state["batch_size"], half))
-            warnings.warn(
-                f"Out of memory on a batch of {n}; retrying in batches of {half}. Pass a "
-                f"smaller batch_size (e.g. batch_size={half}) to avoid the retry.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            parts = [_slice(raw, 0, half), _slice(raw, half, n)]
-            return torch.cat(
-                [
-                    self._forward(run, p, m, state)
-                    for p, m in zip(parts, (half, n - half), strict=True)
-                ]
-            )
-
-    def _run(self, source, compute, namespace, device, as_tensor, keys=None):
-        """The extraction loop: keys -> cache lookup -> batched forward of the misses."""
-        torch = import_torch()
-        n = source.n
-        state = {"batch_size": int(self.batch_size)}
-        use_cache = namespace is not None and (self.cache or keys is not None)
-        text = isinstance(source, TextSource)
-        # Inputs are keyed and looked up chunk by chunk: hashing chunk k+1 on the host overlaps
-        # the device's work on chunk k, whose kernels were queued asynchronously.
-        chunk = n if text else max(4 * state["batch_size"], 1024)
-        memo_key = None
-        hit_pos: list[np.ndarray] = []
-        hit_handles: list[np.ndarray] = []
-        blocks: dict = {}
-        dups: list[tuple[int, int]] = []
-        first: dict[bytes, int] = {}
-        pending: list[int] = []
-        pending_keys: dict[int, bytes] = {}
-        computed: list[tuple[np.ndarray, Any]] = []
-        progress = _Progress(n, self.verbose, f"features ({_name(self.backbone)})")
-        key_seconds = 0.0  # spent keying rows: a LazyRows hint when all were found
-
-        def flush(count: int) -> None:
-            take = np.asarray(pending[:count], dtype=np.int64)
-            del pending[:count]
-            computed.append((take, compute(take, state)))
-            progress.update(len(take))
-
-        try:
-            for start in range(0, n, chunk):
-                idx = np.arange(start, min(n, start + chunk))
-                if use_cache:
-                    t0 = time.perf_counter()
-                    ks = keys[start : start + len(idx)] if keys is not None else source.keys(idx)
-                    if self.cache:
-                        handles, found = FEATURE_CACHE.lookup(namespace, ks)
-                        blocks.update(found)
-                    else:
-                        handles = np.full(len(ks), -1, dtype=np.int64)
-                    key_seconds += time.perf_counter() - t0
-                    hit = handles >= 0
-                    if start == 0 and hit.all() and as_tensor and device.startswith("cuda"):
-                        # A warm call (a fold of a grid search, say): key every row now and
-                        # look the whole output up on the device.
-                        if keys is None and source.cheap_keys:
-                            t0 = time.perf_counter()
-                            keys = ks + source.keys(np.arange(len(idx), n))
-                            key_seconds += time.perf_counter() - t0
-                        if keys is not None or len(idx) == n:
-                            digest = hashlib.sha256(b"".join(keys or ks)).digest()
-                            memo_key = (namespace, device, digest)
-                            memo = OUTPUT_MEMO.get(memo_key)
-                            if memo is not None:
-                                FEATURE_CACHE.record_hits(n - len(idx))
-                                progress.update(n)
-                                _hint_lazyrows(source, key_seconds)
-                                return memo.clone()
-                    hit_pos.append(idx[hit])
-                    hit_handles.append(handles[hit])
-                    n_hit = int(hit.sum())
-                    for j in np.flatnonzero(~hit).tolist():
-                        i, k = start + j, ks[j]
-                        if k in first:  # the same input twice in X: compute it once
-                            dups.append((i, first[k]))
-                            n_hit += 1
-                        else:
-                            first[k] = i
-                            pending.append(i)
-                            pending_keys[i] = k
-                    progress.update(n_hit)
-                else:
-                    pending.extend(idx.tolist())
-                if text:
-                    # Length-sorted batches pad less (as sentence-transformers does).
-                    pending.sort(key=lambda i: len(source.X[i]))
-                while len(pending) >= state["batch_size"] or (pending and start + chunk >= n):
-                    flush(state["batch_size"])
-                if hasattr(source, "drop_memo"):
-                    source.drop_memo()
-        finally:
-            progress.close()
-        if use_cache and self.cache and not computed and not dups:
-            _hint_lazyrows(source, key_seconds)
-        hits = (
-            np.concatenate(hit_pos) if hit_pos else np.empty(0, np.int64),
-            np.concatenate(hit_handles) if hit_handles else np.empty(0, np.int64),
-            blocks,
-        )
-        out = self._assemble(
-            n, hits, dups, computed, pending_keys, namespace, use_cache, device, as_tensor, torch
-        )
-        if memo_key is not None:
-            OUTPUT_MEMO.put(memo_key, out.clone())
-        return out
-
-    def _assemble(
-        self, n, hits, dups, computed, pending_keys, namespace, use_cache, device, as_tensor, torch
-    ):
-        hit_pos, hit_handles, blocks = hits
-        pos = np.concatenate([p for p, _ in computed]) if computed else np.empty(0, np.int64)
-        feats = torch.cat([f for _, f in computed]) if computed else None
-        host_feats = None
-        if feats is not None and (use_cache or not as_tensor or len(hit_pos) or dups):
-            host_feats = feats.cpu().numpy()  # one device-to-host copy for the whole call
-        if use_cache and self.cache and host_feats is not None:
-            # host_feats is this call's own copy, only read below: the cache keeps it as is.
-            block = FEATURE_CACHE.put_many(
-                namespace, [pending_keys[i] for i in pos.tolist()], host_feats, owned=True
-            )
-            if block is not None and feats.is_cuda:  # the new block's rows, on their device
-                BLOCK_MEMO.put((block, str(feats.device)), feats)
-        if as_tensor and device.startswith("cuda"):
-            # Assembled on the device: computed rows are there already, cached ones are
-            # gathered from device copies of their blocks.
-            d = feats.shape[1] if feats is not None else next(iter(blocks.values())).shape[1]
-            out = torch.empty((n, d), dtype=torch.float32, device=device)
-            if feats is not None:
-                out[torch.as_tensor(pos, device=out.device)] = feats.to(out.device)
-            if len(hit_pos):
-                gather_to_device(hit_handles, blocks, out, hit_pos)
-            if dups:
-                pairs = torch.as_tensor(dups, dtype=torch.int64, device=out.device)
-                out[pairs[:, 0]] = out[pairs[:, 1]]
-            return out
-        if as_tensor and not len(hit_pos) and not dups:
-            out = torch.empty((n, feats.shape[1]), dtype=torch.float32, device=feats.device)
-            out[torch.as_tensor(pos, device=feats.device)] = feats
-            return out
-        d = host_feats.shape[1] if host_feats is not None else next(iter(blocks.values())).shape[1]
-        out = np.empty((n, d), dtype=np.float32)
-        if host_feats is not None:
-            out[pos] = host_feats
-        gather(hit_handles, blocks, out, hit_pos)
-        for i, j in dups:
-            out[i] = out[j]
-        return torch.from_numpy(out).to(device) if as_tensor else out
-
-
-def _disk_extract(namespace: str, keys: np.ndarray, job: tuple) -> np.ndarray:
-    """joblib.Memory target: ``namespace`` and the row ``keys`` identify the result."""
-    extractor, source, compute, namespace, device, key_list = job
-    return extractor._run(source, compute, namespace, device, False, keys=key_list)
-
-
-def _to_nchw_float(raw: Any, layout: str, sized: bool, cfg: dict) -> tuple[Any, float]:
-    """A raw device batch as float (N, 1 or 3, H, W) at the model's size, and its pixel scale.
-
-    Pixels stay in their input range (0-255 for uint8) so that the scaling folds into the
-    normalisation: one pass over the batch fewer. Grey images stay one channel through the
-    resize (a third of the work) and become three channels in the normalisation.
-    """
-    torch = import_torch()
-    from ._inputs import resize_crop_tensor
-
-    if layout == "NHW":
-        x = raw.unsqueeze(1)
-    elif layout == "NHWC":
-        x = raw.permute(0, 3, 1, 2)
-    else:
-        x = raw
-    if x.shape[1] == 4:
-        x = x[:, :3]  # alpha dropped, as PIL's convert("RGB") does
-    scale = 1.0 / 255.0 if x.dtype == torch.uint8 else 1.0
-    x = x.float()
-    if not sized:
-        x = resize_crop_tensor(x, cfg, max_value=1.0 / scale)
-    return x, scale
-
-
-def _slice(raw: Any, a: int, b: int) -> Any:
-    if isinstance(raw, dict):
-        return {k: v[a:b] for k, v in raw.items()}
-    return raw[a:b]
-
-
-def _name(backbone: Any) -> str:
-    if isinstance(backbone, str):
-        return backbone
-    if isinstance(backbone, BackboneSpec):
-        return backbone.name
-    return getattr(backbone, "__name__", type(backbone).__name__)
-
-
-@functools.lru_cache(maxsize=64)
-def _namespace(key: tuple, precision: str) -> str:
-    """The feature cache's namespace of a network and precision (a joblib hash, remembered:
-    every extraction call of a grid search asks for it)."""
-    return joblib_hash((key, precision, _CACHE_VERSION))
-
-
-def joblib_hash(obj: Any) -> str:
-    import joblib
-
-    return joblib.hash(obj)
 
 
 def as_extractor(backbone, *, device="auto", batch_size=64, verbose=0) -> FeatureExtractor:

@@ -12,14 +12,7 @@ from scipy.sparse import issparse
 
 from ..utils._threads import n_threads, pool
 from ..utils._torch import is_tensor
-from ._inputs import (
-    _KEY_BYTES,
-    ArraySource,
-    _is_dataset,
-    describe,
-    make_source,
-    text_model_error,
-)
+from ._sources import describe, is_dataset
 
 # Arrays at least this large are copied in parallel parts: one core copies at a fraction of
 # what the host's memory system delivers (and first touches of new pages fault one by one).
@@ -135,7 +128,7 @@ class LazyRows:
                 if isinstance(X, np.ndarray):
                     X.flags.writeable = False
             base = _Base(X, "array", owned=copy)
-        elif _is_dataset(X):
+        elif is_dataset(X):
             if not hasattr(X, "__len__"):
                 raise TypeError("LazyRows needs a Dataset with a length (a map-style Dataset).")
             base = _Base(X, "dataset")
@@ -261,90 +254,3 @@ class LazyRows:
         data = self._base.data
         what = describe(data) if self._base.kind != "dataset" else type(data).__name__
         return f"{type(self).__name__}({what}: {len(self)} of {self._base.n} rows)"
-
-
-def view_source(view: LazyRows, modality: str, cfg: dict | None, num_workers: int) -> Any:
-    """The input adapter of a LazyRows: its rows, through the adapter of the data it wraps.
-
-    Arrays, tensors and datasets are read by row number, and their row keys are remembered in
-    the wrapped data (per way of keying: a dataset item is keyed as decoded for ``cfg``), so
-    that each row is keyed once, however many folds hold it. A list is gathered into a list:
-    indexing one copies references only, and file paths are keyed anew each call (a file may
-    change).
-    """
-    base = view._base
-    if base.kind == "list":
-        return make_source([base.data[i] for i in view.rows.tolist()], modality, cfg, num_workers)
-    if base.kind == "array" and modality == "text":
-        raise text_model_error(repr(view))
-    if base.kind == "array":
-        return _ViewSource(
-            view, ArraySource(base.data, num_workers, images=modality != "any"), ("keys", "array")
-        )
-    adapter = make_source(base.data, modality, cfg, num_workers)
-    decoded_as = "raw" if cfg is None else repr(sorted(cfg.items()))
-    return _ViewSource(view, adapter, ("keys", "dataset", decoded_as))
-
-
-class _ViewSource:
-    """Rows ``view.rows`` of an adapter; row keys memoised under ``signature`` (None: not)."""
-
-    def __init__(self, view: LazyRows, adapter: Any, signature: tuple | None):
-        self.adapter, self.rows, self.base = adapter, view.rows, view._base
-        self.n = len(self.rows)
-        self.kind, self.sized = adapter.kind, adapter.sized
-        self.layout = getattr(adapter, "layout", None)
-        self.memo = None
-        if signature is not None:
-            with self.base.lock:
-                self.memo = self.base.memo.get(signature)
-                if self.memo is None:
-                    known = np.zeros(self.base.n, dtype=bool)
-                    keys = np.zeros(self.base.n, dtype=f"V{_KEY_BYTES}")
-                    self.memo = self.base.memo[signature] = (keys, known)
-        self.cheap_keys = adapter.cheap_keys or (
-            self.memo is not None and bool(self.memo[1][self.rows].all())
-        )
-        if self.n == 0:
-            raise ValueError("X has no samples.")
-
-    def keys(self, idx: np.ndarray) -> list[bytes]:
-        rows = self.rows[idx]
-        if self.memo is None:
-            return self.adapter.keys(rows)
-        keys, known = self.memo
-        need = np.unique(rows[~known[rows]])
-        if len(need):
-            keyer = self.adapter
-            if isinstance(keyer, ArraySource):
-                # One array adapter keys every call's new rows: a CUDA tensor is copied to
-                # the host for keying once, not once per call, and let go once all are keyed.
-                with self.base.lock:
-                    keyer = self.base.memo.setdefault(("keyer",), keyer)
-            new = np.frombuffer(b"".join(keyer.keys(need)), dtype=keys.dtype)
-            with self.base.lock:
-                keys[need] = new
-                known[need] = True
-                if known.all():
-                    self.base.memo.pop(("keyer",), None)
-        return keys[rows].tolist()
-
-    def check_range(self) -> tuple[float, float] | None:
-        # Each row's range is computed once per wrapped array; a view reduces its rows'.
-        with self.base.lock:
-            if ("range",) not in self.base.memo:
-                self.base.memo[("range",)] = self.adapter.row_ranges()
-            ranges = self.base.memo[("range",)]
-        if ranges is None:
-            return None
-        return float(ranges[0][self.rows].min()), float(ranges[1][self.rows].max())
-
-    def raw(self, idx: np.ndarray) -> Any:
-        return self.adapter.raw(self.rows[idx])
-
-    def load(self, idx: np.ndarray, device: str) -> Any:
-        return self.adapter.load(self.rows[idx], device)
-
-    def drop_memo(self) -> None:
-        if hasattr(self.adapter, "drop_memo"):
-            self.adapter.drop_memo()

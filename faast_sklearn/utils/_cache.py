@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .._config import get_config
+from .._config import _ON_BOUNDS_CHANGE, get_config
 from ._threads import pool
 
 KEY_BYTES = 16  # 128-bit digests: accidental collisions are out of reach at any data size
@@ -63,6 +63,29 @@ def content_key(*parts: Any) -> bytes:
     h = hashlib.sha256()
     _feed(h, parts, set())
     return h.digest()[:KEY_BYTES]
+
+
+def content_keys(prefix: Any, rows: Any) -> list[bytes]:
+    """``[content_key(prefix, row) for row in rows]`` for bytes-like rows (memoryviews of an
+    array's rows, say), four times faster on small rows: the prefix is hashed once.
+
+    Examples
+    --------
+    >>> from faast_sklearn.utils._cache import content_key, content_keys
+    >>> content_keys("tag", [b"ab", b"c"]) == [content_key("tag", b"ab"), content_key("tag", b"c")]
+    True
+    """
+    base = hashlib.sha256(b"tuple2(")  # what _feed writes for a tuple of two parts
+    _feed(base, prefix, set())
+    out = []
+    for row in rows:
+        data = memoryview(row).cast("B")
+        h = base.copy()
+        h.update(b"b%d:" % len(data))
+        h.update(data)
+        h.update(b")")
+        out.append(h.digest()[:KEY_BYTES])
+    return out
 
 
 def _feed(h, obj: Any, seen: set) -> None:
@@ -376,6 +399,7 @@ def _run_evicted(callbacks: list) -> None:
 
 
 STORE = Store()
+_ON_BOUNDS_CHANGE.append(STORE.shrink)
 
 
 def clear_cache() -> None:

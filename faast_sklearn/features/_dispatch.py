@@ -1,0 +1,150 @@
+"""make_source: which input source reads which X, with clear errors for what none reads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.sparse import issparse
+
+from ..utils._torch import import_torch, is_tensor
+from ._images import is_pil
+from ._items import ItemSource
+from ._rows import LazyRows
+from ._sources import (
+    ArraySource,
+    TextSource,
+    describe,
+    is_dataset,
+    is_image_item,
+    text_model_error,
+)
+from ._views import ViewSource
+
+
+def _as_sequence_of_str(X: Any) -> list | None:
+    if isinstance(X, str):
+        return None
+    if isinstance(X, np.ndarray) and X.dtype.kind in "UO" and X.ndim == 1:
+        X = X.tolist()
+    elif type(X).__name__ == "Series":  # pandas, without importing it
+        X = X.tolist()
+    if isinstance(X, (list, tuple)) and len(X) and all(isinstance(s, str) for s in X):
+        return list(X)
+    return None
+
+
+def _callable_source(X: Any, num_workers: int) -> Any:
+    """The input of a callable backbone, keyed by content. It gets ``X[indices]`` of an array
+    or a tensor, and a list of the items of a list or a torch Dataset (the sample of
+    ``(sample, label)`` items: scikit-learn's folds of a Dataset are lists of them)."""
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUSV":
+        X = list(X)  # objects (rows of a frame of strings, images of several sizes...)
+    if isinstance(X, np.ndarray) or is_tensor(X):
+        return ArraySource(X, num_workers, images=False)
+    if is_dataset(X):
+        return ItemSource(X, None, num_workers, "dataset")
+    if not isinstance(X, (list, tuple)):
+        raise TypeError(
+            f"Unsupported input {describe(X)}; a callable backbone takes an array, a tensor, "
+            "a list of samples or a torch Dataset."
+        )
+    if len(X) == 0:
+        raise ValueError("X has no samples.")
+    return ItemSource(list(X), None, num_workers, "dataset" if _sample_pairs(X) else "object")
+
+
+def _sample_pairs(X: Sequence) -> bool:
+    """Whether X lists (image, label) items: what indexing a torch Dataset item by item gives."""
+    return all(isinstance(x, (tuple, list)) and len(x) and is_image_item(x[0]) for x in X)
+
+
+def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> Any:
+    """Pick the adapter for ``X`` and the backbone's ``modality``; clear errors otherwise."""
+    if isinstance(X, str):
+        raise TypeError(
+            "X must be a collection of samples, not a single string; wrap it in a list."
+        )
+    if isinstance(X, LazyRows):
+        return view_source(X, modality, cfg, num_workers)
+    if issparse(X):
+        raise TypeError(
+            "X is a sparse matrix; backbones read images, strings or dense arrays. "
+            "Pass X.toarray() to a callable backbone."
+        )
+    if isinstance(X, np.ma.MaskedArray):
+        raise TypeError("X is a masked array; pass X.filled(value) or X.compressed() instead.")
+    if is_pil(X):
+        raise TypeError("X is a single PIL image; pass a list of images: [image].")
+    if hasattr(X, "__array__") and not (
+        isinstance(X, (np.ndarray, list, tuple)) or is_tensor(X) or is_dataset(X)
+    ):
+        X = np.asarray(X)  # frames and other array-likes: their values
+    texts = _as_sequence_of_str(X)
+    if modality == "any":
+        return TextSource(texts) if texts is not None else _callable_source(X, num_workers)
+    if modality == "text":
+        if texts is None:
+            raise text_model_error(describe(X))
+        return TextSource(texts)
+    if texts is not None:
+        return ItemSource(texts, cfg, num_workers, "path")
+    if isinstance(X, np.ndarray) or is_tensor(X):
+        if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
+            raise TypeError(f"Cannot read images from an array of dtype {X.dtype}.")
+        return ArraySource(X, num_workers)
+    if is_dataset(X):
+        return ItemSource(X, cfg, num_workers, "dataset")
+    if isinstance(X, (list, tuple)):
+        if len(X) == 0:
+            raise ValueError("X has no samples.")
+        if all(is_pil(x) for x in X):
+            return ItemSource(X, cfg, num_workers, "pil")
+        if all(isinstance(x, (str, os.PathLike)) for x in X):
+            return ItemSource(X, cfg, num_workers, "path")
+        if all(isinstance(x, np.ndarray) or is_tensor(x) for x in X):
+            shapes = {tuple(x.shape) for x in X}
+            if len(shapes) == 1:
+                torch = import_torch()
+                return ArraySource(
+                    torch.stack(list(X)) if is_tensor(X[0]) else np.stack(X), num_workers
+                )
+            return ItemSource(list(X), cfg, num_workers, "dataset")
+        if _sample_pairs(X):
+            # scikit-learn's folds of a Dataset. LazyRows(dataset) reads each item once.
+            return ItemSource(list(X), cfg, num_workers, "dataset")
+        kinds = sorted({type(x).__name__ for x in X})
+        raise TypeError(
+            f"Cannot read images from a {type(X).__name__} of {', '.join(kinds)}; expected image "
+            "arrays, torch tensors, PIL images, image file paths or a torch Dataset."
+        )
+    raise TypeError(
+        f"Unsupported input {describe(X)}; expected an image array (N, H, W[, C]) or "
+        "(N, C, H, W), a torch tensor, a list of PIL images or file paths, a torch Dataset, or "
+        "a list of strings for a text backbone."
+    )
+
+
+def view_source(view: LazyRows, modality: str, cfg: dict | None, num_workers: int) -> Any:
+    """The input adapter of a LazyRows: its rows, through the adapter of the data it wraps.
+
+    Arrays, tensors and datasets are read by row number, and their row keys are remembered in
+    the wrapped data (per way of keying: a dataset item is keyed as decoded for ``cfg``), so
+    that each row is keyed once, however many folds hold it. A list is gathered into a list:
+    indexing one copies references only, and file paths are keyed anew each call (a file may
+    change).
+    """
+    base = view._base
+    if base.kind == "list":
+        return make_source([base.data[i] for i in view.rows.tolist()], modality, cfg, num_workers)
+    if base.kind == "array" and modality == "text":
+        raise text_model_error(repr(view))
+    if base.kind == "array":
+        return ViewSource(
+            view, ArraySource(base.data, num_workers, images=modality != "any"), ("keys", "array")
+        )
+    adapter = make_source(base.data, modality, cfg, num_workers)
+    decoded_as = "raw" if cfg is None else repr(sorted(cfg.items()))
+    return ViewSource(view, adapter, ("keys", "dataset", decoded_as))

@@ -1,0 +1,212 @@
+"""The device forward pass: batches to the device through a copy stream, normalisation and
+autocast, the model, and on CUDA out-of-memory a halved batch; plus the progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..backbones import Backbone
+from ..utils._cache import STORE
+from ..utils._torch import import_torch, is_tensor
+from ._images import to_nchw_float
+from ._store import count_forward
+
+_PRECISIONS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """Resolve ``precision="auto"``: bfloat16 on CUDA (float16 where unsupported), else float32."""
+    if precision != "auto":
+        return _PRECISIONS[precision]
+    if device.startswith("cuda"):
+        torch = import_torch()
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+class Progress:
+    """tqdm when installed, else one refreshed stderr line; silent when verbose is 0."""
+
+    def __init__(self, total: int, verbose: int, desc: str):
+        self.total, self.done, self.verbose = total, 0, verbose
+        self.start = self.last = time.perf_counter()
+        self.bar = None
+        if verbose:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc=desc, unit="img", leave=True)
+            except ImportError:
+                self.desc = desc
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.verbose:
+            return
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if now - self.last > 1.0 or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            end = "\n" if self.done >= self.total else ""
+            print(
+                f"\r{self.desc}: {self.done}/{self.total} ({rate:.0f} images/s)",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def callable_compute(fn: Any, source: Any, device: str):
+    torch = import_torch()
+
+    def compute(idx: np.ndarray, _state: dict):
+        batch = source.raw(idx)
+        with torch.inference_mode():  # a callable that runs a module builds no graph
+            out = fn(batch)
+            out = (
+                out.detach().to(device)
+                if is_tensor(out)
+                else torch.from_numpy(np.asarray(out, dtype=np.float32)).to(device)
+            )
+        count_forward(len(idx))
+        if out.ndim != 2 or out.shape[0] != len(idx):
+            raise ValueError(
+                f"The backbone callable returned shape {tuple(out.shape)} for a batch of "
+                f"{len(idx)}; it must return (batch size, n_features)."
+            )
+        return out.float()
+
+    return compute
+
+
+def backbone_compute(source: Any, backbone: Backbone, device: str, precision: str):
+    """``compute(idx, state)``: features of rows ``idx`` of ``source``. Its set-up (the
+    normalisation constants on the device, a copy stream) is made at the first call: a
+    call whose rows all come from the cache (each fold of a grid search) needs none."""
+    parts = None
+
+    def compute(idx: np.ndarray, state: dict):
+        nonlocal parts
+        if parts is None:
+            parts = _compute_parts(source, backbone, device, precision)
+        return parts(idx, state)
+
+    return compute
+
+
+def _compute_parts(source: Any, backbone: Backbone, device: str, precision: str):
+    """The set-up of :meth:`_backbone_compute`, and its batch function."""
+    torch = import_torch()
+    dev = torch.device(device)
+    model = backbone.model
+    autocast = (
+        torch.autocast(dev.type, dtype=getattr(torch, precision))
+        if precision != "float32"
+        else contextlib.nullcontext()
+    )
+    if backbone.modality == "image":
+        cfg = backbone.data_config
+        # Created once per call: a per-batch tensor from a Python list would be a blocking
+        # host-to-device copy that stalls the pipeline.
+        mean = torch.tensor(cfg["mean"], dtype=torch.float64).view(1, -1, 1, 1)
+        std = torch.tensor(cfg["std"], dtype=torch.float64).view(1, -1, 1, 1)
+        # (x * scale - mean) / std as one fused x * gain + shift, per input scale.
+        shift = (-mean / std).float().to(dev)
+        gains = {s: (s / std).float().to(dev) for s in (1.0, 1.0 / 255.0)}
+        layout, sized = source.layout, source.sized
+
+        def prepare(idx):
+            return source.load(idx, device)
+
+        def run(raw):
+            x, scale = to_nchw_float(raw, layout, sized, cfg)
+            # Broadcasting also turns grey (N, 1, H, W) into 3 channels here.
+            x = torch.addcmul(shift, x, gains[scale])
+            with autocast:
+                return model(x)
+
+    else:
+        tokenizer = backbone.tokenizer
+
+        def prepare(idx):
+            tokens = tokenizer(source.raw(idx))
+            return {k: v.to(dev, non_blocking=True) for k, v in tokens.items()}
+
+        def run(raw):
+            with autocast:
+                return model(**raw)
+
+    # On CUDA, host-to-device copies go through a side stream so that copying batch k+1
+    # overlaps the forward pass of batch k instead of queueing behind it.
+    copy_stream = torch.cuda.Stream(dev) if dev.type == "cuda" else None
+    if copy_stream is not None:
+        # CUDA inputs may still be in the making on the current stream: wait for them.
+        copy_stream.wait_stream(torch.cuda.current_stream(dev))
+
+    def compute(idx: np.ndarray, state: dict):
+        if copy_stream is None:
+            raw = prepare(idx)
+        else:
+            with torch.cuda.stream(copy_stream):
+                raw = prepare(idx)
+            current = torch.cuda.current_stream(dev)
+            current.wait_stream(copy_stream)
+            for t in raw.values() if isinstance(raw, dict) else (raw,):
+                # Allocated on the copy stream, used on this one: keep the caching
+                # allocator from recycling the memory before the forward pass is done.
+                t.record_stream(current)
+        with torch.inference_mode():
+            return _forward(run, raw, len(idx), state)
+
+    return compute
+
+
+def _forward(run, raw, n: int, state: dict):
+    """Forward one batch; on CUDA out-of-memory, halve it and retry with a warning."""
+    torch = import_torch()
+    try:
+        out = run(raw).float()
+        count_forward(n)
+        return out
+    except torch.OutOfMemoryError:
+        if n == 1:
+            raise
+        # Cached features on this device are only a cache: memory for the model first.
+        STORE.evict(str(raw_device(raw)))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = n // 2
+        state["batch_size"] = max(1, min(state["batch_size"], half))
+        warnings.warn(
+            f"Out of memory on a batch of {n}; retrying in batches of {half}. Pass a "
+            f"smaller batch_size (e.g. batch_size={half}) to avoid the retry.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        parts = [_slice(raw, 0, half), _slice(raw, half, n)]
+        return torch.cat(
+            [_forward(run, p, m, state) for p, m in zip(parts, (half, n - half), strict=True)]
+        )
+
+
+def _slice(raw: Any, a: int, b: int) -> Any:
+    if isinstance(raw, dict):
+        return {k: v[a:b] for k, v in raw.items()}
+    return raw[a:b]
+
+
+def raw_device(raw: Any) -> Any:
+    return next(iter(raw.values())).device if isinstance(raw, dict) else raw.device

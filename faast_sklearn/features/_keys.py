@@ -1,0 +1,96 @@
+"""Row keys: what identifies one input row in the cache, always :func:`content_key` by content.
+
+Arrays and tensors by their row's bytes with a tag of dtype, row shape and layout (a tensor
+and an array of equal values and dtype share keys; bfloat16 bits are tagged apart from
+int16); strings by their text; PIL images by mode, size, palette and pixels; image files by
+absolute path, size, ``st_mtime_ns``, ``st_ino`` and ``st_ctime_ns`` (a file replaced by one
+of the same size and modification time still gets a new inode or change time); other items
+(a callable's samples) by :func:`content_key` of the item.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..utils._cache import content_key, content_keys
+from ..utils._threads import n_threads, pool
+from ..utils._torch import import_torch, is_tensor
+from ._images import is_pil
+
+# Rows at least this large are hashed in worker threads (hashlib releases the GIL on them);
+# below it a thread hand-off costs more than hashing the row.
+_THREADED_ROW_BYTES = 16 * 1024
+
+
+def host_bits(t: Any) -> tuple[np.ndarray, str]:
+    """A tensor's values on the host, and the dtype tag to key them by. NumPy has no
+    bfloat16: its int16 bits are keyed, under a tag that keeps them apart from int16."""
+    torch = import_torch()
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).cpu().numpy(), "bf16"
+    host = t.cpu().numpy()
+    return host, host.dtype.str
+
+
+def array_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int) -> list[bytes]:
+    """Keys of rows ``idx`` of a host array whose values are tagged ``tag``."""
+    prefix = f"row:{tag}:{host.shape[1:]}"
+    size = host[0].nbytes if len(host) else 0
+    if host.flags.c_contiguous:
+        flat = memoryview(host.reshape(-1).view(np.uint8))
+
+        def row(i: int) -> memoryview:
+            return flat[i * size : (i + 1) * size]
+    else:
+
+        def row(i: int) -> memoryview:
+            return memoryview(np.ascontiguousarray(host[i]).reshape(-1).view(np.uint8))
+
+    def run(block: list[int]) -> list[bytes]:
+        return content_keys(prefix, map(row, block))
+
+    rows = idx.tolist()
+    threads = n_threads(num_workers)
+    if size < _THREADED_ROW_BYTES or threads == 1 or len(rows) < 2 * threads:
+        return run(rows)
+    keys: list[bytes] = [b""] * len(rows)
+    parts = pool(num_workers).map(run, [rows[k::threads] for k in range(threads)])
+    for k, part in enumerate(parts):
+        keys[k::threads] = part
+    return keys
+
+
+def path_key(path: Any) -> bytes:
+    """An image file: absolute path, size, modification and change times (ns) and inode."""
+    p = os.path.abspath(os.fspath(path))
+    st = os.stat(p)
+    return content_key("path", p, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def pil_key(img: Any) -> bytes:
+    palette = img.getpalette() if img.mode in ("P", "PA") else None  # indices need colours
+    return content_key("pil", img.mode, img.size, bytes(palette or b""), img.tobytes())
+
+
+def text_key(text: str) -> bytes:
+    return content_key("text", text)
+
+
+def item_key(item: Any) -> bytes:
+    """Key of one item given to a callable backbone as it is (array rows key as rows do)."""
+    if is_tensor(item):
+        host, tag = host_bits(item)
+        return content_key("item", tag, host)
+    if isinstance(item, np.ndarray) and item.dtype.kind not in "OV":
+        return content_key("item", item.dtype.str, item)
+    if is_pil(item):
+        return pil_key(item)
+    if isinstance(item, (tuple, list)):  # element by element: tensors inside are not pickled
+        return content_key(type(item).__name__, [item_key(x) for x in item])
+    if isinstance(item, dict):
+        return content_key("dict", [(repr(k), item_key(v)) for k, v in sorted(item.items())])
+    return content_key("object", item)

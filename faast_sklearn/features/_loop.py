@@ -1,0 +1,149 @@
+"""The extraction loop: row keys -> cache lookup -> batched forward of the misses -> the
+computed block into the cache -> the output, assembled where it is wanted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_memory
+
+from ..utils._torch import import_torch
+from . import _store
+from ._forward import Progress
+
+
+def extract_rows(
+    source: Any,
+    compute: Any,
+    *,
+    namespace: bytes | None,
+    store: bool,
+    device: str,
+    as_tensor: bool,
+    batch_size: int,
+    verbose: int,
+    desc: str,
+    keys: list[bytes] | None = None,
+) -> tuple[Any, list[bytes] | None]:
+    """Features of every row of ``source`` and the rows' keys (None when ``namespace`` is).
+
+    Rows are keyed (under ``namespace``) and, with ``store``, looked up in and added to the
+    cache chunk by chunk: keying chunk k+1 on the host overlaps the device's work on chunk k,
+    whose kernels were queued asynchronously. An input present twice is computed once.
+    """
+    n = source.n
+    store = store and namespace is not None
+    state = {"batch_size": int(batch_size)}
+    text = source.kind == "text"
+    chunk = n if text else max(4 * state["batch_size"], 1024)
+    all_keys: list[bytes] | None = [] if namespace is not None else None
+    hit_pos, hit_handles, blocks = [], [], {}
+    dups: list[tuple[int, int]] = []
+    first: dict[bytes, int] = {}
+    pending: list[int] = []
+    computed: list[tuple[np.ndarray, Any]] = []
+    progress = Progress(n, verbose, desc)
+    try:
+        for start in range(0, n, chunk):
+            idx = np.arange(start, min(n, start + chunk))
+            if all_keys is not None:
+                ks = keys[start : start + len(idx)] if keys is not None else source.keys(idx)
+                all_keys.extend(ks)
+                if store:
+                    handles, found = _store.lookup(namespace, ks)
+                    blocks.update(found)
+                else:
+                    handles = np.full(len(ks), -1, dtype=np.int64)
+                hit = handles >= 0
+                hit_pos.append(idx[hit])
+                hit_handles.append(handles[hit])
+                n_hit = int(hit.sum())
+                for j in np.flatnonzero(~hit).tolist():
+                    i, k = start + j, ks[j]
+                    if k in first:  # the same input twice in X: computed once
+                        dups.append((i, first[k]))
+                        n_hit += 1
+                    else:
+                        first[k] = i
+                        pending.append(i)
+                progress.update(n_hit)
+            else:
+                pending.extend(idx.tolist())
+            if text:  # length-sorted batches pad less (as sentence-transformers does)
+                pending.sort(key=lambda i: len(source.X[i]))
+            while len(pending) >= state["batch_size"] or (pending and start + chunk >= n):
+                take = np.asarray(pending[: state["batch_size"]], dtype=np.int64)
+                del pending[: len(take)]
+                computed.append((take, compute(take, state)))
+                progress.update(len(take))
+            if hasattr(source, "drop_memo"):
+                source.drop_memo()
+    finally:
+        progress.close()
+    torch = import_torch()
+    pos = np.concatenate([p for p, _ in computed]) if computed else np.empty(0, np.int64)
+    feats = torch.cat([f for _, f in computed]) if computed else None
+    stored = False
+    if store and feats is not None:
+        # feats is this call's own tensor, never written to below: the block is feats itself
+        # (its NumPy view on the host), on the device where it was computed.
+        block = feats.numpy() if feats.device.type == "cpu" else feats
+        _store.put(namespace, [all_keys[i] for i in pos.tolist()], block)
+        stored = True
+    hits = np.concatenate(hit_pos) if hit_pos else np.empty(0, np.int64)
+    if feats is not None and len(pos) == n and not len(hits) and not dups and _in_order(pos):
+        return _whole(feats, device, as_tensor, stored), all_keys
+    d = feats.shape[1] if feats is not None else next(iter(blocks.values())).shape[1]
+    if as_tensor:
+        out = torch.empty((n, d), dtype=torch.float32, device=device)
+        if feats is not None:
+            out[torch.as_tensor(pos, device=out.device)] = feats.to(out.device)
+    else:
+        out = np.empty((n, d), dtype=np.float32)
+        if feats is not None:
+            out[pos] = feats.cpu().numpy()
+    if len(hits):
+        _store.gather(np.concatenate(hit_handles), blocks, out, hits)
+    if dups:
+        pairs = np.asarray(dups, dtype=np.int64)
+        if as_tensor:
+            pairs = torch.as_tensor(pairs, device=out.device)
+        out[pairs[:, 0]] = out[pairs[:, 1]]
+    return out, all_keys
+
+
+def _in_order(pos: np.ndarray) -> bool:
+    return bool(np.all(pos == np.arange(len(pos))))
+
+
+def _whole(feats: Any, device: str, as_tensor: bool, stored: bool) -> Any:
+    """A call's computed rows as its output: a copy only where the cache holds them as they
+    are (the caller may write to its output)."""
+    if as_tensor:
+        out = feats.to(device)
+        return out.clone() if stored and out.data_ptr() == feats.data_ptr() else out
+    host = feats.cpu().numpy()
+    return host.copy() if stored and feats.device.type == "cpu" else host
+
+
+def disk_extract(memory, source, compute, namespace, store, options):
+    """Features through the ``memory=`` disk cache: one entry per call, keyed by the
+    backbone's namespace and the row keys, so that a call on the same inputs in another
+    process or session skips extraction."""
+    keys = source.keys(np.arange(source.n))
+    cached = check_memory(memory).cache(_disk_extract, ignore=["job"])
+    job = (source, compute, namespace, store, {**options, "as_tensor": False}, keys)
+    feats = cached(namespace.hex(), np.array(keys, dtype=f"S{len(keys[0])}"), job=job)
+    if options["as_tensor"]:
+        feats = import_torch().from_numpy(feats).to(options["device"])
+    return feats, keys
+
+
+def _disk_extract(namespace: str, keys: np.ndarray, job: tuple) -> np.ndarray:
+    """joblib.Memory target: ``namespace`` and the row ``keys`` identify the result."""
+    source, compute, namespace_bytes, store, options, key_list = job
+    feats, _ = extract_rows(
+        source, compute, namespace=namespace_bytes, store=store, keys=key_list, **options
+    )
+    return feats
