@@ -15,8 +15,11 @@ from ._registry import (
     get_backbone_meta,
     list_backbones,
     load_backbone,
+    model_key,
     register_backbone,
+    register_scheme,
     resolve_backbone,
+    unregister_backbone,
 )
 
 __all__ = [
@@ -26,6 +29,9 @@ __all__ = [
     "get_backbone_meta",
     "list_backbones",
     "load_backbone",
+    "model_key",
     "register_backbone",
+    "register_scheme",
     "resolve_backbone",
+    "unregister_backbone",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..utils._torch import import_timm, import_torch
 from ._hub import cached_hub_file, hub_reachable, missing_weights_error
-from ._registry import Backbone, register_backbone
+from ._registry import Backbone, register_backbone, register_scheme
 
 _HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
@@ -186,6 +186,8 @@ def _timm_entry(model_name: str, **fixed: Any):
     factory.__name__ = f"timm_{model_name.replace('.', '_')}"
     return factory
 
+
+register_scheme("timm:", timm_factory, "model_name")
 
 # Registered names pin a pretrained tag so that "vit_base" means the same weights everywhere.
 _TIMM_NAMES = {
