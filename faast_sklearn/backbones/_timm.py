@@ -199,8 +199,11 @@ _TIMM_NAMES = {
     # image-text space (512-d) and can be compared with CLIP text embeddings.
     "clip_vit_base": ("vit_base_patch16_clip_224.openai", 512, {"keep_head": True}),
 }
+# Image towers with a text tower in the same space (see _clip.py): name -> (tower, space).
+_TEXT_TOWERS = {"clip_vit_base": ("clip_vit_base_text", "openai/clip-vit-base-patch16")}
 
 for _name, (_model, _dim, _fixed) in _TIMM_NAMES.items():
+    _tower, _space = _TEXT_TOWERS.get(_name, (None, None))
     register_backbone(
         _name,
         _timm_entry(_model, **_fixed),
@@ -208,6 +211,7 @@ for _name, (_model, _dim, _fixed) in _TIMM_NAMES.items():
         n_features=_dim,
         source=f"timm:{_model}",
         offline=False,
+        **({"text_tower": _tower, "space": _space} if _tower else {}),
     )
 
 register_backbone(
