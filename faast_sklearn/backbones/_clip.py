@@ -191,10 +191,21 @@ def clip_text_factory(
     transformers = _import_transformers()
     folder = _local_folder(os.fspath(weights) if weights is not None else model_id)
     cls = transformers.CLIPTextModelWithProjection
+    config = transformers.AutoConfig.from_pretrained(folder)
+    if getattr(config, "model_type", None) == "clip":  # a whole CLIP: its text half
+        text_config = config.text_config
+        text_config.projection_dim = config.projection_dim
+        config = text_config
     if pretrained:
-        model = cls.from_pretrained(folder)
+        # The vision half of a whole CLIP checkpoint is left out on purpose: no report of it.
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+        try:
+            model = cls.from_pretrained(folder, config=config)
+        finally:
+            transformers.logging.set_verbosity(verbosity)
     else:
-        model = cls(transformers.CLIPTextConfig.from_pretrained(folder))
+        model = cls(config)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     return Backbone(
         model=_clip_text_class()(model).eval(),

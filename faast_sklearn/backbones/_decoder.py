@@ -8,8 +8,8 @@ model's hidden states: 0 is the embeddings, -1 the last layer). Position ids fol
 attention mask, so a text's feature does not depend on how much padding its batch needs.
 On CUDA the extractor runs the forward pass under bfloat16 autocast (``precision="auto"``).
 
-``"hf:<id or folder>"`` builds a decoder for a causal language model and a pooled encoder
-(:mod:`._text`) otherwise.
+``"hf:<id or folder>"`` builds a decoder for a causal language model, CLIP's text tower with its
+projection for a CLIP model (:mod:`._clip`), and a pooled encoder (:mod:`._text`) otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import warnings
 from typing import Any
 
 from ..utils._torch import import_torch
+from ._clip import clip_text_factory
 from ._registry import Backbone, register_backbone, register_scheme
 from ._text import _import_transformers, _local_folder, _read_sentence_transformers, hf_text_factory
 
@@ -158,7 +159,8 @@ def hf_factory(
     layer: int | None = None,
     **kwargs: Any,
 ) -> Backbone:
-    """``"hf:<id or folder>"``: a decoder for causal language models, else a pooled encoder.
+    """``"hf:<id or folder>"``: a decoder for causal language models, CLIP's text tower for CLIP
+    models, else a pooled encoder.
 
     Keyword arguments (through ``BackboneSpec(model_kwargs=...)``): ``pooling`` (``"last"``
     or ``"mean"`` for decoders; ``"mean"``, ``"cls"`` or ``"max"`` for encoders), ``layer``
@@ -184,6 +186,12 @@ def hf_factory(
         )
     if layer is not None:
         raise ValueError(f"layer= applies to decoder language models; {model_id!r} is not one.")
+    if getattr(config, "model_type", None) in {"clip", "clip_text_model"}:
+        if pooling is not None or kwargs:
+            raise TypeError(f"CLIP's text tower {model_id!r} takes no pooling or other arguments.")
+        return clip_text_factory(
+            model_id=model_id, pretrained=pretrained, weights=weights, image_size=image_size
+        )
     return hf_text_factory(
         model_id=model_id,
         pretrained=pretrained,
