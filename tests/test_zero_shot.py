@@ -176,3 +176,22 @@ class _Negate(torch.nn.Module):
 
     def forward(self, **tokens):
         return -self.inner(**tokens)
+
+
+def test_text_spellings_of_class_embeddings(clip):
+    from faast_sklearn.backbones import text_class_embeddings
+
+    by_label = text_class_embeddings("tiny_clip_for_test", "text", NAMES, templates=None)
+    bare = encode_class_names("tiny_clip_for_test", NAMES, templates=None)
+    assert list(by_label) == NAMES
+    np.testing.assert_array_equal(np.stack(list(by_label.values())), bare)
+    named = text_class_embeddings(
+        "tiny_clip_for_test", {0: "cat", 1: "dog"}, [0], templates=None
+    )  # a mapping names classes, including ones without training rows
+    np.testing.assert_allclose(named[1], bare[1], atol=1e-6)  # other padding: rounding
+    vectors = {"cat": np.ones(16)}
+    assert text_class_embeddings("tiny_clip_for_test", vectors, NAMES) is vectors
+    with pytest.raises(ValueError, match="class_embeddings must be 'text'"):
+        text_class_embeddings("tiny_clip_for_test", "txt", NAMES)
+    with pytest.raises(ValueError, match="'test_tiny' has no text tower"):
+        text_class_embeddings("test_tiny", "text", NAMES)

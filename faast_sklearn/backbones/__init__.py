@@ -8,7 +8,7 @@ Registered names (see :func:`list_backbones`) cover ``vit_base``, ``vit_small``,
 
 # Importing the adapters registers their names; they import timm/transformers lazily.
 from . import _clip, _decoder, _text, _timm, _tiny  # noqa: E402, F401, I001
-from ._clip import IMAGENET_TEMPLATES, encode_class_names, text_tower_of
+from ._clip import IMAGENET_TEMPLATES, encode_class_names, text_class_embeddings, text_tower_of
 from ._registry import (
     Backbone,
     BackboneSpec,
@@ -36,6 +36,7 @@ __all__ = [
     "register_backbone",
     "register_scheme",
     "resolve_backbone",
+    "text_class_embeddings",
     "text_tower_of",
     "unregister_backbone",
 ]

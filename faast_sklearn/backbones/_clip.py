@@ -12,7 +12,7 @@ tower's model key and the prompts.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from ._registry import (
 from ._templates import IMAGENET_TEMPLATES
 from ._text import _import_transformers, _local_folder
 
-__all__ = ["IMAGENET_TEMPLATES", "encode_class_names", "text_tower_of"]
+__all__ = ["IMAGENET_TEMPLATES", "encode_class_names", "text_class_embeddings", "text_tower_of"]
 
 
 def text_tower_of(backbone: str | BackboneSpec) -> str:
@@ -152,6 +152,45 @@ def encode_class_names(
         )
     STORE.put(key, out, nbytes=out.nbytes)
     return out.copy()
+
+
+def text_class_embeddings(
+    backbone: str | BackboneSpec,
+    class_embeddings: Any,
+    classes: Sequence,
+    **kwargs: Any,
+) -> Any:
+    """Resolve the text spellings of an estimator's ``class_embeddings`` into vectors.
+
+    ``"text"``: every class is named by its label (``str(label)``); a mapping whose values are
+    all strings names the classes (keys: labels, values: names; it may name classes with no
+    training rows). Both become a mapping ``label -> vector`` from :func:`encode_class_names`
+    with the backbone's text tower (``kwargs`` go to it). Anything else is returned as is.
+
+    Examples
+    --------
+    >>> from faast_sklearn.backbones import text_class_embeddings
+    >>> text_class_embeddings("test_tiny", None, [0, 1]) is None
+    True
+    """
+    if isinstance(class_embeddings, str):
+        if class_embeddings != "text":
+            raise ValueError(
+                "class_embeddings must be 'text', a mapping label -> name or vector, or an "
+                f"array; got {class_embeddings!r}."
+            )
+        names = {c: str(c) for c in classes}
+    elif (
+        isinstance(class_embeddings, Mapping)
+        and class_embeddings
+        and all(isinstance(v, str) for v in class_embeddings.values())
+    ):
+        names = dict(class_embeddings)
+    else:
+        return class_embeddings
+    labels = list(names)
+    vectors = encode_class_names(backbone, [names[c] for c in labels], **kwargs)
+    return dict(zip(labels, vectors, strict=True))
 
 
 def _clip_text_class():
