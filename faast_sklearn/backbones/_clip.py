@@ -44,6 +44,12 @@ def text_tower_of(backbone: str | BackboneSpec) -> str:
         If ``backbone`` names no joint image-text space, or its text tower lives in another
         space than it does.
     """
+    if not isinstance(backbone, (str, BackboneSpec)):
+        raise ValueError(
+            "Class names can be encoded only for a backbone given by name (a CLIP image "
+            f"backbone such as 'clip_vit_base'); got {type(backbone).__name__}. Pass "
+            "class_embeddings as vectors instead."
+        )
     spec = resolve_backbone(backbone)
     if ":" in spec.name:
         raise ValueError(
