@@ -195,3 +195,25 @@ def test_text_spellings_of_class_embeddings(clip):
         text_class_embeddings("tiny_clip_for_test", "txt", NAMES)
     with pytest.raises(ValueError, match="'test_tiny' has no text tower"):
         text_class_embeddings("test_tiny", "text", NAMES)
+
+
+def test_classifier_with_text_class_embeddings(clip):
+    X, y = _data(3, 0)
+    X_test, _ = _data(5, 1)
+    E = encode_class_names("tiny_clip_for_test", sorted(NAMES))  # the ImageNet ensemble
+    common = {"backbone": "tiny_clip_for_test", "device": "cpu", "prior": "identity"}
+    by_text = FAASTClassifier(class_embeddings="text", **common).fit(X, y)
+    by_vectors = FAASTClassifier(
+        class_embeddings=dict(zip(sorted(NAMES), E, strict=True)), **common
+    )
+    by_vectors = by_vectors.fit(X, y)
+    np.testing.assert_allclose(
+        by_text.decision_function(X_test), by_vectors.decision_function(X_test), rtol=1e-6
+    )
+    named = {name: f"a {name}" for name in NAMES + ["boat"]}  # "boat" has no training rows
+    clf = FAASTClassifier(class_embeddings=named, **common).fit(X, y)
+    assert "boat" in clf.classes_
+    with pytest.raises(ValueError, match="has no text tower"):
+        FAASTClassifier(backbone="test_tiny", class_embeddings="text").fit(X, y)
+    with pytest.raises(ValueError, match="only for a backbone given by name"):
+        FAASTClassifier(class_embeddings="text").fit(np.ones((4, 3)), [0, 1, 0, 1])
