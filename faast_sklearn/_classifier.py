@@ -14,7 +14,8 @@ from sklearn.utils.validation import column_or_1d
 
 from . import targets as _targets
 from ._base import _BaseFAAST
-from .utils._torch import is_tensor
+from .backbones import text_class_embeddings
+from .utils._torch import is_tensor, resolve_device
 
 # Floor on the error variance, relative to that of a balanced one-hot target (1 / n_targets):
 # a model that interpolates its training data (GCV fooled by duplicated rows, say) would
@@ -61,12 +62,16 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         rule ``rtol = N ** -0.8`` for N training samples. Combines with ``alpha``.
     fit_intercept : bool, default=True
         Fit a bias (centre the features). The paper fits none.
-    class_embeddings : None, array-like of shape (n_classes, n_dims) or mapping, default=None
+    class_embeddings : None, "text", array-like of shape (n_classes, n_dims) or mapping, \
+            default=None
         Targets for each class, for example text embeddings of the class names. Rows follow
         the sorted labels (or use a mapping ``label -> vector``, which may also name classes
         absent from the training data: they can still be predicted, zero-shot). Rows are
-        L2-normalised and compared with the prediction by cosine similarity. ``None``:
-        one-hot targets.
+        L2-normalised and compared with the prediction by cosine similarity. ``"text"``: the
+        labels as class names, and a mapping ``label -> name``: those names, encoded with
+        CLIP's ImageNet prompt templates by the text tower paired with a CLIP ``backbone``
+        (e.g. ``"clip_vit_base"``; see
+        :func:`faast_sklearn.backbones.encode_class_names`). ``None``: one-hot targets.
     prior : None, "identity", callable or fitted estimator, default=None
         A predictor blended with the fast weights: ``(1 - r) prior(X) + r (X W + b)`` with
         ``r = N / (N0 + N)``. ``"identity"`` uses the features themselves as the prediction
@@ -139,7 +144,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
 
     _parameter_constraints: dict = {
         **_BaseFAAST._parameter_constraints,
-        "class_embeddings": [None, "array-like", Mapping],
+        "class_embeddings": [None, StrOptions({"text"}), "array-like", Mapping],
         "prior_strength": [
             StrOptions({"auto"}),
             *_BaseFAAST._parameter_constraints["prior_strength"][1:],
@@ -346,7 +351,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         if not first and self._multilabel:
             raise ValueError("The estimator was fitted on multilabel targets; got 1-D labels.")
         old = None if first else self.classes_
-        declared = _targets.embedding_classes(self.class_embeddings, y_arr, classes)
+        ce = self._text_class_embeddings(old, y_arr, classes)
+        declared = _targets.embedding_classes(ce, y_arr, classes)
         if declared is None and classes is not None:
             declared = np.unique(np.asarray(classes))
         new_classes, columns = _targets.union_classes(old, y_arr)
@@ -354,7 +360,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             new_classes, _ = _targets.union_classes(declared, new_classes)
             if old is not None:
                 columns = np.searchsorted(new_classes, old)
-        if self.class_embeddings is not None and isinstance(self.class_embeddings, Mapping):
+        if ce is not None and isinstance(ce, Mapping):
             missing = np.setdiff1d(new_classes, declared)
             if len(missing):
                 raise ValueError(
@@ -374,10 +380,17 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
                 )
         state = {"classes_": new_classes, "_multilabel": False, "_label_dtype": y_arr.dtype}
         if self.class_embeddings is not None:
-            state["_class_embedding"] = _targets.embedding_matrix(
-                self.class_embeddings, new_classes
-            )
+            state["_class_embedding"] = _targets.embedding_matrix(ce, new_classes)
         return codes, len(new_classes), (None if first else columns), state
+
+    def _text_class_embeddings(self, old, y, classes):
+        """``class_embeddings="text"`` or ``{label: name}``: the names through the CLIP text
+        tower paired with ``backbone`` (cached); vectors and None as given."""
+        labels = [a for a in (old, y, classes) if a is not None]
+        labels = np.unique(np.concatenate([np.asarray(a).ravel() for a in labels]))
+        return text_class_embeddings(
+            self.backbone, self.class_embeddings, labels, device=resolve_device(self.device)
+        )
 
     def _encode_multilabel(self, y, *, first):
         if self.class_embeddings is not None:

@@ -20,6 +20,7 @@ from faast_sklearn.backbones import (  # noqa: E402
     load_backbone,
     register_backbone,
     resolve_backbone,
+    unregister_backbone,
 )
 from faast_sklearn.features import FeatureExtractor  # noqa: E402
 from faast_sklearn.utils._torch import import_torch, is_tensor, resolve_device  # noqa: E402
@@ -73,10 +74,104 @@ def test_register_backbone():
         with pytest.raises(TypeError, match="not a faast_sklearn.backbones.Backbone"):
             load_backbone("bad_factory_for_test")
     finally:
-        from faast_sklearn.backbones import _registry
+        for name in ("my_net_for_test", "bad_factory_for_test"):
+            if name in list_backbones():
+                unregister_backbone(name)
+    assert "my_net_for_test" not in list_backbones()
+    with pytest.raises(ValueError, match="Unknown backbone 'my_net_for_test'"):
+        unregister_backbone("my_net_for_test")
 
-        _registry._REGISTRY.pop("my_net_for_test", None)
-        _registry._REGISTRY.pop("bad_factory_for_test", None)
+
+def _scaled_tiny(scale):
+    def factory(*, pretrained, weights, image_size):
+        tiny = load_backbone("test_tiny")
+        model = torch.nn.Sequential(tiny.model, torch.nn.Linear(16, 16, bias=False))
+        with torch.no_grad():
+            model[1].weight.copy_(scale * torch.eye(16))
+        return Backbone(model, 16, "image", tiny.data_config, description=f"x{scale}")
+
+    return factory
+
+
+@pytest.mark.parametrize("memory", [False, True])
+def test_overwritten_backbone_gives_the_new_network_and_features(memory, tmp_path):
+    # The loaded network and every feature cached under the old factory (in memory and, with
+    # memory=, on disk) must give way to the new factory.
+    X = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    kw = {"device": "cpu", "memory": str(tmp_path) if memory else None}
+    register_backbone("scaled_for_test", _scaled_tiny(1.0))
+    try:
+        first = FeatureExtractor("scaled_for_test", **kw).transform(X)
+        again = FeatureExtractor("scaled_for_test", **kw).transform(X)
+        np.testing.assert_array_equal(first, again)
+        register_backbone("scaled_for_test", _scaled_tiny(2.0), overwrite=True)
+        assert load_backbone("scaled_for_test").description == "x2.0"
+        second = FeatureExtractor("scaled_for_test", **kw).transform(X)
+        np.testing.assert_allclose(second, 2 * first, rtol=1e-5)
+        register_backbone("scaled_for_test", _scaled_tiny(1.0), overwrite=True)
+        np.testing.assert_array_equal(FeatureExtractor("scaled_for_test", **kw).transform(X), first)
+    finally:
+        unregister_backbone("scaled_for_test")
+
+
+_SCRIPT = """
+import numpy as np, torch
+from faast_sklearn.backbones import Backbone, load_backbone, register_backbone
+from faast_sklearn.features import FeatureExtractor
+
+def factory(*, pretrained, weights, image_size):
+    tiny = load_backbone("test_tiny")
+    return Backbone(torch.nn.Sequential(tiny.model, torch.nn.Tanh()), 16, "image",
+                    tiny.data_config)
+
+register_backbone("net_for_test", factory)
+X = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+np.save({out!r}, FeatureExtractor("net_for_test", device="cpu", memory={mem!r}).transform(X))
+"""
+
+
+def test_changed_factory_in_a_new_process_misses_the_disk_cache(tmp_path):
+    import subprocess
+    import sys
+
+    def run(activation, out):
+        script = tmp_path / "script.py"
+        code = _SCRIPT.format(out=str(tmp_path / out), mem=str(tmp_path / "memory"))
+        script.write_text(code.replace("Tanh", activation))
+        subprocess.run([sys.executable, str(script)], check=True, timeout=120)
+        return np.load(tmp_path / out)
+
+    tanh, identity = run("Tanh", "a.npy"), run("Identity", "b.npy")
+    np.testing.assert_allclose(tanh, np.tanh(identity), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(tanh, identity)
+    np.testing.assert_array_equal(run("Tanh", "c.npy"), tanh)
+
+
+def test_weights_file_replaced_with_same_size_and_mtime_is_reloaded(tmp_path):
+    import os
+
+    tiny = load_backbone("test_tiny").model
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    path, other = tmp_path / "a" / "w.pt", tmp_path / "b" / "w.pt"
+    torch.save({k: v * 1.0 for k, v in tiny.state_dict().items()}, path)
+    X = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    first = FeatureExtractor("test_tiny", weights=path, device="cpu").transform(X)
+    torch.save({k: v * 0.5 for k, v in tiny.state_dict().items()}, other)
+    st = os.stat(path)
+    assert os.stat(other).st_size == st.st_size
+    with open(path, "r+b") as f:  # same path, size, inode; mtime restored as cp -p does
+        f.write(other.read_bytes())
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(path).st_ino, os.stat(path).st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    second = FeatureExtractor("test_tiny", weights=path, device="cpu").transform(X)
+    assert not np.allclose(first, second)
+
+
+def test_names_with_a_colon_are_reserved_for_schemes():
+    with pytest.raises(ValueError, match="reserved for schemes"):
+        register_backbone("mine:x", _scaled_tiny(1.0))
+    with pytest.raises(ValueError, match="Unknown backbone 'mine:x'"):
+        resolve_backbone("mine:x")
 
 
 def test_spec_is_small_and_picklable():

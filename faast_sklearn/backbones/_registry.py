@@ -2,19 +2,29 @@
 
 A backbone reaches the estimators as a *name* or a small :class:`BackboneSpec`, never as an
 ``nn.Module``: ``clone()`` deep-copies parameters, so a module parameter would copy the network
-for every grid point. Names resolve to factories here; the loaded module lives in a
-per-process cache keyed by (spec, weights, device), so clones, folds and unpickled estimators
-share one copy and a pickle never carries weights.
+for every grid point. Names resolve to factories here; URL-like names (``"timm:<model>"``,
+``"hf:<model>"``) resolve to the factory their adapter registered with :func:`register_scheme`,
+so this module imports no adapter (timm's ``_registry.py`` is the model).
+
+:func:`model_key` is the network's identity by content: the factory (its code, defaults,
+closure and the globals it reads), its keyword arguments, the weights file (path, size,
+``mtime_ns``, inode, ``ctime_ns``) and ``pretrained``. The feature cache and the ``memory=``
+disk cache are keyed under it, so a replaced factory or weights file can never be served old
+features. The loaded module lives in a per-process table keyed by (name, model key, device), so
+clones, folds and unpickled estimators share one copy and a pickle never carries weights.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..utils._cache import Unkeyable, content_key
 from ..utils._torch import import_torch
 
 __all__ = [
@@ -24,12 +34,12 @@ __all__ = [
     "get_backbone_meta",
     "list_backbones",
     "load_backbone",
+    "model_key",
     "register_backbone",
+    "register_scheme",
     "resolve_backbone",
+    "unregister_backbone",
 ]
-
-# Prefixes that name a model outside the registry.
-_PREFIXES = ("timm:", "hf:")
 
 
 @dataclass(eq=False)
@@ -103,11 +113,61 @@ class BackboneSpec:
 class _Entry:
     factory: Callable[..., Backbone]
     meta: dict
+    # A random token standing for a factory whose content cannot be hashed (never shared across
+    # processes, so never stale); None: the factory is keyed by its content at each use, so a
+    # global it reads that changes later changes its key too.
+    token: bytes | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_MODELS: dict[tuple, Backbone] = {}
+# URL-like schemes ("timm:", "hf:") -> (factory, name of the argument taking the model name).
+_SCHEMES: dict[str, tuple[Callable[..., Backbone], str]] = {}
+# Loaded modules by (name, model key, device); not a data cache: one network per identity.
+_MODELS: dict[tuple[str, bytes, str], Backbone] = {}
 _LOCK = threading.RLock()
+
+
+def register_scheme(prefix: str, factory: Callable[..., Backbone], argument: str) -> None:
+    """Route every name ``"<prefix><model>"`` to ``factory(<argument>=<model>, ...)``.
+
+    Adapters call this on import (``backbones/__init__.py`` imports them), so the registry
+    imports no adapter.
+
+    Parameters
+    ----------
+    prefix : str
+        Ends with ``":"``, e.g. ``"timm:"``.
+    factory : callable
+        As in :func:`register_backbone`, plus the keyword ``argument``.
+    argument : str
+        The keyword through which ``factory`` receives the text after the prefix.
+    """
+    if not isinstance(prefix, str) or not prefix.endswith(":") or ":" in prefix[:-1]:
+        raise ValueError(f"A scheme prefix is a word ending with ':'; got {prefix!r}.")
+    with _LOCK:
+        _SCHEMES[prefix] = (factory, argument)
+        _drop_models(lambda name: name.startswith(prefix))
+
+
+def _token(name: str, factory: Callable[..., Backbone]) -> bytes | None:
+    try:
+        content_key(factory)
+        return None
+    except Unkeyable as exc:
+        warnings.warn(
+            f"The factory of backbone {name!r} cannot be keyed by its content ({exc}); its "
+            "features are cached in this process only and the memory= disk cache will not "
+            "reuse them in another process. Make the factory a plain function whose defaults, "
+            "closure and globals pickle to reuse them.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return uuid.uuid4().bytes
+
+
+def _drop_models(match: Callable[[str], bool]) -> None:
+    for key in [k for k in _MODELS if match(k[0])]:
+        del _MODELS[key]
 
 
 def register_backbone(
@@ -125,7 +185,9 @@ def register_backbone(
         weights are unavailable, and never silently return random weights when
         ``pretrained=True``.
     overwrite : bool, default=False
-        Replace an existing registration instead of raising.
+        Replace an existing registration instead of raising. The network loaded from the old
+        factory is dropped, and features cached under the old factory are never served again
+        (cache keys cover the factory's content, see :func:`model_key`).
     **meta
         Free-form metadata shown by :func:`get_backbone_meta`, e.g. ``modality="image"``,
         ``n_features=768``, ``source="timm:vit_base_patch16_224"``, ``offline=True``.
@@ -135,9 +197,10 @@ def register_backbone(
     ValueError
         If ``name`` is taken and ``overwrite`` is False, or ``name`` is malformed.
     """
-    if not isinstance(name, str) or not name or name.startswith(_PREFIXES):
+    if not isinstance(name, str) or not name or ":" in name:
         raise ValueError(
-            f"Backbone name must be a non-empty string without a prefix; got {name!r}."
+            "Backbone name must be a non-empty string without a prefix (':' is reserved for "
+            f"schemes such as 'timm:' and 'hf:'); got {name!r}."
         )
     if not callable(factory):
         raise TypeError(f"factory must be callable; got {type(factory).__name__}.")
@@ -146,10 +209,23 @@ def register_backbone(
             raise ValueError(
                 f"A backbone named {name!r} is already registered; pass overwrite=True to replace it."
             )
-        _REGISTRY[name] = _Entry(factory, dict(meta))
-        # A replaced factory must not be served from the model cache.
-        for key in [k for k in _MODELS if k[0][0] == name]:
-            del _MODELS[key]
+        _REGISTRY[name] = _Entry(factory, dict(meta), _token(name, factory))
+        # A replaced factory must not be served from the model table.
+        _drop_models(lambda loaded: loaded == name)
+
+
+def unregister_backbone(name: str) -> None:
+    """Remove the backbone registered as ``name`` and drop its loaded network.
+
+    Raises
+    ------
+    ValueError
+        If no backbone is registered as ``name``.
+    """
+    with _LOCK:
+        _check_known(name)
+        del _REGISTRY[name]
+        _drop_models(lambda loaded: loaded == name)
 
 
 def list_backbones() -> list[str]:
@@ -171,6 +247,13 @@ def get_backbone_meta(name: str) -> dict:
     """Return a copy of the metadata registered with ``name``."""
     _check_known(name)
     return dict(_REGISTRY[name].meta)
+
+
+def _scheme_of(name: str) -> str | None:
+    prefix, colon, _ = name.partition(":")
+    if colon and prefix + colon in _SCHEMES:
+        return prefix + colon
+    return None
 
 
 def _check_known(name: str) -> None:
@@ -203,7 +286,7 @@ def resolve_backbone(backbone: str | BackboneSpec) -> BackboneSpec:
         )
     if not isinstance(spec.name, str):
         raise TypeError(f"BackboneSpec.name must be a string; got {spec.name!r}.")
-    prefix = next((p for p in _PREFIXES if spec.name.startswith(p)), None)
+    prefix = _scheme_of(spec.name)
     if prefix is not None:
         if not spec.name[len(prefix) :].strip():
             raise ValueError(f"Backbone {spec.name!r} names no model after {prefix!r}.")
@@ -218,38 +301,55 @@ def resolve_backbone(backbone: str | BackboneSpec) -> BackboneSpec:
     return spec
 
 
-def _factory_for(spec: BackboneSpec) -> tuple[Callable[..., Backbone], dict]:
-    # Imported here: the adapters import timm/transformers lazily themselves, but keeping the
-    # registry module free of them keeps the import graph one-way.
-    from ._text import hf_text_factory
-    from ._timm import timm_factory
-
-    if spec.name.startswith("timm:"):
-        return timm_factory, {"model_name": spec.name[len("timm:") :]}
-    if spec.name.startswith("hf:"):
-        return hf_text_factory, {"model_id": spec.name[len("hf:") :]}
-    return _REGISTRY[spec.name].factory, {}
+def _factory_for(spec: BackboneSpec) -> tuple[Callable[..., Backbone], dict, bytes | None]:
+    """(factory, the keyword arguments the name fixes, the token of an unkeyable factory)."""
+    prefix = _scheme_of(spec.name)
+    if prefix is not None:
+        factory, argument = _SCHEMES[prefix]
+        return factory, {argument: spec.name[len(prefix) :]}, None
+    entry = _REGISTRY[spec.name]
+    return entry.factory, {}, entry.token
 
 
-def _weights_key(weights: str | os.PathLike | None) -> tuple | None:
-    # A weights file is identified by path *and* modification time so that a file replaced on
-    # disk is reloaded (and its features not served from a stale cache).
+def _weights_identity(weights: str | os.PathLike | None) -> tuple | None:
+    # Path, size, modification and change times and inode: a file replaced on disk, even by
+    # one of the same size and mtime (cp -p, rsync -t, tar -x), gets a new identity.
     if weights is None:
         return None
-    path = os.fspath(weights)
+    path = os.path.abspath(os.fspath(weights))
     try:
         st = os.stat(path)
     except OSError:
         return (path,)
-    return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    return (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def model_key(
     backbone: str | BackboneSpec, *, pretrained: bool = True, weights: Any = None
-) -> tuple:
-    """Deterministic identity of the network a backbone parameter denotes (not its device)."""
+) -> bytes:
+    """The identity, by content, of the network a backbone parameter denotes (not its device).
+
+    Covers the factory (its code, defaults, closure cells and the globals it reads), the
+    keyword arguments the name and the spec give it, the image size, ``pretrained`` and the
+    weights file's identity (path, size, ``mtime_ns``, inode, ``ctime_ns``). Features are cached
+    under it, in memory and on disk, so a changed factory or weights file means new features.
+
+    Returns
+    -------
+    key : bytes
+        A 16-byte digest from :func:`faast_sklearn.utils._cache.content_key`.
+    """
     spec = resolve_backbone(backbone)
-    return (spec.key(), bool(pretrained), _weights_key(weights))
+    factory, fixed, token = _factory_for(spec)
+    return content_key(
+        "backbone",
+        factory if token is None else token,
+        fixed,
+        dict(spec.model_kwargs or {}),
+        spec.image_size,
+        bool(pretrained),
+        _weights_identity(weights),
+    )
 
 
 def load_backbone(
@@ -280,20 +380,17 @@ def load_backbone(
     spec = resolve_backbone(backbone)
     if weights is not None and not os.path.exists(os.fspath(weights)):
         raise FileNotFoundError(f"weights={os.fspath(weights)!r} does not exist.")
-    key = (model_key(spec, pretrained=pretrained, weights=weights), str(device))
-    loaded = _MODELS.get(key)
-    if loaded is not None:
-        return loaded
     with _LOCK:
+        key = (spec.name, model_key(spec, pretrained=pretrained, weights=weights), str(device))
         loaded = _MODELS.get(key)
-        if loaded is not None:  # another thread loaded it while we waited
+        if loaded is not None:
             return loaded
         # Reuse a copy loaded on another device instead of rebuilding it from disk.
-        cpu_twin = next((b for k, b in _MODELS.items() if k[0] == key[0]), None)
-        if cpu_twin is not None:
-            loaded = _move(cpu_twin, device, copy=True)
+        twin = next((b for k, b in _MODELS.items() if k[:2] == key[:2]), None)
+        if twin is not None:
+            loaded = _move(twin, device, copy=True)
         else:
-            factory, fixed = _factory_for(spec)
+            factory, fixed, _ = _factory_for(spec)
             kwargs = dict(spec.model_kwargs or {})
             kwargs.update(fixed)
             built = factory(

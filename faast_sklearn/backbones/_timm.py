@@ -7,7 +7,7 @@ from typing import Any
 
 from ..utils._torch import import_timm, import_torch
 from ._hub import cached_hub_file, hub_reachable, missing_weights_error
-from ._registry import Backbone, register_backbone
+from ._registry import Backbone, register_backbone, register_scheme
 
 _HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
@@ -187,6 +187,8 @@ def _timm_entry(model_name: str, **fixed: Any):
     return factory
 
 
+register_scheme("timm:", timm_factory, "model_name")
+
 # Registered names pin a pretrained tag so that "vit_base" means the same weights everywhere.
 _TIMM_NAMES = {
     "vit_base": ("vit_base_patch16_224.augreg2_in21k_ft_in1k", 768, {}),
@@ -197,8 +199,11 @@ _TIMM_NAMES = {
     # image-text space (512-d) and can be compared with CLIP text embeddings.
     "clip_vit_base": ("vit_base_patch16_clip_224.openai", 512, {"keep_head": True}),
 }
+# Image towers with a text tower in the same space (see _clip.py): name -> (tower, space).
+_TEXT_TOWERS = {"clip_vit_base": ("clip_vit_base_text", "openai/clip-vit-base-patch16")}
 
 for _name, (_model, _dim, _fixed) in _TIMM_NAMES.items():
+    _tower, _space = _TEXT_TOWERS.get(_name, (None, None))
     register_backbone(
         _name,
         _timm_entry(_model, **_fixed),
@@ -206,6 +211,7 @@ for _name, (_model, _dim, _fixed) in _TIMM_NAMES.items():
         n_features=_dim,
         source=f"timm:{_model}",
         offline=False,
+        **({"text_tower": _tower, "space": _space} if _tower else {}),
     )
 
 register_backbone(

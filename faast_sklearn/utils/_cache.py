@@ -181,8 +181,14 @@ def _feed_function(h, fn: Any, seen: set) -> None:
         h.update(f"recursive:{fn.__qualname__};".encode())
         return
     seen.add(id(fn))
-    h.update(f"function:{fn.__module__}.{fn.__qualname__}:".encode())
-    _feed_code(h, fn.__code__, seen)
+    version = _library_version(fn.__module__)
+    if version is not None:
+        # Installed libraries (and this package) do not change within a version: named, with
+        # the per-instance state (defaults, closure cells) that tells their closures apart.
+        h.update(f"library:{fn.__module__}.{fn.__qualname__}:{version}:".encode())
+    else:
+        h.update(f"function:{fn.__module__}.{fn.__qualname__}:".encode())
+        _feed_code(h, fn.__code__, seen)
     _feed(h, fn.__defaults__, seen)
     _feed(h, fn.__kwdefaults__, seen)
     cells = fn.__closure__ or ()
@@ -190,6 +196,8 @@ def _feed_function(h, fn: Any, seen: set) -> None:
         _feed(h, [c.cell_contents for c in cells], seen)
     except ValueError:  # an empty cell (a name bound later in the enclosing function)
         raise Unkeyable(f"function {fn.__qualname__} has an unbound closure cell") from None
+    if version is not None:
+        return
     # The globals the code reads (attribute names in co_names that are not globals are skipped).
     env = fn.__globals__
     builtins = env.get("__builtins__")
@@ -201,6 +209,19 @@ def _feed_function(h, fn: Any, seen: set) -> None:
             builtins if isinstance(builtins, dict) else vars(builtins)
         ):
             h.update(f"unbound:{name};".encode())
+
+
+def _library_version(module_name: str | None) -> str | None:
+    """The version of the installed library (or of this package) defining a function, else
+    None (user code: a script, a notebook, a module outside site-packages)."""
+    top = (module_name or "").partition(".")[0]
+    if top == __name__.partition(".")[0]:
+        return sys.modules[top].__dict__.get("__version__", "")
+    module = sys.modules.get(top)
+    path = getattr(module, "__file__", None) or ""
+    if top in sys.stdlib_module_names or "site-packages" in path or "dist-packages" in path:
+        return str(getattr(module, "__version__", ""))
+    return None
 
 
 def _global_names(code: types.CodeType) -> list[str]:
