@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.linalg
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin
 from sklearn.linear_model import RidgeClassifierCV
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.validation import validate_data
@@ -109,7 +109,11 @@ def problems(seed: int = 0) -> dict:
         X = rng.normal(size=(n, d)).astype(np.float32)
         return X, np.arange(n) % 10
 
-    return {"one_shot_10x768": data(10, 768), "fit_640x768": data(640, 768), "grid": data(2000, 256)}
+    return {
+        "one_shot_10x768": data(10, 768),
+        "fit_640x768": data(640, 768),
+        "grid": data(2000, 256),
+    }
 
 
 def workloads(pkg, data: dict) -> dict:
@@ -124,9 +128,9 @@ def workloads(pkg, data: dict) -> dict:
         "one_shot_10x768": lambda: clf().fit(X1, y1),
         "fit_640x768": lambda: clf().fit(X2, y2),
         "fit_10_alphas_2000x256": lambda: clf(alpha=ALPHAS).fit(X3, y3),
-        "gridsearch_10x5_2000x256": lambda: GridSearchCV(
-            clf(), {"alpha": list(ALPHAS)}, cv=5
-        ).fit(X3, y3),
+        "gridsearch_10x5_2000x256": lambda: GridSearchCV(clf(), {"alpha": list(ALPHAS)}, cv=5).fit(
+            X3, y3
+        ),
     }
 
 
@@ -164,9 +168,7 @@ def main(argv=None):
                     with patched(*variants.get(v, [])):
                         t = time.perf_counter()
                         calls[v][name]()
-                        times.setdefault(name, {}).setdefault(v, []).append(
-                            time.perf_counter() - t
-                        )
+                        times.setdefault(name, {}).setdefault(v, []).append(time.perf_counter() - t)
             print(name, {v: f"{np.median(t) * 1e3:.2f} ms" for v, t in times[name].items()})
     medians = {n: {v: float(np.median(t)) for v, t in d.items()} for n, d in times.items()}
     worth = {}
