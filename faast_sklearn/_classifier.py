@@ -96,10 +96,12 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         Defined when ``X`` has feature names that are all strings.
     n_samples_seen_ : int
     stats_ : Statistics
-        The sufficient statistics (NumPy) from which the model is solved. While there are
-        at most ``n_features`` training rows, these are the rows themselves, in their input
-        precision (the few-shot kernel-side solve needs them), so they travel with a pickle
-        of the model; after that, float64 moments.
+        The sufficient statistics from which the model is solved, in the solver's arrays
+        (NumPy, or torch tensors on ``device_``; NumPy in a pickle, so that a model fitted
+        on a GPU loads without one; ``stats_.to_numpy()`` converts). While there are at
+        most ``n_features`` training rows, these are the rows themselves, in their input
+        precision (the few-shot kernel-side solve needs them); after that, float64 moments.
+        ``stats_.merge(other)`` combines two models' statistics exactly.
     solver_, device_ : str
         Solver and device used.
 

@@ -17,6 +17,9 @@ _DEFAULTS = {
 }
 _global = dict(_DEFAULTS)
 _local = threading.local()
+# Called after a bound changed (the cache registers its shrink here: this module imports
+# nothing of the package, so the import graph stays one-way).
+_on_bounds_changed: list = []
 
 
 def _config() -> dict:
@@ -86,9 +89,8 @@ def set_config(cache=None, cache_bytes=None, device_cache_bytes=None) -> None:
         if not getattr(_local, "depth", 0):
             _global[name] = value
     if new["cache_bytes"] is not None or new["device_cache_bytes"] is not None:
-        from .utils._cache import STORE
-
-        STORE.shrink()
+        for hook in _on_bounds_changed:
+            hook()
 
 
 @contextmanager

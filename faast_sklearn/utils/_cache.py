@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .._config import get_config
+from .._config import _on_bounds_changed, get_config
 from ._threads import pool
 
 KEY_BYTES = 16  # 128-bit digests: accidental collisions are out of reach at any data size
@@ -376,6 +376,7 @@ def _run_evicted(callbacks: list) -> None:
 
 
 STORE = Store()
+_on_bounds_changed.append(STORE.shrink)
 
 
 def clear_cache() -> None:
