@@ -2,11 +2,10 @@
 
 Fresh random features for every fit (so the fit cache never hits), 10 classes, ``N = 10 x
 shots`` rows of ``d`` features. Per size: median fit time of ``FAASTClassifier()`` (the "auto"
-solver), of the same with the one-BLAS-thread limit off (``faast_auto_blas_unlimited``), of
-``solver="scipy"`` and of ``solver="torch"`` on ``--device``, and of the SGD-20 and Adam probes
+solver), of ``solver="scipy"`` and of ``solver="torch"`` on ``--device``, and of the SGD-20 and Adam probes
 of ``_readers.py`` on the same device. This is the measurement behind
-``faast_sklearn.solvers.HOST_FLOPS`` (host or GPU for small NumPy fits) and
-``ONE_THREAD_FLOPS`` (one BLAS thread for small host work).
+``faast_sklearn.solvers.HOST_FLOPS`` (host or GPU for small NumPy fits). The one-BLAS-thread
+limit it also measured was removed (benchmarks/bench_removed.py).
 
 The committed ``results/logs/fit-overhead-h200.json`` was written by the first version of this
 script, which was run from a scratch folder and wrote the same keys.
@@ -63,21 +62,11 @@ def main(argv=None):
     p.add_argument("--probe-reps", type=int, default=3, help="timed fits per probe and size")
     p.add_argument("--out", default=None, help="JSON path (default: print only)")
     args = p.parse_args(argv)
-    import faast_sklearn.solvers as solvers
     from faast_sklearn import FAASTClassifier
-
-    def unlimited(X, y):
-        saved = solvers.ONE_THREAD_FLOPS
-        solvers.ONE_THREAD_FLOPS = 0.0  # no size is below it
-        try:
-            return FAASTClassifier().fit(X, y)
-        finally:
-            solvers.ONE_THREAD_FLOPS = saved
 
     device = str(_readers.resolve_device(args.device))
     methods = {
         "faast_auto": (lambda X, y: FAASTClassifier().fit(X, y), args.reps),
-        "faast_auto_blas_unlimited": (unlimited, args.reps),
         "faast_scipy": (lambda X, y: FAASTClassifier(solver="scipy").fit(X, y), args.reps),
         f"faast_torch_{device.split(':')[0]}": (
             lambda X, y: FAASTClassifier(solver="torch", device=device).fit(X, y),

@@ -78,6 +78,16 @@ def import_baseline(folder: str, workdir: str):
     return importlib.import_module(BASELINE_NAME)
 
 
+def clear_caches(pkg) -> None:
+    """Empty a package's caches: ``clear_cache()`` where it has one, else (versions before
+    the one cache layer) its feature and fit caches."""
+    if hasattr(pkg, "clear_cache"):
+        pkg.clear_cache()
+        return
+    pkg.features.clear_feature_cache()
+    importlib.import_module(f"{pkg.__name__}.solvers._cache").FIT_CACHE.clear()
+
+
 PROBES = {"sgd20": _readers.SGDProbe, "adam": _readers.AdamProbe}
 
 
@@ -106,7 +116,7 @@ def compare(packages: dict, make_problem, reps: int, device: str, probe: str | N
             if probe is not None:
                 times["probe"].append(timed(PROBES[probe](device=device), X, y))
             for other in packages.values():
-                other.solvers._cache.FIT_CACHE.clear()
+                clear_caches(other)
             times[name].append(timed(pkg.FAASTClassifier(device=device), X, y))
     base = np.array(times[names[0]][1:])  # the first problem warms up
     row = {}
@@ -161,9 +171,7 @@ def compare_grid(packages: dict, args, device: str) -> dict:
         for name in list(packages) if rep % 2 else list(packages)[::-1]:
             pkg = packages[name]
             for route, run in routes.items():
-                # The one cache's clear (a baseline before it: its feature cache's).
-                (getattr(pkg, "clear_cache", None) or pkg.features.clear_feature_cache)()
-                pkg.solvers._cache.FIT_CACHE.clear()
+                clear_caches(pkg)
                 times[name][route].append(timed(run, pkg, extractors[name]))
     out = {}
     for name, t in times.items():
@@ -202,12 +210,10 @@ def main(argv=None):
     g.add_argument("--grid-reps", type=int, default=3, help="timed repetitions per version")
     args = p.parse_args(argv)
     import faast_sklearn
-    import faast_sklearn.solvers._cache  # noqa: F401 - FIT_CACHE, cleared between fits
 
     device = str(_readers.resolve_device(args.device))
     with tempfile.TemporaryDirectory() as workdir:
         baseline = import_baseline(args.baseline, workdir)
-        importlib.import_module(f"{BASELINE_NAME}.solvers._cache")
         packages = {"baseline": baseline, "working_tree": faast_sklearn}
         if args.grid:
             out = machine(device, baseline=str(Path(args.baseline).resolve()), args=vars(args))

@@ -1,8 +1,12 @@
-"""Machinery shared by the estimators: validate -> (extract) -> accumulate -> solve -> predict.
+"""Machinery shared by the estimators: the fit path and the prediction.
 
-Every public method validates first and assigns fitted state last, so a call that fails leaves
-the estimator exactly as it was. ``fit`` solves at once; ``partial_fit`` only accumulates
-statistics (O(batch d^2)) and the solve runs at the first use of the model afterwards.
+A fit reads top to bottom (:meth:`_BaseFAAST._fit_batch`): inputs -> features
+(:meth:`~_BaseFAAST._features`) -> validated arrays (:meth:`~_BaseFAAST._validate_features`,
+:meth:`~_BaseFAAST._validate_weights`, ``_encode_targets``) -> statistics
+(:func:`._fit.fit_statistics`, cached per fold) -> spectrum -> solve -> fitted attributes,
+assigned last: a call that fails leaves the estimator exactly as it was. ``fit`` solves at
+once; ``partial_fit`` only accumulates statistics (O(batch d^2)) and the solve runs at the
+first use of the model afterwards.
 """
 
 from __future__ import annotations
@@ -20,15 +24,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .solvers import (
-    Statistics,
-    fit_flops,
-    host_threads,
-    resolve_backend,
-    solve,
-    spectrum,
-)
-from .solvers._cache import FIT_CACHE
+from ._fit import FitEntry, batch_statistics, extract, fit_statistics
+from .solvers import Statistics, resolve_backend, solve
 from .utils._params import ParamsMixin
 from .utils._torch import import_torch, is_tensor, resolve_device
 
@@ -36,35 +33,6 @@ from .utils._torch import import_torch, is_tensor, resolve_device
 _PRIOR_PER_OUTPUT = 40.0
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-# Host fits smaller than this (in fit_flops) skip the fit cache: their spectrum costs about
-# what the cache's fingerprint, lookup and copy do (at d = 768, 10 rows: a 0.16 ms fit, of
-# which the cache takes 0.02 ms warm and 0.08 ms with cold CPU caches; a hit saves 0.03 ms).
-_CACHE_MIN_FLOPS = 2**18
-
-# Largest NumPy X moved to a torch back-end's device whole (see _placed): the fit cache keeps
-# copies up to this size. Larger ones stream to the device block by block (Backend.moments),
-# so that device memory stays bounded by a block whatever the number of rows.
-_PLACE_MAX_BYTES = FIT_CACHE.max_bytes // 4
-
-
-def _placed(X, backend):
-    """``X`` where the solver reads it, checked for NaN and infinity there.
-
-    A NumPy ``X`` with more rows than features (and at most ``_PLACE_MAX_BYTES``) goes to a
-    torch back-end's device once, in its own dtype: the statistics pass, the fit cache's
-    private copy and the check then all run on the device (on an H200 host, checking and
-    copying 2560 x 1280 float32 features on the CPU took 6 ms). Fewer rows are kept on the
-    host as they are (the statistics copy them there), and the kernel-side solve moves them
-    once. A tensor was checked by :meth:`_BaseFAAST._validate_unnamed`.
-    """
-    if is_tensor(X):
-        return X
-    if backend.name == "torch" and X.shape[0] > X.shape[1] and X.nbytes <= _PLACE_MAX_BYTES:
-        X = backend.to_device(X)
-    _check_finite(X)
-    return X
 
 
 def _check_finite(X) -> None:
@@ -107,28 +75,65 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    # ------------------------------------------------------------------ input validation
-    def _validate_X(self, X, *, reset: bool, finite: bool = True):
-        """2-D float features as a NumPy array or a torch tensor (kept on its device).
-
-        With a backbone, ``X`` is raw input (images, texts...) and its features are extracted
-        first (cached across clones, folds and grid points by the extractor); on a GPU they
-        stay there as a tensor for the torch solver. ``finite=False`` leaves the NaN and
-        infinity check of a NumPy ``X`` to the caller (:func:`_placed`, for fit).
-        """
-        if self.backbone is not None:
-            from .features import as_extractor
-
-            extractor = as_extractor(
-                self.backbone,
-                device=self.device,
-                batch_size=self.batch_size,
-                verbose=self.verbose,
+    # ------------------------------------------------------------------ fit path
+    def _fit_batch(self, X, y, sample_weight, *, partial: bool, classes=None) -> None:
+        """Fit (or, with ``partial``, add to the statistics of) one batch; on any error the
+        estimator is restored whole."""
+        previous = dict(self.__dict__)
+        first = not partial or "stats_" not in previous
+        try:
+            self._validated_alpha()
+            if y is None:
+                raise ValueError(
+                    f"{type(self).__name__} requires y to be passed, but the target y is None."
+                )
+            X, x_key = self._features(X)
+            X = self._validate_features(X, reset=first)
+            check_consistent_length(X, y)
+            w = self._validate_weights(sample_weight, X)
+            targets, n_targets, columns, state = self._encode_targets(
+                y, w, first=first, partial=partial, classes=classes
             )
-            on_gpu = self.solver != "scipy" and resolve_device(extractor.device) != "cpu"
-            X = extractor.extract(X, as_tensor=on_gpu)
-            if is_tensor(X) and X.device.type == "cpu":
-                X = X.numpy()
+            backend = resolve_backend(self.solver, self.device, X)
+            if partial:
+                batch = batch_statistics(backend, X, targets, w, n_targets)
+                entry = FitEntry(self._merged(backend, batch, first=first, columns=columns))
+            else:
+                entry = fit_statistics(backend, X, x_key, targets, n_targets, w)
+            state.update(
+                stats_=entry.stats,
+                solver_=backend.name,
+                device_=backend.device,
+                n_samples_seen_=(0 if first else self.n_samples_seen_) + int(X.shape[0]),
+                _solution=None,
+            )
+            self.__dict__.update(state)
+            if not partial:
+                self._solution = self._solve(backend, entry)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
+
+    def _features(self, X):
+        """``(features, key or None)``: the backbone's features of ``X`` (on a GPU, a tensor
+        there), or ``X`` itself without a backbone."""
+        if self.backbone is None:
+            return X, None
+        from .features import as_extractor
+
+        extractor = as_extractor(
+            self.backbone, device=self.device, batch_size=self.batch_size, verbose=self.verbose
+        )
+        on_gpu = self.solver != "scipy" and resolve_device(extractor.device) != "cpu"
+        X, key = extract(extractor, X, as_tensor=on_gpu)
+        if is_tensor(X) and X.device.type == "cpu":
+            X = X.numpy()
+        return X, key
+
+    def _validate_features(self, X, *, reset: bool):
+        """2-D finite float features: through ``validate_data``, or for a tensor (which
+        scikit-learn cannot validate) and a plain 2-D float array, :meth:`_validate_unnamed`."""
         ndim = getattr(X, "ndim", None)
         if ndim is not None and ndim >= 3:
             raise ValueError(
@@ -139,23 +144,19 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         if is_tensor(X) or (
             type(X) is np.ndarray and X.ndim == 2 and X.size and X.dtype in _FLOAT_DTYPES
         ):
-            return self._validate_unnamed(X, reset=reset, finite=finite)
+            return self._validate_unnamed(X, reset=reset)
         return validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=1,
-            ensure_all_finite=finite,
+            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1
         )
 
-    def _validate_unnamed(self, X, *, reset: bool, finite: bool):
+    def _validate_unnamed(self, X, *, reset: bool):
         """``validate_data`` for a container without feature names: a torch tensor, or a
         non-empty 2-D float NumPy array (which ``check_array`` would return as it is).
 
         Such X carries no column names, so the feature-name bookkeeping reduces to forgetting
         them on reset (and scikit-learn's warning otherwise); skipping the dataframe probes of
-        ``validate_data`` is a quarter of a one-shot fit, most of it after the caches went cold.
+        ``validate_data`` is 40% of a one-shot fit (0.32 against 0.56 ms, min of 101 on a
+        2-core CPU; benchmarks/results/removed-cpu-2core.json).
         """
         name = type(self).__name__
         if is_tensor(X):
@@ -178,9 +179,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 raise ValueError("Complex data not supported.")
             if X.dtype not in (torch.float32, torch.float64):
                 X = X.float()
-            finite = True  # a tensor is checked here, where it lives
-        if finite:
-            _check_finite(X)
+        _check_finite(X)  # where X lives
         if reset:
             self.n_features_in_ = int(X.shape[1])
             self.__dict__.pop("feature_names_in_", None)
@@ -198,9 +197,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             )
         return X
 
+    def _validate_X(self, X, *, reset: bool):
+        """Features of ``X``, validated (for prediction)."""
+        return self._validate_features(self._features(X)[0], reset=reset)
+
     def _validate_weights(self, sample_weight, X) -> np.ndarray:
-        if sample_weight is None:  # what _check_sample_weight returns, at a tenth of its cost
-            return np.ones(X.shape[0])
         if is_tensor(sample_weight):
             sample_weight = sample_weight.detach().cpu().numpy()
         w = _check_sample_weight(
@@ -213,123 +214,24 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             )
         return w
 
-    # ------------------------------------------------------------------ fit flow
-    def _accumulate(self, X, y, sample_weight, *, partial: bool, classes=None):
-        """Validate one batch and return the new fitted state as a dict (nothing assigned).
-
-        Subclasses encode ``y`` in :meth:`_encode_targets`, which returns the batch targets
-        (dense float array or class codes), their column count, the re-indexing of the
-        targets kept so far (or None) and subclass state to assign.
-        """
-        first = not partial or "stats_" not in self.__dict__
-        self._validated_alpha()
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None."
-            )
-        saved = {
-            k: self.__dict__[k]
-            for k in ("n_features_in_", "feature_names_in_")
-            if k in self.__dict__
-        }
-        try:
-            X = self._validate_X(X, reset=first, finite=False)
-            if getattr(y, "ndim", 0) == 0 or y.shape[0] != X.shape[0]:
-                check_consistent_length(X, y)  # lists, and scikit-learn's error otherwise
-            w = self._validate_weights(sample_weight, X)
-            targets, n_targets, columns, state = self._encode_targets(
-                y, w, first=first, partial=partial, classes=classes
-            )
-            backend = resolve_backend(self.solver, self.device, X)
-            entry = None
-            cached = not partial and (
-                backend.device != "cpu" or fit_flops(X.shape[0], X.shape[1]) >= _CACHE_MIN_FLOPS
-            )
-            if cached:
-                # A clone fitted on these very rows before (GridSearchCV over alpha or rtol):
-                # reuse its statistics, and below its eigendecomposition. X is looked up where
-                # the caller has it: a NumPy X is compared on the host with the cache's host
-                # copy, and a hit never travels to the device (nor is checked again: the copy
-                # was checked when it was stored).
-                key = np.append(targets, n_targets)
-                tag = f"{backend.name}:{backend.device}"
-                fingerprint = FIT_CACHE.fingerprint(tag, X, key, w)
-                entry = FIT_CACHE.lookup(tag, X, key, w, fingerprint)
-            if entry is not None:
-                stats = entry.stats
-            else:
-                given, X = X, _placed(X, backend)
-                batch = self._batch_statistics(backend, X, targets, w, n_targets)
-                if not partial:
-                    stats = batch
-                elif first:
-                    stats = Statistics.empty(X.shape[1], n_targets).merge(batch)
-                else:
-                    stats = self.stats_
-                    if columns is not None:
-                        stats = stats.with_targets(n_targets, columns)
-                    stats = stats.merge(batch)
-                if cached:
-                    # Kept rows are a private copy of a NumPy X already: the cache shares it.
-                    own = None if is_tensor(given) or stats.rows is None else stats.rows[0]
-                    entry = FIT_CACHE.put(tag, given, key, w, stats, fingerprint, private=own)
-        except BaseException:
-            # validate_data assigns n_features_in_ on reset: restore the previous state.
-            for k in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(k, None)
-            self.__dict__.update(saved)
-            raise
-        state.update(
-            stats_=stats,
-            solver_=backend.name,
-            device_=backend.device,
-            n_samples_seen_=(0 if first else self.n_samples_seen_) + int(X.shape[0]),
-        )
-        return state, backend, entry
-
-    @staticmethod
-    def _batch_statistics(backend, X, targets, w, n_targets) -> Statistics:
-        d = X.shape[1]
-        if X.shape[0] <= d:
-            # Few rows: keep them for the kernel-side solve, as a private host copy in their
-            # own precision (exact; the solve computes in float64). A back-end that holds
-            # them on its device already solves from that copy.
-            if is_tensor(X):
-                Xh = X.detach().to("cpu", copy=True).numpy()
-                backend.remember(Xh, X)
-            else:
-                Xh = np.array(X, copy=True)
-            if targets.ndim == 1:
-                Y = np.zeros((len(targets), n_targets))
-                Y[np.arange(len(targets)), targets] = 1.0
-            else:
-                Y = np.asarray(targets, dtype=np.float64)
-            return Statistics(d, n_targets, d, rows=(Xh, Y, w))
-        return Statistics(d, n_targets, d, moments=backend.moments(X, targets, w, n_targets))
-
-    def _set_state(self, state: dict, backend, entry=None, *, solve_now: bool) -> None:
-        # The solve reads the new state; should it fail, the estimator is restored whole.
-        previous = dict(self.__dict__)
-        self.__dict__.update(state)
-        self._solution = None
-        if solve_now:
-            try:
-                self._solution = self._solve(backend, entry)
-            except BaseException:
-                self.__dict__.clear()
-                self.__dict__.update(previous)
-                raise
+    def _merged(self, backend, batch: Statistics, *, first: bool, columns) -> Statistics:
+        """The statistics kept so far (moved to this batch's back-end) and ``batch``, merged
+        exactly; ``columns`` re-indexes the targets kept so far (new classes)."""
+        if first:
+            return Statistics.empty(batch.n_features, batch.n_targets).merge(batch)
+        stats = self.stats_.map(backend.to_device)
+        if columns is not None:
+            stats = stats.with_targets(batch.n_targets, columns)
+        return stats.merge(batch)
 
     def fit(self, X, y, sample_weight=None):
         self._check_params()
-        state, backend, entry = self._accumulate(X, y, sample_weight, partial=False)
-        self._set_state(state, backend, entry, solve_now=True)
+        self._fit_batch(X, y, sample_weight, partial=False)
         return self
 
     def _partial_fit(self, X, y, sample_weight, classes=None):
         self._check_params()
-        state, backend, _ = self._accumulate(X, y, sample_weight, partial=True, classes=classes)
-        self._set_state(state, backend, solve_now=False)
+        self._fit_batch(X, y, sample_weight, partial=True, classes=classes)
         return self
 
     # ------------------------------------------------------------------ solve
@@ -350,26 +252,20 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             )
         return a if a.ndim else float(a)
 
-    def _solve(self, backend, entry=None) -> dict:
+    def _solve(self, backend, entry: FitEntry | None = None) -> dict:
         """Solve from ``stats_``; returns the raw solution (coefficients in target space).
 
         ``entry`` (from the fit cache) memoises the spectrum, which depends on the data, the
         intercept and the class embedding, but not on ``alpha`` or ``rtol``.
         """
         stats = self.stats_
-        embedding = self._embedding()
-        memo_key = (self.fit_intercept, None if embedding is None else embedding.tobytes())
-        spec = entry.spectra.get(memo_key) if entry is not None else None
-        with host_threads(fit_flops(stats.count, stats.n_features), backend.device):
-            if spec is None:
-                spec = spectrum(
-                    stats, backend, fit_intercept=self.fit_intercept, embedding=embedding
-                )
-                if entry is not None:
-                    entry.spectra[memo_key] = spec
-            sol = solve(
-                spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.weight)
-            )
+        entry = FitEntry(stats) if entry is None else entry
+        spec = entry.spectrum(
+            backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
+        )
+        sol = solve(
+            spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.weight)
+        )
         return {"solution": sol, "blend": self._blend_ratio(stats.weight)}
 
     def _ensure_solution(self) -> dict:
@@ -435,8 +331,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             out = out.cpu().numpy().astype(np.float64)
         else:
             # Products in the input's precision: float32 features need no float64 copy.
-            with host_threads(float(np.prod(X.shape)) * coef.shape[1]):
-                out = (X @ coef.astype(X.dtype, copy=False)).astype(np.float64) + intercept
+            out = (X @ coef.astype(X.dtype, copy=False)).astype(np.float64) + intercept
         share = self._prior_share(X)
         return out if share is None else out + share
 

@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.multiclass import type_of_target
-from sklearn.utils.validation import column_or_1d
 
+from . import _proba
 from . import targets as _targets
 from ._base import _BaseFAAST
 from .backbones import text_class_embeddings
-from .utils._torch import is_tensor, resolve_device
+from .utils._torch import resolve_device
 
 # Floor on the error variance, relative to that of a balanced one-hot target (1 / n_targets):
 # a model that interpolates its training data (GCV fooled by duplicated rows, say) would
 # otherwise give log-odds in the millions, and probabilities that are pure round-off.
 _MIN_NOISE = 1e-3
-_CLASSIFICATION_TARGETS = (
-    "binary",
-    "multiclass",
-    "multiclass-multioutput",
-    "multilabel-indicator",
-    "multilabel-sequences",
-)
-# NumPy kinds of labels that type_of_target always finds discrete when 1-D: bool, signed and
-# unsigned integers, strings.
-_DISCRETE_KINDS = "biuU"
 
 
 class FAASTClassifier(ClassifierMixin, _BaseFAAST):
@@ -115,10 +102,12 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         Defined when ``X`` has feature names that are all strings.
     n_samples_seen_ : int
     stats_ : Statistics
-        The sufficient statistics (NumPy) from which the model is solved. While there are
-        at most ``n_features`` training rows, these are the rows themselves, in their input
-        precision (the few-shot kernel-side solve needs them), so they travel with a pickle
-        of the model; after that, float64 moments.
+        The sufficient statistics from which the model is solved, in the solver's arrays
+        (NumPy, or torch tensors on ``device_``; NumPy in a pickle, so that a model fitted
+        on a GPU loads without one; ``stats_.to_numpy()`` converts). While there are at
+        most ``n_features`` training rows, these are the rows themselves, in their input
+        precision (the few-shot kernel-side solve needs them); after that, float64 moments.
+        ``stats_.merge(other)`` combines two models' statistics exactly.
     solver_, device_ : str
         Solver and device used.
 
@@ -239,36 +228,6 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             return self.classes_[(scores > 0).astype(np.intp)]
         return self.classes_[np.argmax(scores, axis=1)]
 
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy of :meth:`predict` on ``X`` against ``y`` (multilabel: subset
-        accuracy), as :func:`sklearn.metrics.accuracy_score`.
-
-        Parameters
-        ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_labels)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        score : float
-        """
-        pred = self.predict(X)
-        if (
-            sample_weight is None
-            and isinstance(y, np.ndarray)
-            and y.shape == pred.shape
-            and y.ndim == 1
-            and y.dtype.kind in _DISCRETE_KINDS
-            and y.dtype.kind == pred.dtype.kind
-        ):
-            # Labels of one discrete kind, as predicted: accuracy_score's target-type checks
-            # (a millisecond per fold and grid point of a GridSearchCV) could only agree.
-            return float(np.mean(pred == y))
-        from sklearn.metrics import accuracy_score
-
-        return accuracy_score(y, pred, sample_weight=sample_weight)
-
     def predict_proba(self, X):
         """Class probabilities: softmax of :meth:`decision_function` (sigmoid when binary).
 
@@ -277,26 +236,12 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         proba : ndarray of shape (n_samples, n_classes)
             For multilabel targets, the probability of each label.
         """
-        scores = self.decision_function(X)
-        if self._multilabel:
-            return expit(scores)
-        if len(self.classes_) == 1:
-            return np.ones((len(scores), 1))
-        if scores.ndim == 1:
-            p1 = expit(scores)
-            return np.column_stack([1.0 - p1, p1])
-        return softmax(scores, axis=1)
+        return _proba.probabilities(self.decision_function(X), self._multilabel, len(self.classes_))
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed without underflow."""
         scores = self.decision_function(X)
-        if self._multilabel:
-            return log_expit(scores)
-        if len(self.classes_) == 1:
-            return np.zeros((len(scores), 1))
-        if scores.ndim == 1:
-            return np.column_stack([log_expit(-scores), log_expit(scores)])
-        return log_softmax(scores, axis=1)
+        return _proba.log_probabilities(scores, self._multilabel, len(self.classes_))
 
     @property
     def coef_(self):
@@ -325,29 +270,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         return len(self.classes_)
 
     def _encode_targets(self, y, w, *, first, partial, classes):
-        if is_tensor(y):
-            y = y.detach().cpu().numpy()
-        y_arr = np.asarray(y)
-        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
-            y_arr = column_or_1d(y_arr, warn=True)
-        if y_arr.ndim != 1 or y_arr.dtype.kind not in _DISCRETE_KINDS:
-            # 1-D integer, boolean or string labels are always "binary" or "multiclass":
-            # only other inputs need type_of_target (a tenth of a one-shot fit's time).
-            with warnings.catch_warnings():
-                # One example per class is this estimator's home ground (one-shot learning),
-                # not a sign that y is continuous: scikit-learn's "more than 50% unique
-                # classes" warning would fire on every one-shot fit.
-                warnings.filterwarnings("ignore", message="The number of unique classes is greater")
-                kind = type_of_target(y_arr, input_name="y")
-            if kind not in _CLASSIFICATION_TARGETS:  # check_classification_targets, typed once
-                raise ValueError(
-                    f"Unknown label type: {kind}. Maybe you are trying to fit a classifier, "
-                    "which expects discrete classes on a regression target with continuous "
-                    "values."
-                )
-            if kind == "multilabel-indicator":
-                return self._encode_multilabel(y_arr, first=first)
-            y_arr = column_or_1d(y_arr)
+        y_arr, multilabel = _targets.as_labels(y)
+        if multilabel:
+            return self._encode_multilabel(y_arr, first=first)
         if not first and self._multilabel:
             raise ValueError("The estimator was fitted on multilabel targets; got 1-D labels.")
         old = None if first else self.classes_

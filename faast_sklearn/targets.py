@@ -8,9 +8,53 @@ embeddings can cover classes never seen in training (the zero-shot case).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import column_or_1d
+
+from .utils._torch import is_tensor
+
+_CLASSIFICATION_TARGETS = (
+    "binary",
+    "multiclass",
+    "multiclass-multioutput",
+    "multilabel-indicator",
+    "multilabel-sequences",
+)
+# NumPy kinds of labels that type_of_target always finds discrete when 1-D: bool, signed and
+# unsigned integers, strings.
+_DISCRETE_KINDS = "biuU"
+
+
+def as_labels(y) -> tuple[np.ndarray, bool]:
+    """Classification targets as an array, and whether they are a multilabel indicator.
+
+    Raises a ValueError naming the label type for continuous (regression) targets.
+    """
+    if is_tensor(y):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    if y.ndim == 1 and y.dtype.kind in _DISCRETE_KINDS:
+        return y, False  # always "binary" or "multiclass"
+    with warnings.catch_warnings():
+        # One example per class is this estimator's home ground (one-shot learning), not a
+        # sign that y is continuous: scikit-learn's "more than 50% unique classes" warning
+        # would fire on every one-shot fit.
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater")
+        kind = type_of_target(y, input_name="y")
+    if kind not in _CLASSIFICATION_TARGETS:
+        raise ValueError(
+            f"Unknown label type: {kind}. Maybe you are trying to fit a classifier, which "
+            "expects discrete classes on a regression target with continuous values."
+        )
+    if kind == "multilabel-indicator":
+        return y, True
+    return column_or_1d(y), False
 
 
 def union_classes(classes: np.ndarray | None, labels) -> tuple[np.ndarray, np.ndarray | None]:

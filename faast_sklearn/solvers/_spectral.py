@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._backends import Backend
-from ._stats import Statistics
+from ._stats import Array, Statistics
 
 # Strengths searched by alpha="auto", relative to the mean eigenvalue trace(A) / d, i.e. to the
 # typical per-feature sum of squares. scikit-learn's alpha=1 on standardised data is 1/N there.
@@ -47,7 +47,7 @@ class Spectrum:
     s: np.ndarray  # (k,) kept eigenvalues
     # Arrays of size d x k or N x d are the backend's native arrays (on its device); the rest,
     # of size k x D at most, are NumPy.
-    V: object | None  # (d, k) orthonormal eigenvectors (primal), or None (kernel side)
+    V: Array | None  # (d, k) orthonormal eigenvectors (primal), or None (kernel side)
     P: np.ndarray  # (k, D) projections of the cross-products
     rss_perp: np.ndarray  # (D,) residual outside the span of the features
     trace: float  # trace(A), for the scale of alpha="auto"
@@ -57,8 +57,8 @@ class Spectrum:
     fit_intercept: bool
     # Kernel side: V = Xs^T (U s^-1/2) is never formed (that costs d N^2); V @ M is computed
     # as Xs^T ((U s^-1/2) @ M), d N D.
-    Xs: object | None = None
-    U_scaled: object | None = None
+    Xs: Array | None = None
+    U_scaled: Array | None = None
 
     @property
     def n_features(self) -> int:
@@ -114,22 +114,22 @@ def spectrum(
 
 def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     X, Y, w = stats.rows
-    if embedding is not None:
-        Y = Y @ embedding
-    n = float(w.sum())
-    # The rows go to the backend's device once and are centred (and weighted) there: a
-    # few-shot fit is so small that every N x d host temporary (fresh pages from the
-    # allocator) costs as much as its arithmetic. What comes back is k x D at most.
+    # The rows are centred (and weighted) where they live: a few-shot fit is so small that
+    # every N x d host temporary (fresh pages from the allocator) costs as much as its
+    # arithmetic. What comes back is k x D at most.
     Xs, Ys = backend.asarray(X), backend.asarray(Y)
+    if embedding is not None:
+        Ys = Ys @ backend.asarray(embedding)
+    n = float(w.sum())
     if fit_intercept:
         wd = backend.asarray(w)
         mean_xd, mean_yd = (wd @ Xs) / n, (wd @ Ys) / n
         Xs, Ys = Xs - mean_xd, Ys - mean_yd
         mean_x, mean_y = backend.fetch(mean_xd, mean_yd)
     else:
-        mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Y.shape[1])
-    if not (w == 1.0).all():  # sqrt(w) on both sides; new arrays (Xs may be the stats' own X)
-        root = backend.asarray(np.sqrt(w)[:, None])
+        mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Ys.shape[1])
+    if not bool((w == 1.0).all()):  # sqrt(w) on both sides; new arrays (Xs may be stats' X)
+        root = backend.asarray(w)[:, None] ** 0.5
         Xs, Ys = Xs * root, Ys * root
     evals, U = backend.eigh(Xs @ Xs.T)
     s = backend.to_numpy(evals)
@@ -156,29 +156,27 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
 def _spectrum_from_moments(stats, backend, fit_intercept, embedding):
     m = stats.to_moments()
     n = m.weight
-    A, B, yy = m.cxx, m.cxy, m.cyy
+    # d x d and d x T stay native (on the device); vectors come to the host in one transfer.
+    A, B = backend.asarray(m.cxx), backend.asarray(m.cxy)
+    mean_x, mean_y, yy = backend.fetch(*(backend.asarray(a) for a in (m.mean_x, m.mean_y, m.cyy)))
     if embedding is not None:
         # One-hot class statistics: sum_i w_i y_ic y_ic' = diag(class weights), so the
         # embedded targets' centred sums of squares follow from the class weights alone.
-        class_weight = m.mean_y * n
-        emb_mean = m.mean_y @ embedding
-        B = B @ embedding
-        yy = class_weight @ (embedding * embedding) - n * emb_mean * emb_mean
-        mean_y = emb_mean
-    else:
-        mean_y = m.mean_y
-    if fit_intercept:
-        mean_x = m.mean_x
-    else:
+        class_weight = mean_y * n
+        mean_y = mean_y @ embedding
+        B = B @ backend.asarray(embedding)
+        yy = class_weight @ (embedding * embedding) - n * mean_y * mean_y
+    if not fit_intercept:
         # Raw (uncentred) statistics: A + n m m^T etc. (addition, no cancellation).
-        A = A + n * np.outer(m.mean_x, m.mean_x)
-        B = B + n * np.outer(m.mean_x, mean_y)
+        mx = backend.asarray(mean_x)
+        A = A + n * (mx[:, None] * mx[None, :])
+        B = B + n * (mx[:, None] * backend.asarray(mean_y)[None, :])
         yy = yy + n * mean_y * mean_y
-        mean_x, mean_y = np.zeros_like(m.mean_x), np.zeros_like(mean_y)
+        mean_x, mean_y = np.zeros_like(mean_x), np.zeros_like(mean_y)
     evals, Q = backend.eigh(A)
     # Projections on every eigenvector, fetched with the eigenvalues in one transfer; the
     # numerically absent directions are dropped afterwards.
-    s, P = backend.fetch(evals, Q.T @ backend.asarray(B))
+    s, P, trace = backend.fetch(evals, Q.T @ B, A.diagonal().sum())
     first = _first_kept(s, A.shape)
     s, V, P = s[first:], Q[:, first:], P[first:]
     # Cancellation in yy - sum P^2/s only affects this constant of the GCV curve.
@@ -188,7 +186,7 @@ def _spectrum_from_moments(stats, backend, fit_intercept, embedding):
         V=V,
         P=P,
         rss_perp=rss_perp,
-        trace=float(np.trace(A)),
+        trace=float(trace),
         n=n,
         mean_x=mean_x,
         mean_y=mean_y,

@@ -18,15 +18,53 @@ so ``partial_fit`` over any split of the rows equals ``fit`` on all of them to f
 round-off, in O(d^2 + d T) memory. While there are at most ``max_rows`` rows (few-shot: N <= d),
 the rows themselves are kept instead: they cost no more memory than ``cxx`` and allow the
 N x N kernel-side solve, which is far cheaper than a d x d eigendecomposition there.
-Everything here is NumPy on the CPU: moments in float64, kept rows in their input precision
-(a float32 row is exact in float64; the arithmetic on them is float64).
+Arrays are the back-end's own (:data:`Array`): NumPy on the scipy back-end, torch tensors on
+the torch back-end's device, so that a fit on a GPU keeps its statistics there. Moments are
+float64; kept rows are in their input precision (a float32 row is exact in float64; the
+arithmetic on them is float64). A pickle holds NumPy only (:meth:`Statistics.to_numpy`), so a
+model fitted on CUDA loads on a machine without it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
+
+from ..utils._cache import nbytes_of
+from ..utils._torch import is_tensor
+
+if TYPE_CHECKING:
+    import torch
+
+Array = Union[np.ndarray, "torch.Tensor"]
+
+
+def to_host(a):
+    """``a`` as NumPy (a tensor is copied from its device); anything else as it is."""
+    return a.detach().cpu().numpy() if is_tensor(a) else a
+
+
+def _float64(a: Array) -> Array:
+    return a.double() if is_tensor(a) else np.asarray(a, dtype=np.float64)
+
+
+def _outer(a: Array, b: Array) -> Array:
+    return a[:, None] * b[None, :]
+
+
+def _concat(a: Array, b: Array) -> Array:
+    if is_tensor(a):
+        import torch
+
+        return torch.cat([a, b])
+    return np.concatenate([a, b])
+
+
+def _zeros(like: Array, shape: tuple[int, ...]) -> Array:
+    return like.new_zeros(shape, dtype=like.dtype) if is_tensor(like) else np.zeros(shape)
 
 
 @dataclass(frozen=True)
@@ -35,11 +73,18 @@ class Moments:
 
     count: int
     weight: float
-    mean_x: np.ndarray
-    mean_y: np.ndarray
-    cxx: np.ndarray
-    cxy: np.ndarray
-    cyy: np.ndarray
+    mean_x: Array
+    mean_y: Array
+    cxx: Array
+    cxy: Array
+    cyy: Array
+
+    def map(self, fn: Callable[[Array], Array]) -> Moments:
+        """These moments with ``fn`` applied to every array."""
+        return replace(self, **{k: fn(getattr(self, k)) for k in _MOMENT_ARRAYS})
+
+    def __getstate__(self) -> dict:
+        return {k: to_host(v) for k, v in vars(self).items()}
 
     @classmethod
     def empty(cls, n_features: int, n_targets: int) -> Moments:
@@ -69,17 +114,21 @@ class Moments:
             weight=weight,
             mean_x=self.mean_x + frac * dx,
             mean_y=self.mean_y + frac * dy,
-            cxx=self.cxx + other.cxx + scale * np.outer(dx, dx),
-            cxy=self.cxy + other.cxy + scale * np.outer(dx, dy),
+            cxx=self.cxx + other.cxx + scale * _outer(dx, dx),
+            cxy=self.cxy + other.cxy + scale * _outer(dx, dy),
             cyy=self.cyy + other.cyy + scale * dy * dy,
         )
 
 
-def moments_from_rows(X: np.ndarray, Y: np.ndarray, w: np.ndarray) -> Moments:
-    """Float64 moments of a small NumPy row set (the kept few-shot rows)."""
+_MOMENT_ARRAYS = ("mean_x", "mean_y", "cxx", "cxy", "cyy")
+
+
+def moments_from_rows(X: Array, Y: Array, w: Array) -> Moments:
+    """Float64 moments of a small row set (the kept few-shot rows), where the rows live."""
     weight = float(w.sum())
     if weight == 0:
         return replace(Moments.empty(X.shape[1], Y.shape[1]), count=len(w))
+    X = _float64(X)
     mean_x = w @ X / weight
     mean_y = w @ Y / weight
     Xc = X - mean_x
@@ -109,8 +158,28 @@ class Statistics:
     n_features: int
     n_targets: int
     max_rows: int
-    rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    rows: tuple[Array, Array, Array] | None = None
     moments: Moments | None = None
+
+    def map(self, fn: Callable[[Array], Array]) -> Statistics:
+        """These statistics with ``fn`` applied to every array (to move them to a device)."""
+        if self.rows is not None:
+            return replace(self, rows=tuple(fn(a) for a in self.rows))
+        return replace(self, moments=self.moments.map(fn))
+
+    def to_numpy(self) -> Statistics:
+        """These statistics in NumPy arrays (copied from a GPU)."""
+        return self.map(to_host)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays."""
+        if self.rows is not None:
+            return nbytes_of(self.rows)
+        return nbytes_of([getattr(self.moments, k) for k in _MOMENT_ARRAYS])
+
+    def __getstate__(self) -> dict:
+        return vars(self.to_numpy()).copy()
 
     @property
     def count(self) -> int:
@@ -119,14 +188,6 @@ class Statistics:
     @property
     def weight(self) -> float:
         return float(self.rows[2].sum()) if self.rows is not None else self.moments.weight
-
-    @property
-    def target_weight(self) -> np.ndarray:
-        """Weighted sum of each target column (for one-hot targets: the class weights)."""
-        if self.rows is not None:
-            X, Y, w = self.rows
-            return w @ Y
-        return self.moments.mean_y * self.moments.weight
 
     @classmethod
     def empty(cls, n_features: int, n_targets: int) -> Statistics:
@@ -147,9 +208,7 @@ class Statistics:
             return other  # nothing kept yet: no copy of its rows, no d x d zeros
         if self.rows is not None and other.rows is not None:
             if self.count + other.count <= self.max_rows:
-                rows = tuple(
-                    np.concatenate([a, b]) for a, b in zip(self.rows, other.rows, strict=True)
-                )
+                rows = tuple(_concat(a, b) for a, b in zip(self.rows, other.rows, strict=True))
                 return replace(self, rows=rows)
         return replace(self, rows=None, moments=self.to_moments().merge(other.to_moments()))
 
@@ -160,12 +219,12 @@ class Statistics:
         zero one-hot entry), so this is how ``partial_fit`` learns classes as they arrive.
         """
 
-        def spread(a: np.ndarray, axis: int) -> np.ndarray:
+        def spread(a: Array, axis: int) -> Array:
             shape = list(a.shape)
             shape[axis] = n_targets
-            out = np.zeros(shape)
+            out = _zeros(a, tuple(shape))
             index = [slice(None)] * a.ndim
-            index[axis] = columns
+            index[axis] = columns if not is_tensor(a) else a.new_tensor(columns).long()
             out[tuple(index)] = a
             return out
 

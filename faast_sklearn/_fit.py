@@ -1,0 +1,112 @@
+"""The steps of a fit after validation: rows -> statistics (cached per fold) -> spectrum.
+
+``GridSearchCV(FAASTClassifier(), {"alpha": [...]}, cv=5)`` fits one clone per (fold, alpha):
+every alpha of a fold sees the same rows, hence the same sufficient statistics and the same
+eigendecomposition (the regularisation is only a filter on the spectrum). A fit therefore
+keeps its statistics in the package's one cache (:data:`~faast_sklearn.utils._cache.STORE`),
+keyed by content (the back-end and its device, the features, the targets and the weights),
+with the spectra computed from them, so a grid over ``alpha`` or ``rtol`` costs one
+O(N d^2 + d^3) pass per fold. ``set_config(cache=False)`` turns this off.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._config import get_config
+from .solvers import Backend, Spectrum, Statistics, spectrum
+from .utils._cache import STORE, content_key, nbytes_of
+from .utils._torch import is_tensor
+
+# Largest NumPy X moved to a torch back-end's device whole (see placed): one transfer, and the
+# statistics pass runs on the device. Past it, X streams to the device in blocks of
+# solvers._backends._CHUNK_BYTES, so that device memory stays bounded by a block whatever the
+# number of rows. 256 MiB is a small share of any CUDA card this package targets (16-141 GB).
+PLACE_MAX_BYTES = 2**28
+
+
+def extract(extractor, X, *, as_tensor: bool):
+    """``(features, key or None)``; the fallback goes once features/ offers return_key."""
+    if "return_key" in inspect.signature(extractor.extract).parameters:
+        return extractor.extract(X, as_tensor=as_tensor, return_key=True)
+    return extractor.extract(X, as_tensor=as_tensor), None
+
+
+def placed(X, backend: Backend):
+    """``X`` where the statistics pass reads it (see :data:`PLACE_MAX_BYTES`)."""
+    if (
+        backend.name == "torch"
+        and not is_tensor(X)
+        and X.shape[0] > X.shape[1]
+        and X.nbytes <= PLACE_MAX_BYTES
+    ):
+        return backend.to_device(X)
+    return X
+
+
+def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int) -> Statistics:
+    """Statistics of one batch of rows, in the back-end's arrays.
+
+    Few rows (N <= d) are kept themselves, as a private copy (the caller may edit ``X``) in
+    their own precision, for the kernel-side solve; more rows are reduced to moments.
+    """
+    d = X.shape[1]
+    if X.shape[0] > d:
+        return Statistics(
+            d, n_targets, d, moments=backend.moments(placed(X, backend), targets, w, n_targets)
+        )
+    X = X.detach().clone() if is_tensor(X) else np.array(X, copy=True)
+    if targets.ndim == 1:
+        Y = np.zeros((len(targets), n_targets))
+        Y[np.arange(len(targets)), targets] = 1.0
+    else:
+        Y = targets
+    rows = (backend.to_device(X), backend.asarray(Y), backend.asarray(w))
+    return Statistics(d, n_targets, d, rows=rows)
+
+
+@dataclass
+class FitEntry:
+    """A fit's statistics and the spectra solved from them, per (fit_intercept, embedding).
+
+    ``key`` is its key in the cache (None: not cached); ``device`` is where its arrays live.
+    """
+
+    stats: Statistics
+    key: bytes | None = None
+    device: str = "cpu"
+    spectra: dict = field(default_factory=dict)
+
+    def spectrum(self, backend: Backend, *, fit_intercept: bool, embedding) -> Spectrum:
+        """The spectrum of the statistics, computed once per intercept and class embedding."""
+        memo = (fit_intercept, None if embedding is None else content_key(embedding))
+        spec = self.spectra.get(memo)
+        if spec is None:
+            spec = spectrum(self.stats, backend, fit_intercept=fit_intercept, embedding=embedding)
+            self.spectra[memo] = spec
+            self.store()  # again: its size grew
+        return spec
+
+    def store(self) -> None:
+        if self.key is not None:
+            nbytes = self.stats.nbytes + nbytes_of(list(self.spectra.values()))
+            STORE.put(self.key, self, nbytes=nbytes, device=self.device)
+
+
+def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> FitEntry:
+    """The statistics of a whole fit's rows: from the cache when a clone fitted these very
+    rows before (``x_key`` is the features' key from the extractor, else ``X`` is keyed by its
+    content), computed and cached otherwise."""
+    if not get_config()["cache"]:
+        return FitEntry(batch_statistics(backend, X, targets, w, n_targets))
+    x_key = content_key(X) if x_key is None else x_key
+    key = content_key("fit", backend.name, backend.device, x_key, targets, n_targets, w)
+    entry = STORE.get(key)
+    if entry is None:
+        stats = batch_statistics(backend, X, targets, w, n_targets)
+        entry = FitEntry(stats, key, backend.device)
+        entry.store()
+    return entry
