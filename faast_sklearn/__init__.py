@@ -3,11 +3,10 @@
 from ._classifier import FAASTClassifier
 from ._config import config_context, get_config, set_config
 from ._regressor import FAASTRegressor
+from ._version import __version__
 from .backbones import BackboneSpec, list_backbones, register_backbone
 from .features import FeatureExtractor, LazyRows
 from .utils._cache import cache_info, clear_cache
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "BackboneSpec",

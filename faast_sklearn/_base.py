@@ -20,6 +20,8 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._version import __version__
+from .exceptions import InconsistentVersionWarning
 from .solvers import (
     Statistics,
     fit_flops,
@@ -470,3 +472,22 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             "gcv_scores_": s.gcv_scores,
             "rank_": s.rank,
         }
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict:
+        # The version travels with every pickle, so that one from another version warns.
+        return dict(super().__getstate__(), _faast_sklearn_version=__version__)
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        version = state.pop("_faast_sklearn_version", "unknown")
+        if version != __version__:
+            warnings.warn(
+                InconsistentVersionWarning(
+                    estimator_name=type(self).__name__,
+                    current_version=__version__,
+                    original_version=version,
+                ),
+                stacklevel=2,
+            )
+        super().__setstate__(state)
