@@ -2,6 +2,7 @@
 
 from ._classifier import FAASTClassifier
 from ._config import config_context, get_config, set_config
+from ._persistence import load, save
 from ._regressor import FAASTRegressor
 from ._version import __version__
 from .backbones import BackboneSpec, list_backbones, register_backbone
@@ -20,6 +21,8 @@ __all__ = [
     "config_context",
     "get_config",
     "list_backbones",
+    "load",
     "register_backbone",
+    "save",
     "set_config",
 ]
