@@ -329,3 +329,30 @@ def test_pickle_carries_version_and_warns_on_mismatch(rng):
         warnings.simplefilter("error", sklearn.exceptions.InconsistentVersionWarning)
         with pytest.raises(InconsistentVersionWarning):
             pickle.loads(data.replace(current, other))
+
+
+def test_roundtrip_with_a_named_backbone_on_images(tmp_path):
+    pytest.importorskip("timm")
+    from faast_sklearn import BackboneSpec
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    y = np.repeat(["a", "b", "c"], 8)
+    spec = BackboneSpec("test_tiny", image_size=32)
+    clf = FAASTClassifier(backbone=spec, device="cpu").partial_fit(images[:12], y[:12])
+    loaded = _roundtrip(clf, tmp_path)
+    assert loaded.backbone == spec
+    loaded.partial_fit(images[12:], y[12:])
+    clf.partial_fit(images[12:], y[12:])
+    np.testing.assert_array_equal(loaded.predict_proba(images), clf.predict_proba(images))
+    assert os.path.getsize(tmp_path / "model.npz") < 200_000  # statistics, no weights
+
+
+def test_roundtrip_torch_solver(rng, tmp_path):
+    pytest.importorskip("torch")
+    X, y = _data(rng)
+    reg = FAASTRegressor(solver="torch", device="cpu").partial_fit(X[:30], y[:30])
+    loaded = _roundtrip(reg, tmp_path)
+    for est in (reg, loaded):
+        est.partial_fit(X[30:], y[30:])
+    _assert_same_model(reg, loaded, X)
