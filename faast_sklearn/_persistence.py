@@ -23,11 +23,12 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from typing import Any
 
 import numpy as np
+import sklearn
 from numpy.lib import format as npy_format
 from sklearn.utils.fixes import parse_version
 
@@ -93,9 +94,8 @@ class _Encoder:
             return {
                 "__dict__": [[self(k, where), self(v, f"{where}[{k!r}]")] for k, v in value.items()]
             }
-        if dataclasses.is_dataclass(value) and _DATACLASSES.get(type(value).__name__) is type(
-            value
-        ):
+        known = _DATACLASSES.get(type(value).__name__)
+        if known is type(value) and dataclasses.is_dataclass(value):
             fields = {
                 f.name: self(getattr(value, f.name), f"{where}.{f.name}")
                 for f in dataclasses.fields(value)
@@ -193,8 +193,6 @@ def save(estimator, path) -> None:
     state = {
         k: v for k, v in estimator.__getstate__().items() if k not in params and k not in _NOT_SAVED
     }
-    import sklearn
-
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -211,7 +209,10 @@ def save(estimator, path) -> None:
 
 def _write_atomic(path: str, metadata: dict, arrays: dict[str, np.ndarray]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    # A fresh name beside the target (so that os.replace is a rename on one file system),
+    # created with the permissions any new file gets (mkstemp's would be owner-only).
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:

@@ -146,6 +146,9 @@ def test_file_is_plain_npz(rng, tmp_path):
     assert meta["faast_sklearn_version"] == faast_sklearn.__version__
     assert meta["class"] == "FAASTRegressor"
     assert all(isinstance(a, np.ndarray) and a.dtype != object for a in members.values())
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # as any new file, not owner-only
 
 
 # ------------------------------------------------------------------------- refused at save
