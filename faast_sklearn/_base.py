@@ -20,8 +20,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._version import __version__
-from .exceptions import InconsistentVersionWarning
+from ._version import PICKLE_KEY, __version__, pop_pickled_version
 from .solvers import (
     Statistics,
     fit_flops,
@@ -476,18 +475,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
         # The version travels with every pickle, so that one from another version warns.
-        return dict(super().__getstate__(), _faast_sklearn_version=__version__)
+        return dict(super().__getstate__(), **{PICKLE_KEY: __version__})
 
     def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        version = state.pop("_faast_sklearn_version", "unknown")
-        if version != __version__:
-            warnings.warn(
-                InconsistentVersionWarning(
-                    estimator_name=type(self).__name__,
-                    current_version=__version__,
-                    original_version=version,
-                ),
-                stacklevel=2,
-            )
-        super().__setstate__(state)
+        super().__setstate__(pop_pickled_version(state, type(self).__name__))

@@ -32,7 +32,7 @@ import sklearn
 from numpy.lib import format as npy_format
 from sklearn.utils.fixes import parse_version
 
-from ._version import __version__
+from ._version import PICKLE_KEY, __version__
 from .backbones import BackboneSpec
 from .solvers._stats import Moments, Statistics
 from .utils._cache import content_key
@@ -44,7 +44,7 @@ FORMAT = "faast_sklearn"
 FORMAT_VERSION = 1
 _METADATA = "metadata.json"
 # Solved again from stats_ at first use; also a pickle's version key, checked here instead.
-_NOT_SAVED = ("_solution", "_faast_sklearn_version")
+_NOT_SAVED = ("_solution", PICKLE_KEY)
 _DATACLASSES = {cls.__name__: cls for cls in (Statistics, Moments, BackboneSpec)}
 _HINTS = {
     "backbone": "Register it with faast_sklearn.register_backbone and pass its name.",
@@ -315,7 +315,7 @@ def load(path):
             raise ValueError("fitted state names must start or end with an underscore")
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} holds a model this faast_sklearn cannot build ({exc}).") from exc
-    estimator.__setstate__({**state, "_faast_sklearn_version": __version__})
+    estimator.__setstate__({**state, PICKLE_KEY: __version__})
     return estimator
 
 
