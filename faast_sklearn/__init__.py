@@ -2,12 +2,12 @@
 
 from ._classifier import FAASTClassifier
 from ._config import config_context, get_config, set_config
+from ._persistence import load, save
 from ._regressor import FAASTRegressor
+from ._version import __version__
 from .backbones import BackboneSpec, list_backbones, register_backbone
 from .features import FeatureExtractor, LazyRows
 from .utils._cache import cache_info, clear_cache
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "BackboneSpec",
@@ -21,6 +21,8 @@ __all__ = [
     "config_context",
     "get_config",
     "list_backbones",
+    "load",
     "register_backbone",
+    "save",
     "set_config",
 ]

@@ -25,6 +25,7 @@ from sklearn.utils.validation import (
 )
 
 from ._fit import FitEntry, batch_statistics, extract, fit_statistics
+from ._version import PICKLE_KEY, __version__, pop_pickled_version
 from .solvers import Statistics, resolve_backend, solve
 from .utils._params import ParamsMixin
 from .utils._torch import import_torch, is_tensor, resolve_device
@@ -365,3 +366,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             "gcv_scores_": s.gcv_scores,
             "rank_": s.rank,
         }
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict:
+        # The version travels with every pickle, so that one from another version warns.
+        return dict(super().__getstate__(), **{PICKLE_KEY: __version__})
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(pop_pickled_version(state, type(self).__name__))
