@@ -2,6 +2,7 @@
 
 from ._classifier import FAASTClassifier
 from ._config import config_context, get_config, set_config
+from ._merge import merge_models
 from ._regressor import FAASTRegressor
 from .backbones import BackboneSpec, list_backbones, register_backbone
 from .features import FeatureExtractor, LazyRows
@@ -21,6 +22,7 @@ __all__ = [
     "config_context",
     "get_config",
     "list_backbones",
+    "merge_models",
     "register_backbone",
     "set_config",
 ]
