@@ -4,6 +4,7 @@ from ._classifier import FAASTClassifier
 from ._config import config_context, get_config, set_config
 from ._merge import merge_models
 from ._regressor import FAASTRegressor
+from ._torch_dist import distributed_fit, shard
 from .backbones import BackboneSpec, list_backbones, register_backbone
 from .features import FeatureExtractor, LazyRows
 from .utils._cache import cache_info, clear_cache
@@ -20,9 +21,11 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "config_context",
+    "distributed_fit",
     "get_config",
     "list_backbones",
     "merge_models",
     "register_backbone",
     "set_config",
+    "shard",
 ]

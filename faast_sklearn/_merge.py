@@ -32,11 +32,8 @@ def _same_value(a, b) -> bool:
         return repr(a) == repr(b)
 
 
-def check_compatible(first, other, where: str) -> None:
-    """Raise a ValueError naming what differs between two fitted estimators' configurations.
-
-    ``where`` names ``other`` in the message (for example ``"estimator 2"`` or ``"rank 1"``).
-    """
+def check_params(first, other, where: str) -> None:
+    """Raise if two estimators differ in class or in a parameter (named in the message)."""
     if type(other) is not type(first):
         raise TypeError(
             f"Cannot merge a {type(other).__name__} ({where}) into a {type(first).__name__}."
@@ -48,6 +45,14 @@ def check_compatible(first, other, where: str) -> None:
                 f"Cannot merge models fitted with different parameters: {where} has "
                 f"{name}={q[name]!r}, the first has {name}={p[name]!r}."
             )
+
+
+def check_compatible(first, other, where: str) -> None:
+    """Raise a ValueError naming what differs between two fitted estimators' configurations.
+
+    ``where`` names ``other`` in the message (for example ``"estimator 2"`` or ``"rank 1"``).
+    """
+    check_params(first, other, where)
     a, b = first.__dict__, other.__dict__
     if a["n_features_in_"] != b["n_features_in_"]:
         raise ValueError(
