@@ -2,6 +2,7 @@
 
 from ._classifier import FAASTClassifier
 from ._config import config_context, get_config, set_config
+from ._dask import dask_fit, dask_predict
 from ._merge import merge_models
 from ._regressor import FAASTRegressor
 from ._torch_dist import distributed_fit, shard
@@ -21,6 +22,8 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "config_context",
+    "dask_fit",
+    "dask_predict",
     "distributed_fit",
     "get_config",
     "list_backbones",

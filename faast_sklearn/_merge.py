@@ -142,6 +142,15 @@ def assemble(template, stats, n_samples: int, classes):
     return model
 
 
+def adopt(estimator, fitted):
+    """Give ``estimator`` (in place) the fitted state of ``fitted``, dropping its old state."""
+    params = estimator.get_params(deep=False)
+    for key in [k for k in estimator.__dict__ if k not in params]:
+        del estimator.__dict__[key]
+    estimator.__dict__.update({k: v for k, v in fitted.__dict__.items() if k not in params})
+    return estimator
+
+
 def merge_models(estimators):
     """Combine estimators fitted on disjoint rows into the model of one fit on all of them.
 

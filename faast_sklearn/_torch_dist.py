@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 from sklearn.base import clone
 
-from ._merge import assemble, check_compatible, check_params, reindexed, union_of_classes
+from ._merge import adopt, assemble, check_compatible, check_params, reindexed, union_of_classes
 from .solvers import Statistics
 from .solvers._stats import Moments
 from .utils._torch import import_torch, is_tensor
@@ -157,12 +157,7 @@ def distributed_fit(estimator, X, y, sample_weight=None, *, group=None):
             merged = merged.merge(part)
     else:
         merged = _all_reduce_moments(torch, dist, group, headers, full, stats, shell, classes)
-    fitted = assemble(template, merged, n_samples, classes)
-    params = estimator.get_params(deep=False)
-    for key in [k for k in estimator.__dict__ if k not in params]:
-        del estimator.__dict__[key]
-    estimator.__dict__.update({k: v for k, v in fitted.__dict__.items() if k not in params})
-    return estimator
+    return adopt(estimator, assemble(template, merged, n_samples, classes))
 
 
 def _spread(values: np.ndarray, classes, own) -> np.ndarray:
