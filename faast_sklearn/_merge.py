@@ -19,6 +19,10 @@ from . import targets as _targets
 from .solvers import resolve_backend
 from .utils._cache import Unkeyable, content_key
 
+# Parameters that place the computation but do not change the model: ranks of a process
+# group each name their own GPU (device="cuda:1"...), workers may batch differently.
+_PLACEMENT = frozenset({"device", "batch_size", "verbose"})
+
 # Fitted state that a merge recomputes; everything else must agree between the models.
 _MERGED = ("stats_", "n_samples_seen_", "classes_", "_class_embedding", "_solution")
 
@@ -33,13 +37,19 @@ def _same_value(a, b) -> bool:
 
 
 def check_params(first, other, where: str) -> None:
-    """Raise if two estimators differ in class or in a parameter (named in the message)."""
+    """Raise if two estimators differ in class or in a parameter (named in the message).
+
+    Placement parameters (``device``, ``batch_size``, ``verbose``) may differ: the statistics
+    are float64 host arrays wherever they were computed.
+    """
     if type(other) is not type(first):
         raise TypeError(
             f"Cannot merge a {type(other).__name__} ({where}) into a {type(first).__name__}."
         )
     p, q = first.get_params(deep=False), other.get_params(deep=False)
     for name in p:
+        if name in _PLACEMENT:
+            continue
         if not _same_value(p[name], q[name]):
             raise ValueError(
                 f"Cannot merge models fitted with different parameters: {where} has "

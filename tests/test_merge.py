@@ -122,6 +122,17 @@ def test_regressor_target_mismatch(rng):
         merge_models([FAASTRegressor().fit(X, X[:, 0]), FAASTRegressor().fit(X, X[:, :2])])
 
 
+def test_placement_parameters_may_differ(rng):
+    X, y = _data(rng)
+    merged = merge_models(
+        [
+            FAASTClassifier(device="cpu", batch_size=8).fit(X[:150], y[:150]),
+            FAASTClassifier(batch_size=64).fit(X[150:], y[150:]),
+        ]
+    )
+    assert _rel(merged.coef_, FAASTClassifier(device="cpu", batch_size=8).fit(X, y).coef_) < 1e-10
+
+
 def test_empty_list():
     with pytest.raises(ValueError, match="at least one"):
         merge_models([])
