@@ -2,8 +2,11 @@
 
 from ._classifier import FAASTClassifier
 from ._config import config_context, get_config, set_config
+from ._dask import dask_fit, dask_predict
+from ._merge import merge_models
 from ._persistence import load, save
 from ._regressor import FAASTRegressor
+from ._torch_dist import distributed_fit, shard
 from ._version import __version__
 from .backbones import BackboneSpec, list_backbones, register_backbone
 from .features import FeatureExtractor, LazyRows
@@ -19,10 +22,15 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "config_context",
+    "dask_fit",
+    "dask_predict",
+    "distributed_fit",
     "get_config",
     "list_backbones",
     "load",
+    "merge_models",
     "register_backbone",
     "save",
     "set_config",
+    "shard",
 ]
