@@ -26,7 +26,7 @@ from sklearn.utils.validation import (
 
 from ._fit import FitEntry, batch_statistics, extract, fit_statistics
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
-from .solvers import Statistics, resolve_backend, solve
+from .solvers import Statistics, fit_flops, host_threads, resolve_backend, solve
 from .utils._params import ParamsMixin
 from .utils._torch import import_torch, is_tensor, resolve_device
 
@@ -203,6 +203,8 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         return self._validate_features(self._features(X)[0], reset=reset)
 
     def _validate_weights(self, sample_weight, X) -> np.ndarray:
+        if sample_weight is None:
+            return np.ones(X.shape[0])
         if is_tensor(sample_weight):
             sample_weight = sample_weight.detach().cpu().numpy()
         w = _check_sample_weight(
@@ -261,12 +263,16 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         """
         stats = self.stats_
         entry = FitEntry(stats) if entry is None else entry
-        spec = entry.spectrum(
-            backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
-        )
-        sol = solve(
-            spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.weight)
-        )
+        with host_threads(fit_flops(stats.count, stats.n_features), backend.device):
+            spec = entry.spectrum(
+                backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
+            )
+            sol = solve(
+                spec,
+                backend,
+                alpha=self._validated_alpha(),
+                rtol=self._resolved_rtol(stats.weight),
+            )
         return {"solution": sol, "blend": self._blend_ratio(stats.weight)}
 
     def _ensure_solution(self) -> dict:
@@ -332,7 +338,8 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             out = out.cpu().numpy().astype(np.float64)
         else:
             # Products in the input's precision: float32 features need no float64 copy.
-            out = (X @ coef.astype(X.dtype, copy=False)).astype(np.float64) + intercept
+            with host_threads(float(np.prod(X.shape)) * coef.shape[1]):
+                out = (X @ coef.astype(X.dtype, copy=False)).astype(np.float64) + intercept
         share = self._prior_share(X)
         return out if share is None else out + share
 

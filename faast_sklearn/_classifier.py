@@ -311,6 +311,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def _text_class_embeddings(self, old, y, classes):
         """``class_embeddings="text"`` or ``{label: name}``: the names through the CLIP text
         tower paired with ``backbone`` (cached); vectors and None as given."""
+        if self.class_embeddings is None:
+            return None
         labels = [a for a in (old, y, classes) if a is not None]
         labels = np.unique(np.concatenate([np.asarray(a).ravel() for a in labels]))
         return text_class_embeddings(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
+
 from ..utils._torch import is_tensor, resolve_device, torch_available
 from ._backends import Backend, ScipyBackend, TorchBackend
 from ._spectral import Solution, Spectrum, solve, spectrum
@@ -21,6 +25,37 @@ HOST_FLOPS = 8e6
 def fit_flops(n_samples: int, n_features: int) -> float:
     """The Gram matrix's cost, ``min(N, d)^2 max(N, d)``: the measure of a fit's size."""
     return float(min(n_samples, n_features)) ** 2 * max(n_samples, n_features)
+
+
+# Host linear algebra between SERIAL_FLOPS and ONE_THREAD_FLOPS runs on one BLAS thread: waking
+# idle BLAS threads costs more than the products there. Measured side by side: a 50-row fit
+# (d = 768, 10 classes) on this project's 2-core CI machine took 32.5 ms with OpenBLAS's 2
+# threads and 3.6 ms with one; on an H200 host (16 cores) N = 160 took 14-21 ms against
+# 5.6-7.5 ms (benchmarks/results/logs/fit-overhead-h200.json). Below SERIAL_FLOPS OpenBLAS
+# runs a GEMM on one thread by itself (m n k <= 65536 x GEMM_MULTITHREAD_THRESHOLD = 4).
+SERIAL_FLOPS = 65536 * 4
+ONE_THREAD_FLOPS = 6e7
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def host_threads(flops: float, device: str = "cpu"):
+    """A context in which host work of ``flops`` (between ``SERIAL_FLOPS`` and
+    ``ONE_THREAD_FLOPS``) runs on one BLAS thread; a no-op elsewhere, on another ``device``,
+    and outside the main thread (the BLAS setting is process-wide: limits set and restored by
+    threads overlapping could restore out of order)."""
+    if (
+        device != "cpu"
+        or not SERIAL_FLOPS < flops < ONE_THREAD_FLOPS
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def resolve_backend(solver: str, device, X=None) -> Backend:
@@ -68,6 +103,7 @@ __all__ = [
     "Spectrum",
     "Statistics",
     "fit_flops",
+    "host_threads",
     "resolve_backend",
     "solve",
     "spectrum",
