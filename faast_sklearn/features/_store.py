@@ -22,10 +22,11 @@ from ..utils._cache import STORE, content_key
 from ..utils._torch import import_torch
 
 # Host bytes per row of the row index: the 16-byte key object, its dict slot, the handle int
-# and the block's reference to the key. Measured with tracemalloc: 142 B a row when filled
-# once, 160 B in the steady state of a bounded cache (deleted slots stay until the dict is
-# resized); a tenth more for the allocator's partly filled pools.
-ROW_INDEX_BYTES = 176
+# and the block's reference to the key. tracemalloc counts 142 B a row when filled once and
+# 160 B in the steady state of a bounded cache (deleted slots stay until the dict is resized);
+# the process's resident memory grows by 232 B a row in that steady state (the allocator's
+# partly filled pools; benchmarks/bench_cache_memory.py, 1-d rows): that is what is counted.
+ROW_INDEX_BYTES = 232
 
 _LOCK = threading.Lock()
 _INDEX: dict[bytes, dict[bytes, int]] = {}  # namespace -> row key -> block << 32 | row
