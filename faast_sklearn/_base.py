@@ -240,6 +240,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             targets, n_targets, columns, state = self._encode_targets(
                 y, w, first=first, partial=partial, classes=classes
             )
+            w = self._target_weights(targets, w, state, partial=partial)
             backend = resolve_backend(self.solver, self.device, X)
             entry = None
             cached = not partial and (
@@ -273,6 +274,8 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                     # Kept rows are a private copy of a NumPy X already: the cache shares it.
                     own = None if is_tensor(given) or stats.rows is None else stats.rows[0]
                     entry = FIT_CACHE.put(tag, given, key, w, stats, fingerprint, private=own)
+                if partial:
+                    state.update(self._stream_state(backend, X, targets, w, n_targets, columns))
         except BaseException:
             # validate_data assigns n_features_in_ on reset: restore the previous state.
             for k in ("n_features_in_", "feature_names_in_"):
@@ -286,6 +289,19 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             n_samples_seen_=(0 if first else self.n_samples_seen_) + int(X.shape[0]),
         )
         return state, backend, entry
+
+    def _target_weights(self, targets, w, state, *, partial: bool) -> np.ndarray:
+        """The row weights the statistics use (subclasses: ``sample_weight`` times class
+        weights)."""
+        return w
+
+    def _stream_state(self, backend, X, targets, w, n_targets, columns) -> dict:
+        """Extra fitted state a ``partial_fit`` batch adds (subclasses)."""
+        return {}
+
+    def _solve_statistics(self) -> Statistics:
+        """The statistics the model is solved from (subclasses may combine others)."""
+        return self.stats_
 
     @staticmethod
     def _batch_statistics(backend, X, targets, w, n_targets) -> Statistics:
@@ -356,7 +372,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         ``entry`` (from the fit cache) memoises the spectrum, which depends on the data, the
         intercept and the class embedding, but not on ``alpha`` or ``rtol``.
         """
-        stats = self.stats_
+        stats = self._solve_statistics()
         embedding = self._embedding()
         memo_key = (self.fit_intercept, None if embedding is None else embedding.tobytes())
         spec = entry.spectra.get(memo_key) if entry is not None else None
