@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import column_or_1d
 
+from . import _class_weight
 from . import targets as _targets
 from ._base import _BaseFAAST
 from .utils._torch import is_tensor
@@ -67,6 +68,13 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         absent from the training data: they can still be predicted, zero-shot). Rows are
         L2-normalised and compared with the prediction by cosine similarity. ``None``:
         one-hot targets.
+    class_weight : None, "balanced" or dict, default=None
+        Weight of each class's rows, multiplied with ``sample_weight`` as in
+        :class:`~sklearn.linear_model.RidgeClassifier`. ``"balanced"``:
+        ``n_samples / (n_classes * np.bincount(y))``; in ``partial_fit``, from the class
+        counts seen so far, exactly (the stream then keeps one set of statistics per class:
+        ``n_classes`` times the memory, see Notes). A dict ``{label: weight}``; absent labels
+        weigh 1. Not for multilabel targets.
     prior : None, "identity", callable or fitted estimator, default=None
         A predictor blended with the fast weights: ``(1 - r) prior(X) + r (X W + b)`` with
         ``r = N / (N0 + N)``. ``"identity"`` uses the features themselves as the prediction
@@ -127,6 +135,13 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     for unit-norm class targets ``e_c``, so ``predict_proba`` is a softmax whose argmax is
     ``predict`` and ``decision_function`` returns its log-odds.
 
+    With ``class_weight="balanced"``, the least-squares statistics of the stream cannot be
+    re-weighted once merged (the Gram matrix is ``sum_c k_c S_c`` over the classes' own
+    scatter matrices ``S_c``), so ``partial_fit`` keeps each class's statistics apart: the
+    rows while there are at most ``n_features`` of a class, then a float64
+    ``n_features x n_features`` matrix per class (at 1280 features and 10 classes, 131 MB
+    against 13 MB). ``fit`` and mappings need nothing extra.
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -140,6 +155,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     _parameter_constraints: dict = {
         **_BaseFAAST._parameter_constraints,
         "class_embeddings": [None, "array-like", Mapping],
+        "class_weight": [None, StrOptions({"balanced"}), dict],
         "prior_strength": [
             StrOptions({"auto"}),
             *_BaseFAAST._parameter_constraints["prior_strength"][1:],
@@ -154,6 +170,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         rtol=None,
         fit_intercept=True,
         class_embeddings=None,
+        class_weight=None,
         prior=None,
         prior_strength="auto",
         solver="auto",
@@ -166,6 +183,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         self.rtol = rtol
         self.fit_intercept = fit_intercept
         self.class_embeddings = class_embeddings
+        self.class_weight = class_weight
         self.prior = prior
         self.prior_strength = prior_strength
         self.solver = solver
@@ -378,6 +396,48 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
                 self.class_embeddings, new_classes
             )
         return codes, len(new_classes), (None if first else columns), state
+
+    def _target_weights(self, targets, w, state, *, partial):
+        cw = self.class_weight
+        if not partial:
+            state["_class_stats"] = None  # fit starts afresh: no stream's per-class statistics
+        if cw is None:
+            return w
+        if state["_multilabel"]:
+            raise ValueError("class_weight is not supported with multilabel targets.")
+        classes = state["classes_"]
+        if isinstance(cw, Mapping):
+            factors = _class_weight.mapping_factors(cw, classes, strict=not partial)
+        elif partial:
+            return w  # "balanced" in a stream: per-class statistics, weighted at the solve
+        else:
+            factors = _class_weight.balanced_factors(np.bincount(targets, minlength=len(classes)))
+        return w * factors[targets]
+
+    def _stream_state(self, backend, X, targets, w, n_targets, columns):
+        if self.class_weight != "balanced":
+            return {"_class_stats": None}
+        old = self.__dict__.get("_class_stats")
+        if old is None and "stats_" in self.__dict__:
+            raise ValueError(
+                "class_weight='balanced' was set in the middle of a stream: call fit, or "
+                "partial_fit from the start with it."
+            )
+
+        def batch(Xc, codes, wc, n):
+            return self._batch_statistics(backend, Xc, codes, wc, n)
+
+        new = _class_weight.split_by_class(batch, X, targets, w, n_targets)
+        merged = _class_weight.merge_class_statistics(
+            old, new, n_targets, columns, self.n_features_in_
+        )
+        return {"_class_stats": merged}
+
+    def _solve_statistics(self):
+        class_stats = self.__dict__.get("_class_stats")
+        if class_stats is None:
+            return self.stats_
+        return _class_weight.combine(class_stats, self.stats_.n_targets)
 
     def _encode_multilabel(self, y, *, first):
         if self.class_embeddings is not None:
