@@ -383,10 +383,27 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 )
                 if entry is not None:
                     entry.spectra[memo_key] = spec
+            criterion = self._criterion(stats, backend)
             sol = solve(
-                spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.weight)
+                spec,
+                backend,
+                alpha=self._validated_alpha(),
+                rtol=self._resolved_rtol(stats.weight),
+                criterion=criterion,
             )
-        return {"solution": sol, "blend": self._blend_ratio(stats.weight)}
+        return {
+            "solution": sol,
+            "blend": self._blend_ratio(stats.weight),
+            **self._after_solve(sol, criterion),
+        }
+
+    def _criterion(self, stats, backend):
+        """A ``criterion`` for :func:`solve` (subclasses), or None: GCV."""
+        return None
+
+    def _after_solve(self, solution, criterion) -> dict:
+        """Extra solved state from the criterion (subclasses)."""
+        return {}
 
     def _ensure_solution(self) -> dict:
         check_is_fitted(self)
