@@ -15,6 +15,7 @@ from sklearn.utils.validation import column_or_1d
 from . import _class_weight
 from . import targets as _targets
 from ._base import _BaseFAAST
+from .solvers import _criteria
 from .utils._torch import is_tensor
 
 # Floor on the error variance, relative to that of a balanced one-hot target (1 / n_targets):
@@ -68,6 +69,14 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         absent from the training data: they can still be predicted, zero-shot). Rows are
         L2-normalised and compared with the prediction by cosine similarity. ``None``:
         one-hot targets.
+    alpha_criterion : {"gcv", "loo", "loo_error", "loo_log_loss"}, default="gcv"
+        How ``alpha="auto"`` (or an array) is chosen: generalised cross-validation, or, while
+        the training rows are kept (at most ``n_features`` of them), the exact leave-one-out
+        predictions of every strength from the same eigendecomposition, scored by squared
+        error (``"loo"``, as :class:`~sklearn.linear_model.RidgeClassifierCV`), by
+        classification error, or by the log-loss of their temperature-scaled softmax. With
+        moments only (more rows than features), GCV decides. One-hot targets only: with
+        ``class_embeddings`` or multilabel targets, GCV decides.
     class_weight : None, "balanced" or dict, default=None
         Weight of each class's rows, multiplied with ``sample_weight`` as in
         :class:`~sklearn.linear_model.RidgeClassifier`. ``"balanced"``:
@@ -156,6 +165,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         **_BaseFAAST._parameter_constraints,
         "class_embeddings": [None, "array-like", Mapping],
         "class_weight": [None, StrOptions({"balanced"}), dict],
+        "alpha_criterion": [StrOptions(set(_criteria.CRITERIA))],
         "prior_strength": [
             StrOptions({"auto"}),
             *_BaseFAAST._parameter_constraints["prior_strength"][1:],
@@ -167,6 +177,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         backbone=None,
         *,
         alpha="auto",
+        alpha_criterion="gcv",
         rtol=None,
         fit_intercept=True,
         class_embeddings=None,
@@ -180,6 +191,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     ):
         self.backbone = backbone
         self.alpha = alpha
+        self.alpha_criterion = alpha_criterion
         self.rtol = rtol
         self.fit_intercept = fit_intercept
         self.class_embeddings = class_embeddings
@@ -439,6 +451,21 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             return self.stats_
         return _class_weight.combine(class_stats, self.stats_.n_targets)
 
+    def _criterion(self, stats, backend):
+        # Leave-one-out needs the rows (kernel side) and one-hot class targets; it also gives
+        # the held-out predictions that calibrate predict_proba.
+        if stats.rows is None or self._multilabel or self._embedding() is not None:
+            return None
+        return _criteria.LeaveOneOut(stats.rows, self.alpha_criterion, backend)
+
+    def _after_solve(self, solution, criterion):
+        loo = None if criterion is None else criterion.at(solution.alpha)
+        if loo is None or self.prior is not None:
+            return {}
+        Y, w = criterion.Y, criterion.w
+        beta = float(_criteria.fit_inverse_temperature(loo, Y, w))
+        return {"proba_scale": max(beta, 1e-12)}
+
     def _encode_multilabel(self, y, *, first):
         if self.class_embeddings is not None:
             raise ValueError("class_embeddings cannot be combined with multilabel targets.")
@@ -455,6 +482,21 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def _embedding(self):
         return self.__dict__.get("_class_embedding")
 
+    @property
+    def proba_scale_(self):
+        """Factor from the linear predictions to the log-odds: ``1 / error_variance_``, or,
+        while the training rows are kept, the inverse temperature fitted by log-loss on the
+        leave-one-out predictions."""
+        self._require_fitted("proba_scale_")
+        return 1.0 / self._noise()
+
+    def _noise(self):
+        """The variance dividing the linear predictions (calibrated when possible)."""
+        out = self._ensure_solution()
+        if "proba_scale" in out:
+            return 1.0 / out["proba_scale"]
+        return self._error_variance()
+
     def _error_variance(self):
         sol = self._ensure_solution()["solution"]
         var = sol.error_variance
@@ -467,7 +509,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def _decision_coef(self):
         """coef (n_out, d) and intercept (n_out,) of the log-odds."""
         coef, intercept = self._linear_targets()  # (d, D), (D,)
-        noise = self._error_variance()
+        noise = self._noise()
         if self._multilabel:
             # log N(1; s, v) - log N(0; s, v) = (s - 1/2) / v per label.
             return (coef / noise).T, (intercept - 0.5) / noise
