@@ -462,8 +462,10 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         loo = None if criterion is None else criterion.at(solution.alpha)
         if loo is None or self.prior is not None:
             return {}
-        Y, w = criterion.Y, criterion.w
-        beta = float(_criteria.fit_inverse_temperature(loo, Y, w))
+        w = np.where(np.isfinite(loo).all(1), criterion.w, 0.0)
+        if not w.any():  # one shot per class, or every row interpolated: GCV's scale
+            return {}
+        beta = float(_criteria.fit_inverse_temperature(loo, criterion.Y, w))
         return {"proba_scale": max(beta, 1e-12)}
 
     def _encode_multilabel(self, y, *, first):

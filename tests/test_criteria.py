@@ -79,3 +79,14 @@ def test_moments_fall_back_on_gcv():
     loo = FAASTClassifier(alpha_criterion="loo").fit(X, y)
     assert loo.alpha_ == gcv.alpha_
     np.testing.assert_allclose(loo.proba_scale_, 1.0 / gcv.error_variance_)
+
+
+def test_one_shot_falls_back_on_gcv():
+    # Left out, a one-shot row leaves no example of its class: its leave-one-out prediction
+    # tells nothing, so GCV chooses and scales, as before.
+    X, y = load_digits(return_X_y=True)
+    idx = np.array([np.flatnonzero(y == c)[0] for c in range(10)])
+    gcv = FAASTClassifier().fit(X[idx], y[idx])
+    loo = FAASTClassifier(alpha_criterion="loo").fit(X[idx], y[idx])
+    assert loo.alpha_ == gcv.alpha_
+    np.testing.assert_allclose(gcv.proba_scale_, 1.0 / gcv.error_variance_)

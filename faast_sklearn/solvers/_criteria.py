@@ -50,7 +50,14 @@ class LeaveOneOut:
 
     def __init__(self, rows, kind: str, backend):
         self.Y = np.asarray(rows[1], dtype=np.float64)
-        self.w = np.asarray(rows[2], dtype=np.float64)
+        w = np.asarray(rows[2], dtype=np.float64)
+        # A row alone in its class (one shot) leaves no example of it when left out: its
+        # leave-one-out prediction says nothing about any strength or temperature. Such rows
+        # are scored with weight 0; with none left, GCV decides.
+        own_class = self.Y @ (w @ self.Y)
+        self.valid = (w > 0) & (own_class - np.minimum(w, 1.0) > 1e-12 * own_class)
+        self.w = np.where(self.valid, w, 0.0)
+        self.w_fit = w
         self.kind = kind
         self.backend = backend
         self.loo = None  # (L, N, D) leave-one-out predictions once called
@@ -58,9 +65,9 @@ class LeaveOneOut:
 
     def __call__(self, spec, alphas, fitted):
         """Scores of every strength (lower is better), or None: GCV decides."""
-        if spec.V is not None or self.Y.shape[0] < 2:
+        if spec.V is not None or not self.valid.any():
             return None
-        self.loo = _loo_predictions(spec, self.Y, self.w, fitted, self.backend)
+        self.loo = _loo_predictions(spec, self.Y, self.w_fit, fitted, self.backend)
         self.alphas = alphas
         if self.kind == "gcv":
             return None
@@ -101,6 +108,7 @@ def _loo_predictions(spec, Y, w, fitted, backend):
 
 def _score(kind, loo, Y, w):
     n = w.sum()
+    loo, Y, w = loo[:, w > 0], Y[w > 0], w[w > 0]
     finite = np.isfinite(loo).all(axis=(1, 2))
     loo = np.nan_to_num(loo)
     sq = ((loo - Y) ** 2).sum(2) @ w / n  # (L,)
@@ -125,6 +133,7 @@ def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     index of ``z``: (L, N, D) -> (L,); (N, D) -> scalar array). Convex in ``beta``."""
     single = z.ndim == 2
     z = np.nan_to_num(z[None] if single else z)
+    z, Y, w = z[:, w > 0], Y[w > 0], w[w > 0]
     zy = (z * Y).sum(-1)  # (L, N)
     n = w.sum()
     spread = z.std(-1) @ w / n
