@@ -62,22 +62,28 @@ class LeaveOneOut:
         self.backend = backend
         self.loo = None  # (L, N, D) leave-one-out predictions once called
         self.alphas = None
+        self.spec = self.fitted = None
 
     def __call__(self, spec, alphas, fitted):
         """Scores of every strength (lower is better), or None: GCV decides."""
         if spec.V is not None or not self.valid.any():
             return None
-        self.loo = _loo_predictions(spec, self.Y, self.w_fit, fitted, self.backend)
-        self.alphas = alphas
-        if self.kind == "gcv":
+        self.spec, self.alphas, self.fitted = spec, alphas, fitted
+        if self.kind == "gcv":  # only the chosen strength's predictions are needed (at)
             return None
+        self.loo = _loo_predictions(spec, self.Y, self.w_fit, fitted, self.backend)
         return _score(self.kind, self.loo, self.Y, self.w)
 
     def at(self, alpha: float) -> np.ndarray | None:
-        """Leave-one-out predictions (N, D) at the chosen strength, if computed."""
-        if self.loo is None:
+        """Leave-one-out predictions (N, D) at the chosen strength (None: not available)."""
+        if self.alphas is None:
             return None
-        return self.loo[int(np.argmin(np.abs(self.alphas - alpha)))]
+        i = int(np.argmin(np.abs(self.alphas - alpha)))
+        if self.loo is not None:
+            return self.loo[i]
+        return _loo_predictions(
+            self.spec, self.Y, self.w_fit, self.fitted[i : i + 1], self.backend
+        )[0]
 
 
 def _loo_predictions(spec, Y, w, fitted, backend):
