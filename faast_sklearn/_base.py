@@ -95,10 +95,13 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             targets, n_targets, columns, state = self._encode_targets(
                 y, w, first=first, partial=partial, classes=classes
             )
+            w = self._target_weights(targets, w, state, partial=partial)
             backend = resolve_backend(self.solver, self.device, X)
             if partial:
-                batch = batch_statistics(backend, X, targets, w, n_targets)
-                entry = FitEntry(self._merged(backend, batch, first=first, columns=columns))
+                stats = self._accumulate(
+                    backend, X, targets, w, n_targets, first=first, columns=columns, state=state
+                )
+                entry = FitEntry(stats)
             else:
                 entry = fit_statistics(backend, X, x_key, targets, n_targets, w)
             state.update(
@@ -217,9 +220,18 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             )
         return w
 
-    def _merged(self, backend, batch: Statistics, *, first: bool, columns) -> Statistics:
-        """The statistics kept so far (moved to this batch's back-end) and ``batch``, merged
-        exactly; ``columns`` re-indexes the targets kept so far (new classes)."""
+    def _target_weights(self, targets, w: np.ndarray, state: dict, *, partial: bool):
+        """The row weights the statistics use: ``sample_weight`` (the classifier multiplies
+        in its class weights)."""
+        return w
+
+    def _accumulate(
+        self, backend, X, targets, w, n_targets: int, *, first: bool, columns, state: dict
+    ) -> Statistics:
+        """The statistics kept so far (moved to this batch's back-end) and this batch's,
+        merged exactly; ``columns`` re-indexes the targets kept so far (new classes).
+        Subclasses may keep more of a stream in ``state`` (fitted attributes)."""
+        batch = batch_statistics(backend, X, targets, w, n_targets)
         if first:
             return Statistics.empty(batch.n_features, batch.n_targets).merge(batch)
         stats = self.stats_.map(backend.to_device)
@@ -267,13 +279,19 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             spec = entry.spectrum(
                 backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
             )
-            sol = solve(
-                spec,
-                backend,
-                alpha=self._validated_alpha(),
-                rtol=self._resolved_rtol(stats.weight),
-            )
-        return {"solution": sol, "blend": self._blend_ratio(stats.weight)}
+            criterion = self._criterion(stats, backend)
+            alpha, rtol = self._validated_alpha(), self._resolved_rtol(stats.weight)
+            sol = solve(spec, backend, alpha=alpha, rtol=rtol, criterion=criterion)
+            out = {"solution": sol, "blend": self._blend_ratio(stats.weight)}
+            return out if criterion is None else {**out, **self._after_solve(sol, criterion)}
+
+    def _criterion(self, stats: Statistics, backend):
+        """A ``criterion`` choosing ``alpha`` for :func:`~.solvers.solve`, or None (GCV)."""
+        return None
+
+    def _after_solve(self, solution, criterion) -> dict:
+        """More solved state from ``criterion`` (kept with the solution, not pickled)."""
+        return {}
 
     def _ensure_solution(self) -> dict:
         check_is_fitted(self)

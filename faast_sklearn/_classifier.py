@@ -8,10 +8,11 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.utils._param_validation import StrOptions
 
-from . import _proba
+from . import _class_weight, _proba
 from . import targets as _targets
 from ._base import _BaseFAAST
 from .backbones import text_class_embeddings
+from .solvers import _criteria
 from .utils._torch import resolve_device
 
 # Floor on the error variance, relative to that of a balanced one-hot target (1 / n_targets):
@@ -59,6 +60,19 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         CLIP's ImageNet prompt templates by the text tower paired with a CLIP ``backbone``
         (e.g. ``"clip_vit_base"``; see
         :func:`faast_sklearn.backbones.encode_class_names`). ``None``: one-hot targets.
+    alpha_criterion : {"gcv", "loo", "loo_error", "loo_log_loss"}, default="gcv"
+        How ``alpha="auto"`` (or an array) is chosen: generalised cross-validation, or, while
+        the training rows are kept (at most ``n_features`` of them), the exact leave-one-out
+        predictions of every strength from the same eigendecomposition, scored by squared
+        error (``"loo"``, as :class:`~sklearn.linear_model.RidgeClassifierCV`), by
+        classification error, or by the log-loss of their temperature-scaled softmax.
+        Otherwise (moments, class embeddings, multilabel targets) GCV decides.
+    class_weight : None, "balanced" or dict, default=None
+        Weight of each class's rows, multiplied with ``sample_weight`` as in
+        :class:`~sklearn.linear_model.RidgeClassifier`. ``"balanced"``:
+        ``n_samples / (n_classes * np.bincount(y))``, exact in ``partial_fit`` (which then
+        keeps statistics per class: ``n_classes`` times the memory). A dict
+        ``{label: weight}``; absent labels weigh 1. Not for multilabel targets.
     prior : None, "identity", callable or fitted estimator, default=None
         A predictor blended with the fast weights: ``(1 - r) prior(X) + r (X W + b)`` with
         ``r = N / (N0 + N)``. ``"identity"`` uses the features themselves as the prediction
@@ -94,7 +108,10 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         GCV score (mean squared error estimate; lower is better) of each of ``alphas_``.
     error_variance_ : float or ndarray of shape (n_labels,)
         GCV estimate of the squared prediction error per target on new rows, at ``alpha_``;
-        it sets the scale of the log-odds.
+        it sets the scale of the log-odds unless ``proba_scale_`` is calibrated.
+    proba_scale_ : float
+        Factor from the linear predictions to the log-odds: ``1 / error_variance_``, or (rows
+        kept, no prior) the inverse temperature fitted on the leave-one-out predictions.
     rank_ : int
         Spectral components used.
     n_features_in_ : int
@@ -119,7 +136,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     Probabilities follow from a Gaussian model of the errors: with prediction ``y_hat``
     and error variance ``sigma^2`` (estimated by GCV), ``log p(c | x) = e_c . y_hat / sigma^2 + const``
     for unit-norm class targets ``e_c``, so ``predict_proba`` is a softmax whose argmax is
-    ``predict`` and ``decision_function`` returns its log-odds.
+    ``predict`` and ``decision_function`` returns its log-odds. While the training rows are
+    kept, the scale is fitted to the exact leave-one-out predictions instead (temperature
+    scaling without a held-out split).
 
     Examples
     --------
@@ -134,6 +153,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     _parameter_constraints: dict = {
         **_BaseFAAST._parameter_constraints,
         "class_embeddings": [None, StrOptions({"text"}), "array-like", Mapping],
+        "class_weight": [None, StrOptions({"balanced"}), dict],
+        "alpha_criterion": [StrOptions(set(_criteria.CRITERIA))],
         "prior_strength": [
             StrOptions({"auto"}),
             *_BaseFAAST._parameter_constraints["prior_strength"][1:],
@@ -145,9 +166,11 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         backbone=None,
         *,
         alpha="auto",
+        alpha_criterion="gcv",
         rtol=None,
         fit_intercept=True,
         class_embeddings=None,
+        class_weight=None,
         prior=None,
         prior_strength="auto",
         solver="auto",
@@ -157,9 +180,11 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     ):
         self.backbone = backbone
         self.alpha = alpha
+        self.alpha_criterion = alpha_criterion
         self.rtol = rtol
         self.fit_intercept = fit_intercept
         self.class_embeddings = class_embeddings
+        self.class_weight = class_weight
         self.prior = prior
         self.prior_strength = prior_strength
         self.solver = solver
@@ -256,6 +281,12 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         return self._decision_coef()[1]
 
     @property
+    def proba_scale_(self):
+        """Factor from the linear predictions to the log-odds (see Attributes)."""
+        self._require_fitted("proba_scale_")
+        return 1.0 / self._noise()
+
+    @property
     def error_variance_(self):
         """GCV estimate of the squared prediction error per target at ``alpha_``."""
         self._require_fitted("error_variance_")
@@ -319,6 +350,31 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             self.backbone, self.class_embeddings, labels, device=resolve_device(self.device)
         )
 
+    def _target_weights(self, targets, w, state, *, partial):
+        state["_class_stats"] = None  # a "balanced" stream's per-class statistics
+        return _class_weight.row_weights(self.class_weight, targets, w, state, partial=partial)
+
+    def _accumulate(self, backend, X, targets, w, n_targets, *, first, columns, state):
+        if self.class_weight != "balanced":
+            return super()._accumulate(
+                backend, X, targets, w, n_targets, first=first, columns=columns, state=state
+            )
+        old = {} if first else self.__dict__.get("_class_stats")
+        per_class = _class_weight.accumulate(backend, X, targets, w, n_targets, old, columns)
+        state["_class_stats"] = per_class
+        return _class_weight.combine(per_class, n_targets)
+
+    def _criterion(self, stats, backend):
+        # Leave-one-out needs the rows (kernel side) and one-hot class targets; it also gives
+        # the held-out predictions that calibrate predict_proba.
+        if stats.rows is None or self._multilabel or self._embedding() is not None:
+            return None
+        return _criteria.LeaveOneOut(stats.rows, self.alpha_criterion, backend)
+
+    def _after_solve(self, solution, criterion):
+        beta = None if self.prior is not None else criterion.inverse_temperature(solution.alpha)
+        return {} if beta is None else {"proba_scale": beta}
+
     def _encode_multilabel(self, y, *, first):
         if self.class_embeddings is not None:
             raise ValueError("class_embeddings cannot be combined with multilabel targets.")
@@ -335,6 +391,11 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def _embedding(self):
         return self.__dict__.get("_class_embedding")
 
+    def _noise(self):
+        """The variance dividing the linear predictions (calibrated when possible)."""
+        out = self._ensure_solution()
+        return 1.0 / out["proba_scale"] if "proba_scale" in out else self._error_variance()
+
     def _error_variance(self):
         sol = self._ensure_solution()["solution"]
         var = sol.error_variance
@@ -347,7 +408,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def _decision_coef(self):
         """coef (n_out, d) and intercept (n_out,) of the log-odds."""
         coef, intercept = self._linear_targets()  # (d, D), (D,)
-        noise = self._error_variance()
+        noise = self._noise()
         if self._multilabel:
             # log N(1; s, v) - log N(0; s, v) = (s - 1/2) / v per label.
             return (coef / noise).T, (intercept - 0.5) / noise
@@ -360,17 +421,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         return coef, intercept
 
     def _call_prior(self, X):
-        prior = self.prior
-        if hasattr(prior, "predict_proba"):
-            proba = prior.predict_proba(X)
-            pos = np.searchsorted(prior.classes_, self.classes_)
-            pos = np.minimum(pos, len(prior.classes_) - 1)
-            if np.any(np.asarray(prior.classes_)[pos] != self.classes_):
-                raise ValueError("The prior's classes_ do not cover this estimator's classes_.")
-            return proba[:, pos]
-        if callable(prior):
-            return prior(X)
-        return prior.predict(X)
+        return _targets.prior_scores(self.prior, X, self.classes_)
 
     def _prior_to_outputs(self, prior):
         # Class scores -> the log-odds space of the decision function (see _decision_coef).

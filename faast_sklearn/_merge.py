@@ -47,6 +47,12 @@ def check_params(first, other, where: str) -> None:
             f"Cannot merge a {type(other).__name__} ({where}) into a {type(first).__name__}."
         )
     p, q = first.get_params(deep=False), other.get_params(deep=False)
+    if p.get("class_weight") == "balanced":
+        raise ValueError(
+            "Cannot merge models fitted with class_weight='balanced': its factors come from "
+            "the class counts of all the rows. Pass class_weight as a dict computed from them "
+            "(sklearn.utils.class_weight.compute_class_weight)."
+        )
     for name in p:
         if name in _PLACEMENT:
             continue

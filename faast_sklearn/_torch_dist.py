@@ -70,7 +70,7 @@ def _local_header(estimator, X, y, sample_weight):
         stats = local.stats_
         shell = clone(local)
         shell.__dict__.update({k: v for k, v in local.__dict__.items() if k != "_solution"})
-        shell.stats_ = Statistics(stats.n_features, stats.n_targets, stats.max_rows)
+        shell.stats_ = Statistics.empty(stats.n_features, stats.n_targets)  # a valid placeholder
         m = stats.to_moments()
         header = {
             "error": None,

@@ -125,3 +125,19 @@ def embedding_matrix(class_embeddings, classes: np.ndarray) -> np.ndarray:
             f"class_embeddings has all-zero rows for classes {classes[norms == 0][:10].tolist()}."
         )
     return E / norms[:, None]
+
+
+def prior_scores(prior, X, classes: np.ndarray) -> np.ndarray:
+    """A classifier prior's scores of ``classes`` on ``X``: a fitted estimator's
+    ``predict_proba`` columns of those classes (its ``classes_`` must cover them), a
+    callable's output, or ``predict``'s."""
+    if hasattr(prior, "predict_proba"):
+        proba = prior.predict_proba(X)
+        pos = np.searchsorted(prior.classes_, classes)
+        pos = np.minimum(pos, len(prior.classes_) - 1)
+        if np.any(np.asarray(prior.classes_)[pos] != classes):
+            raise ValueError("The prior's classes_ do not cover this estimator's classes_.")
+        return proba[:, pos]
+    if callable(prior):
+        return prior(X)
+    return prior.predict(X)

@@ -119,7 +119,10 @@ def test_user_prior_estimator_and_callable(digits):
     base = FAASTClassifier().fit(Xtr[:30], ytr[:30])
     # 30 rows do not show every class: the prior's columns are matched to ours.
     cols = np.searchsorted(prior.classes_, base.classes_)
-    expected = base.decision_function(Xte) * r + (1 - r) * prior.predict_proba(Xte)[:, cols] / (
+    # The prior's share is scaled by GCV's error variance; the base's own log-odds by its
+    # calibrated scale (a temperature fitted on its leave-one-out predictions).
+    raw = base.decision_function(Xte) / base.proba_scale_
+    expected = raw / base.error_variance_ * r + (1 - r) * prior.predict_proba(Xte)[:, cols] / (
         base.error_variance_
     )
     np.testing.assert_allclose(few.decision_function(Xte), expected, rtol=1e-8)

@@ -194,8 +194,14 @@ def _spectrum_from_moments(stats, backend, fit_intercept, embedding):
     )
 
 
-def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Solution:
-    """Coefficients for ``alpha`` ("auto", a float or an array of floats, chosen by GCV)."""
+def solve(
+    spec: Spectrum, backend: Backend, *, alpha, rtol: float | None, criterion=None
+) -> Solution:
+    """Coefficients for ``alpha`` ("auto", a float or an array of floats, chosen by GCV).
+
+    ``criterion(spec, alphas, fitted)``, if given, scores every strength instead (lower is
+    better; ``fitted`` is ``s_k f_k``, (L, k)); returning None leaves the choice to GCV.
+    """
     s, P = spec.s, spec.P
     d = spec.n_features
     keep = s > rtol * rtol * s[-1] if rtol is not None and len(s) else None  # None: all
@@ -217,8 +223,11 @@ def solve(spec: Spectrum, backend: Backend, *, alpha, rtol: float | None) -> Sol
     n = spec.n
     dof = n - df
     gcv = np.divide(n * rss, dof * dof, out=np.full(len(alphas), np.inf), where=dof > 1e-9 * n)
+    scores = criterion(spec, alphas, fitted) if criterion is not None else None
+    if scores is None or not np.isfinite(scores).any():
+        scores = gcv
     # Ties (flat or all-infinite curves) go to the strongest regularisation.
-    best = len(alphas) - 1 - int(np.argmin(gcv[::-1]))
+    best = len(alphas) - 1 - int(np.argmin(scores[::-1]))
     f = fitted[best] / s if len(s) else fitted[best]
     coef = spec.expand(f[:, None] * P, backend) if len(s) else np.zeros((d, P.shape[1]))
     intercept = spec.mean_y - spec.mean_x @ coef

@@ -1,0 +1,131 @@
+"""Class weights (``class_weight=None | "balanced" | mapping``), exact in a stream.
+
+A class weight ``k_c`` multiplies the ``sample_weight`` of every row of class ``c``, as
+scikit-learn's ``RidgeClassifier`` does (``sample_weight * compute_sample_weight(...)``).
+``"balanced"`` is ``k_c = n / (n_classes n_c)`` with ``n_c`` the (unweighted) count of class
+``c`` and ``n_classes`` the number of classes present, as
+:func:`sklearn.utils.class_weight.compute_class_weight`.
+
+A mapping is fixed: its factors are applied to each batch's weights as it arrives. The
+balanced factors change with every batch of a stream, and the weighted statistics cannot be
+re-weighted after they are merged: the Gram matrix ``sum_c k_c S_c`` needs each class's own
+scatter ``S_c``. A ``"balanced"`` stream therefore keeps one set of statistics per class (the
+rows while few, then a d x d moment matrix per class: ``n_classes`` times the memory of one
+fit's statistics) and combines them with the current factors at the solve, so that
+``partial_fit`` over any split equals ``fit`` to round-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from ._fit import batch_statistics
+from .solvers import Statistics
+from .utils._torch import import_torch, is_tensor
+
+
+def row_weights(class_weight, codes, w, state: dict, *, partial: bool) -> np.ndarray:
+    """``w`` times each row's class weight; a ``"balanced"`` stream's weights are applied at
+    the solve instead (:func:`accumulate`, :func:`combine`)."""
+    if class_weight is None:
+        return w
+    if state["_multilabel"]:
+        raise ValueError("class_weight is not supported with multilabel targets.")
+    classes = state["classes_"]
+    if isinstance(class_weight, Mapping):
+        factors = mapping_factors(class_weight, classes, strict=not partial)
+    elif partial:
+        return w
+    else:
+        factors = balanced_factors(np.bincount(codes, minlength=len(classes)))
+    return w * factors[codes]
+
+
+def mapping_factors(class_weight: Mapping, classes: np.ndarray, *, strict: bool) -> np.ndarray:
+    """Factor of each of ``classes`` from a ``label -> weight`` mapping (1 if absent).
+
+    ``strict`` (fit): every key must be one of ``classes``, as scikit-learn requires.
+    """
+    factors = np.ones(len(classes))
+    unknown = []
+    for label, weight in class_weight.items():
+        pos = np.flatnonzero(classes == label)
+        if not len(pos):
+            unknown.append(label)
+            continue
+        weight = float(weight)
+        if not np.isfinite(weight) or weight < 0:
+            raise ValueError(
+                f"class_weight[{label!r}] must be a finite non-negative number; got {weight!r}."
+            )
+        factors[pos[0]] = weight
+    if strict and unknown:
+        raise ValueError(
+            f"The classes {unknown!r} of class_weight are not among the labels of y "
+            f"({classes[:10].tolist()}{'...' if len(classes) > 10 else ''})."
+        )
+    return factors
+
+
+def balanced_factors(counts: np.ndarray) -> np.ndarray:
+    """``n / (n_classes n_c)`` for the classes present, 0 (unused) for absent ones."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    factors = np.zeros(len(counts))
+    factors[present] = counts.sum() / (present.sum() * counts[present])
+    return factors
+
+
+def scaled(stats: Statistics, factor: float) -> Statistics:
+    """The statistics of the same rows with every weight multiplied by ``factor``."""
+    if stats.rows is not None:
+        X, Y, w = stats.rows
+        return replace(stats, rows=(X, Y, w * factor))
+    m = stats.moments
+    return replace(
+        stats,
+        moments=replace(
+            m, weight=m.weight * factor, cxx=m.cxx * factor, cxy=m.cxy * factor, cyy=m.cyy * factor
+        ),
+    )
+
+
+def accumulate(backend, X, codes, w, n_targets: int, old, columns) -> dict[int, Statistics]:
+    """Per-class statistics after a batch: ``old`` (re-indexed by ``columns`` when classes
+    arrived, on ``backend``'s device; None: a stream begun without them), merged with each
+    class's rows of the batch."""
+    if old is None:
+        raise ValueError(
+            "class_weight='balanced' was set in the middle of a stream: call fit, or "
+            "partial_fit from the start with it."
+        )
+    merged = {}
+    for c, st in old.items():
+        st = st.map(backend.to_device)
+        if columns is not None:
+            c, st = int(columns[c]), st.with_targets(n_targets, columns)
+        merged[c] = st
+    for c in np.unique(codes):
+        idx = np.flatnonzero(codes == c)
+        rows = X[import_torch().as_tensor(idx, device=X.device)] if is_tensor(X) else X[idx]
+        batch = batch_statistics(backend, rows, codes[idx], w[idx], n_targets)
+        base = merged.get(int(c), Statistics.empty(X.shape[1], n_targets))
+        merged[int(c)] = base.merge(batch)
+    return merged
+
+
+def combine(class_stats: dict[int, Statistics], n_targets: int) -> Statistics:
+    """The balanced statistics: each class's statistics scaled by its current factor."""
+    codes = sorted(class_stats)
+    counts = np.zeros(n_targets)
+    for c in codes:
+        counts[c] = class_stats[c].count
+    factors = balanced_factors(counts)
+    total = None
+    for c in codes:
+        part = scaled(class_stats[c], factors[c])
+        total = part if total is None else total.merge(part)
+    return total

@@ -1,0 +1,171 @@
+"""Exact leave-one-out predictions for every ridge strength, and criteria on them.
+
+With the rows kept (few-shot, N <= d) the spectrum comes from the kernel
+``K = Xs Xs^T = U diag(s) U^T`` of the centred rows scaled by ``sqrt(w)``. For a filter with
+``s_k f_k`` per component (ridge: ``s / (s + alpha)``), the hat matrix of the weighted fit with
+an unpenalised intercept is ``H = U diag(s f) U^T + sqrt(w) sqrt(w)^T / n`` (the centred
+columns are orthogonal to ``sqrt(w)``), so for every strength at once
+
+    h_i = sum_k U_ik^2 s_k f_k (+ w_i / n)         r_i = perp_i + sum_k U_ik (1 - s_k f_k) (U^T Ys)_k
+
+and the exact leave-one-out residual of row ``i`` is ``r_i / (sqrt(w_i) (1 - h_i))`` (Allen's
+PRESS, as in scikit-learn's ``_RidgeGCV``). A weight counts as repetitions, as scikit-learn's
+sample weights do: "one out" is one unit of a row's weight (all of it below one), so that the
+residual is ``r_i / (sqrt(w_i) (1 - delta_i h_i / w_i))`` with ``delta_i = min(w_i, 1)``
+(Sherman-Morrison), and integer weights give exactly the criteria of repeated rows. This
+costs O(L N k D) for L strengths, the order of the kernel's own O(N^2 d) when L D is below d.
+
+With only moments (N > d, or a stream past its row budget) the rows, and so the hat matrix's
+diagonal, are gone: the criterion then falls back on GCV, which replaces every ``h_i`` by their
+mean ``df / n`` (Golub, Heath & Wahba, 1979).
+
+Criteria (lower is better), on one-hot class targets:
+
+- ``"loo"``: weighted mean squared leave-one-out error (``RidgeClassifierCV``'s);
+- ``"loo_error"``: weighted leave-one-out classification error, ties broken by ``"loo"``;
+- ``"loo_log_loss"``: weighted log-loss of ``softmax(beta * y_loo)``, ``beta`` fitted per
+  strength (a temperature on the log-odds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_softmax, softmax
+
+CRITERIA = ("gcv", "loo", "loo_error", "loo_log_loss")
+
+
+class LeaveOneOut:
+    """Leave-one-out predictions of a kernel-side spectrum, for :func:`solve`'s ``criterion``.
+
+    Parameters
+    ----------
+    rows : tuple (X, Y, w)
+        The kept rows (one-hot ``Y``), in ``backend``'s arrays; ``Y`` and ``w`` (N x T at
+        most) are copied to NumPy.
+    kind : one of ``CRITERIA``
+        The criterion ``__call__`` returns (``"gcv"``: none, only the predictions are kept).
+    backend : Backend
+        Where the spectrum's arrays live.
+    """
+
+    def __init__(self, rows, kind: str, backend):
+        self.Y = np.asarray(backend.to_numpy(rows[1]), dtype=np.float64)
+        w = np.asarray(backend.to_numpy(rows[2]), dtype=np.float64)
+        # A row alone in its class (one shot) leaves no example of it when left out: its
+        # leave-one-out prediction says nothing about any strength or temperature. Such rows
+        # are scored with weight 0; with none left, GCV decides.
+        own_class = self.Y @ (w @ self.Y)
+        self.valid = (w > 0) & (own_class - np.minimum(w, 1.0) > 1e-12 * own_class)
+        self.w = np.where(self.valid, w, 0.0)
+        self.w_fit = w
+        self.kind = kind
+        self.backend = backend
+        self.loo = None  # (L, N, D) leave-one-out predictions once called
+        self.alphas = None
+        self.spec = self.fitted = None
+
+    def __call__(self, spec, alphas, fitted):
+        """Scores of every strength (lower is better), or None: GCV decides."""
+        if spec.V is not None or not self.valid.any():
+            return None
+        self.spec, self.alphas, self.fitted = spec, alphas, fitted
+        if self.kind == "gcv":  # only the chosen strength's predictions are needed (at)
+            return None
+        self.loo = _loo_predictions(spec, self.Y, self.w_fit, fitted, self.backend)
+        return _score(self.kind, self.loo, self.Y, self.w)
+
+    def at(self, alpha: float) -> np.ndarray | None:
+        """Leave-one-out predictions (N, D) at the chosen strength (None: not available)."""
+        if self.alphas is None:
+            return None
+        i = int(np.argmin(np.abs(self.alphas - alpha)))
+        if self.loo is not None:
+            return self.loo[i]
+        return _loo_predictions(
+            self.spec, self.Y, self.w_fit, self.fitted[i : i + 1], self.backend
+        )[0]
+
+    def inverse_temperature(self, alpha: float) -> float | None:
+        """The factor on the predictions that minimises the log-loss of the leave-one-out
+        predictions at ``alpha`` (None: no row has one, e.g. one shot per class)."""
+        loo = self.at(alpha)
+        if loo is None:
+            return None
+        w = np.where(np.isfinite(loo).all(1), self.w, 0.0)
+        if not w.any():
+            return None
+        return max(float(fit_inverse_temperature(loo, self.Y, w)), 1e-12)
+
+
+def _loo_predictions(spec, Y, w, fitted, backend):
+    s = spec.s
+    U = backend.to_numpy(spec.U_scaled) * np.sqrt(s)  # (N, k)
+    sw = np.sqrt(w)
+    Ys = sw[:, None] * (Y - spec.mean_y)
+    UtY = spec.P / np.sqrt(s)[:, None]  # U^T Ys, (k, D)
+    perp = Ys - U @ UtY
+    h = fitted @ (U * U).T  # (L, N)
+    if spec.fit_intercept:
+        h = h + w / spec.n
+    pos = w > 0
+    h = h * np.where(pos, np.minimum(w, 1.0) / np.where(pos, w, 1.0), 0.0)  # delta_i h_i / w_i
+    shrink = 1.0 - fitted
+    loo = np.empty((len(fitted), *Y.shape))
+    for i in range(len(fitted)):
+        r = perp + (U * shrink[i]) @ UtY  # sqrt(w) times the residuals, (N, D)
+        denom = sw * (1.0 - h[i])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e = np.where(pos[:, None], r / denom[:, None], 0.0)
+        loo[i] = Y - e
+    # A row its own fit interpolates (h = 1) has no leave-one-out prediction: infinite error.
+    bad = (1.0 - h) <= 1e-10
+    loo[bad] = np.nan
+    return loo
+
+
+def _score(kind, loo, Y, w):
+    n = w.sum()
+    loo, Y, w = loo[:, w > 0], Y[w > 0], w[w > 0]
+    finite = np.isfinite(loo).all(axis=(1, 2))
+    loo = np.nan_to_num(loo)
+    sq = ((loo - Y) ** 2).sum(2) @ w / n  # (L,)
+    if kind == "loo":
+        out = sq
+    elif kind == "loo_error":
+        wrong = loo.argmax(2) != Y.argmax(1)
+        rel = sq / max(sq[finite].max(initial=0.0), 1e-300)
+        out = (wrong @ w) / n + 1e-6 * rel
+    else:
+        beta = fit_inverse_temperature(loo, Y, w)
+        out = _log_loss(beta[:, None, None] * loo, Y, w)
+    return np.where(finite, out, np.inf)
+
+
+def _log_loss(z, Y, w):
+    return -(log_softmax(z, axis=-1) * Y).sum(-1) @ w / w.sum()
+
+
+def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
+    """``beta`` minimising the weighted log-loss of ``softmax(beta z)`` (Newton, per leading
+    index of ``z``: (L, N, D) -> (L,); (N, D) -> scalar array). Convex in ``beta``."""
+    single = z.ndim == 2
+    z = np.nan_to_num(z[None] if single else z)
+    z, Y, w = z[:, w > 0], Y[w > 0], w[w > 0]
+    zy = (z * Y).sum(-1)  # (L, N)
+    n = w.sum()
+    spread = z.std(-1) @ w / n
+    beta = 1.0 / np.maximum(spread, 1e-12)  # log-odds of order one
+    for _ in range(n_iter):
+        p = softmax(beta[:, None, None] * z, axis=-1)
+        mean = (p * z).sum(-1)
+        grad = (mean - zy) @ w / n
+        hess = ((p * z * z).sum(-1) - mean * mean) @ w / n
+        step = grad / np.maximum(hess, 1e-300)
+        new = np.clip(beta - step, beta / 4, beta * 4)
+        done = np.all(np.abs(new - beta) <= 1e-13 * beta)
+        beta = new
+        if done:
+            break
+    beta = np.maximum(beta, 0.0)
+    return beta[0] if single else beta

@@ -1,0 +1,107 @@
+"""Choosing alpha by exact leave-one-out, and predict_proba's leave-one-out temperature."""
+
+import numpy as np
+import pytest
+from scipy.special import log_softmax
+from sklearn.datasets import load_digits
+from sklearn.linear_model import Ridge, RidgeClassifierCV
+
+from faast_sklearn import FAASTClassifier
+
+ALPHAS = np.logspace(-3, 3, 13)
+
+
+@pytest.fixture
+def few_shot():
+    X, y = load_digits(return_X_y=True)
+    idx = np.random.default_rng(0).permutation(len(X))[:60]  # 60 rows <= 64 features
+    return X[idx], y[idx]
+
+
+def test_loo_chooses_as_ridge_classifier_cv(few_shot):
+    X, y = few_shot
+    ref = RidgeClassifierCV(alphas=ALPHAS).fit(X, y)
+    clf = FAASTClassifier(alpha=ALPHAS, alpha_criterion="loo").fit(X, y)
+    assert clf.alpha_ == ref.alpha_
+    np.testing.assert_array_equal(clf.predict(X), ref.predict(X))
+
+
+def _brute_loo(X, Y, alpha):
+    out = np.empty_like(Y)
+    for i in range(len(X)):
+        keep = np.arange(len(X)) != i
+        out[i] = Ridge(alpha=alpha).fit(X[keep], Y[keep]).predict(X[i : i + 1])
+    return out
+
+
+@pytest.mark.parametrize("criterion", ["gcv", "loo", "loo_error", "loo_log_loss"])
+def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
+    X, y = few_shot
+    clf = FAASTClassifier(alpha_criterion=criterion).fit(X, y)
+    Y = (y[:, None] == clf.classes_).astype(float)
+    loo = _brute_loo(X, Y, clf.alpha_)
+
+    def log_loss(beta):
+        return -(log_softmax(beta * loo, axis=1) * Y).sum(1).mean()
+
+    beta = clf.proba_scale_
+    assert log_loss(beta) < min(log_loss(0.97 * beta), log_loss(1.03 * beta))
+    # predict_proba is the softmax of the linear predictions times that scale.
+    raw = clf.decision_function(X) / beta
+    np.testing.assert_allclose(clf.predict_log_proba(X), log_softmax(beta * raw, axis=1))
+
+
+def test_criteria_choose_by_their_own_leave_one_out_scores(few_shot):
+    X, y = few_shot
+    Y = (y[:, None] == np.unique(y)).astype(float)
+    loos = {a: _brute_loo(X, Y, a) for a in ALPHAS}
+    sq = {a: ((loos[a] - Y) ** 2).sum(1).mean() for a in ALPHAS}
+    err = {a: (loos[a].argmax(1) != Y.argmax(1)).mean() for a in ALPHAS}
+    by_sq = FAASTClassifier(alpha=ALPHAS, alpha_criterion="loo").fit(X, y).alpha_
+    by_err = FAASTClassifier(alpha=ALPHAS, alpha_criterion="loo_error").fit(X, y).alpha_
+    assert np.isclose(sq[by_sq], min(sq.values()))
+    assert np.isclose(err[by_err], min(err.values()))
+
+
+def test_stream_with_kept_rows_equals_fit(few_shot):
+    X, y = few_shot
+    whole = FAASTClassifier(alpha_criterion="loo").fit(X, y)
+    stream = FAASTClassifier(alpha_criterion="loo")
+    for part in np.array_split(np.arange(len(X)), 4):
+        stream.partial_fit(X[part], y[part], classes=np.arange(10))
+    assert stream.alpha_ == whole.alpha_
+    np.testing.assert_allclose(stream.predict_proba(X), whole.predict_proba(X), atol=1e-9)
+
+
+def test_moments_fall_back_on_gcv():
+    X, y = load_digits(return_X_y=True)  # 1797 rows > 64 features: moments only
+    gcv = FAASTClassifier().fit(X, y)
+    loo = FAASTClassifier(alpha_criterion="loo").fit(X, y)
+    assert loo.alpha_ == gcv.alpha_
+    np.testing.assert_allclose(loo.proba_scale_, 1.0 / gcv.error_variance_)
+
+
+def test_one_shot_falls_back_on_gcv():
+    # Left out, a one-shot row leaves no example of its class: its leave-one-out prediction
+    # tells nothing, so GCV chooses and scales, as before.
+    X, y = load_digits(return_X_y=True)
+    idx = np.array([np.flatnonzero(y == c)[0] for c in range(10)])
+    gcv = FAASTClassifier().fit(X[idx], y[idx])
+    loo = FAASTClassifier(alpha_criterion="loo").fit(X[idx], y[idx])
+    assert loo.alpha_ == gcv.alpha_
+    np.testing.assert_allclose(gcv.proba_scale_, 1.0 / gcv.error_variance_)
+
+
+@pytest.mark.parametrize("criterion", ["gcv", "loo", "loo_log_loss"])
+def test_torch_solver_equals_scipy(few_shot, criterion):
+    # The torch back-end keeps the rows as tensors: the same strength, coefficients and
+    # calibrated probabilities as the reference.
+    pytest.importorskip("torch")
+    X, y = few_shot
+    fits = [
+        FAASTClassifier(alpha_criterion=criterion, solver=solver, device="cpu").fit(X, y)
+        for solver in ("scipy", "torch")
+    ]
+    np.testing.assert_allclose(fits[1].alpha_, fits[0].alpha_, rtol=1e-10)  # same grid point
+    np.testing.assert_allclose(fits[1].proba_scale_, fits[0].proba_scale_, rtol=1e-8)
+    np.testing.assert_allclose(fits[1].predict_proba(X), fits[0].predict_proba(X), atol=1e-10)
