@@ -55,10 +55,12 @@ def test_grid_search_reuses_statistics_and_equals_uncached(solver):
     np.testing.assert_array_equal(cached.best_estimator_.coef_, uncached.best_estimator_.coef_)
 
 
-@pytest.mark.parametrize("n", [12, 200])  # kept rows (N <= d) and moments
-def test_hit_equals_miss(n):
+# Kept rows (N <= d) and moments; host fits as small as 12 x 40 are not cached (keying them
+# costs more than solving them), so these are larger.
+@pytest.mark.parametrize("n, d", [(64, 128), (200, 40)])
+def test_hit_equals_miss(n, d):
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(n, 40)).astype(np.float32)
+    X = rng.normal(size=(n, d)).astype(np.float32)
     y = np.arange(n) % 3
     miss = FAASTClassifier(alpha=1.0).fit(X, y)
     hit = FAASTClassifier(alpha=1.0).fit(X.copy(), y)
@@ -95,8 +97,8 @@ def test_kept_rows_are_a_private_copy():
     # Few rows: the statistics keep the rows themselves; editing the caller's array afterwards
     # changes neither the fitted model nor what a later fit on the original rows gets.
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(12, 300)).astype(np.float32)
-    y = np.arange(12) % 2
+    X = rng.normal(size=(40, 300)).astype(np.float32)
+    y = np.arange(40) % 2
     first = FAASTClassifier(alpha=1.0).fit(X, y)
     coef = first.coef_.copy()
     original = X.copy()
@@ -141,8 +143,8 @@ def test_clear_cache_drops_the_statistics_of_the_data():
     # Regression: the old fit cache kept copies of training data of models long deleted, and
     # no public call dropped them. After clear_cache() nothing of the data is held.
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(30, 50))  # few rows: the statistics hold the rows themselves
-    y = np.arange(30) % 3
+    X = rng.normal(size=(60, 100))  # few rows: the statistics hold the rows themselves
+    y = np.arange(60) % 3
     model = FAASTClassifier().fit(X, y)
     ref = weakref.ref(model.stats_)
     del model
@@ -160,7 +162,7 @@ def test_bounded_by_cache_bytes():
     bound = 200_000
     with config_context(cache_bytes=bound):
         for _ in range(20):
-            X = rng.normal(size=(200, 30))
+            X = rng.normal(size=(200, 40))
             FAASTRegressor().fit(X, rng.normal(size=200))
             assert 0 < cache_info()["nbytes"]["cpu"] <= bound
         assert cache_info()["entries"] < 20
