@@ -24,7 +24,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._fit import FitEntry, batch_statistics, extract, fit_statistics
+from ._fit import FitEntry, batch_statistics, fit_statistics
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
 from .solvers import Statistics, fit_flops, host_threads, resolve_backend, solve
 from .utils._params import ParamsMixin
@@ -130,7 +130,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             self.backbone, device=self.device, batch_size=self.batch_size, verbose=self.verbose
         )
         on_gpu = self.solver != "scipy" and resolve_device(extractor.device) != "cpu"
-        X, key = extract(extractor, X, as_tensor=on_gpu)
+        X, key = extractor.extract(X, as_tensor=on_gpu, return_key=True)
         if is_tensor(X) and X.device.type == "cpu":
             X = X.numpy()
         return X, key

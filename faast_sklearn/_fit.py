@@ -11,7 +11,6 @@ O(N d^2 + d^3) pass per fold. ``set_config(cache=False)`` turns this off.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,13 +30,6 @@ PLACE_MAX_BYTES = 2**28
 # storing them costs more than their spectrum (10 rows x 768 features on 2 cores: 0.97 ms a fit
 # with the cache, 0.61 ms without), and a hit would save less than that.
 CACHE_MIN_FLOPS = 2**18
-
-
-def extract(extractor, X, *, as_tensor: bool):
-    """``(features, key or None)``; the fallback goes once features/ offers return_key."""
-    if "return_key" in inspect.signature(extractor.extract).parameters:
-        return extractor.extract(X, as_tensor=as_tensor, return_key=True)
-    return extractor.extract(X, as_tensor=as_tensor), None
 
 
 def placed(X, backend: Backend):
