@@ -265,9 +265,9 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
         )
         sol = solve(
-            spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.weight)
+            spec, backend, alpha=self._validated_alpha(), rtol=self._resolved_rtol(stats.n_rows)
         )
-        return {"solution": sol, "blend": self._blend_ratio(stats.weight)}
+        return {"solution": sol, "blend": self._blend_ratio(stats.n_rows)}
 
     def _ensure_solution(self) -> dict:
         check_is_fitted(self)
@@ -285,7 +285,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         raise NotImplementedError
 
     def _blend_ratio(self, n: float) -> float:
-        """r = N / (N0 + N): weight of the fast weights against the prior."""
+        """r = N / (N0 + N): weight of the fast weights against the prior.
+
+        ``N`` counts the rows with a positive weight (as N0 counts examples), never the total
+        sample weight: scaling every weight leaves the blend as it is.
+        """
         if self.prior is None:
             return 1.0
         n0 = (

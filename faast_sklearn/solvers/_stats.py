@@ -78,6 +78,14 @@ class Moments:
     cxx: Array
     cxy: Array
     cyy: Array
+    # Rows with a positive weight: the sample size of GCV, rtol="paper" and the prior, which
+    # must not change when every weight is scaled (None in pickles from before it existed:
+    # ``count`` stands in).
+    positive: int | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.count if self.positive is None else self.positive
 
     def map(self, fn: Callable[[Array], Array]) -> Moments:
         """These moments with ``fn`` applied to every array."""
@@ -90,6 +98,7 @@ class Moments:
     def empty(cls, n_features: int, n_targets: int) -> Moments:
         return cls(
             count=0,
+            positive=0,
             weight=0.0,
             mean_x=np.zeros(n_features),
             mean_y=np.zeros(n_targets),
@@ -104,6 +113,7 @@ class Moments:
             return replace(self, count=self.count + other.count)
         if self.weight == 0:
             return replace(other, count=self.count + other.count)
+        positive = None if None in (self.positive, other.positive) else self.n_rows + other.n_rows
         weight = self.weight + other.weight
         frac = other.weight / weight
         dx = other.mean_x - self.mean_x
@@ -111,6 +121,7 @@ class Moments:
         scale = self.weight * frac  # Wa Wb / W
         return Moments(
             count=self.count + other.count,
+            positive=positive,
             weight=weight,
             mean_x=self.mean_x + frac * dx,
             mean_y=self.mean_y + frac * dy,
@@ -121,6 +132,10 @@ class Moments:
 
 
 _MOMENT_ARRAYS = ("mean_x", "mean_y", "cxx", "cxy", "cyy")
+
+
+def _count_positive(w: Array) -> int:
+    return int((w > 0).sum())
 
 
 def moments_from_rows(X: Array, Y: Array, w: Array) -> Moments:
@@ -136,6 +151,7 @@ def moments_from_rows(X: Array, Y: Array, w: Array) -> Moments:
     Xw = Xc * w[:, None]
     return Moments(
         count=len(w),
+        positive=_count_positive(w),
         weight=weight,
         mean_x=mean_x,
         mean_y=mean_y,
@@ -165,6 +181,8 @@ class Statistics:
         """These statistics with ``fn`` applied to every array (to move them to a device)."""
         if self.rows is not None:
             return replace(self, rows=tuple(fn(a) for a in self.rows))
+        if self.moments is None:  # a shell without statistics (distributed_fit's header)
+            return self
         return replace(self, moments=self.moments.map(fn))
 
     def to_numpy(self) -> Statistics:
@@ -188,6 +206,11 @@ class Statistics:
     @property
     def weight(self) -> float:
         return float(self.rows[2].sum()) if self.rows is not None else self.moments.weight
+
+    @property
+    def n_rows(self) -> int:
+        """Rows with a positive weight (see :attr:`Moments.positive`)."""
+        return _count_positive(self.rows[2]) if self.rows is not None else self.moments.n_rows
 
     @classmethod
     def empty(cls, n_features: int, n_targets: int) -> Statistics:
