@@ -80,3 +80,15 @@ def test_lone_surrogate_is_named_with_its_index():
     ext = FeatureExtractor("minilm", device="cpu")
     with pytest.raises(ValueError, match=r"X\[2\] is not valid text"):
         ext.transform(["a cat", "a dog", "bad \ud800 text"])
+
+
+def test_hundred_thousand_classes_keep_codes_not_a_one_hot():
+    # Issue 14: 400 rows of 100,000 classes kept a dense N x C one-hot (a 699 MiB pickle).
+    rng = np.random.default_rng(0)
+    n, d, n_classes = 50, 64, 100_000
+    X = rng.normal(size=(n, d))
+    y = rng.choice(n_classes, size=n, replace=False)
+    clf = FAASTClassifier(alpha=1.0).partial_fit(X, y, classes=np.arange(n_classes))
+    # Rows, weights and codes (n x d + 2 n numbers) and classes_ (C): not n x C = 40 MB.
+    assert len(pickle.dumps(clf)) < 8 * (n * d + 2 * n) + 8 * n_classes + 100_000
+    assert (clf.predict(X) == y).all()

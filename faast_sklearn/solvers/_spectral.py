@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._backends import Backend
-from ._stats import Array, Statistics
+from ._stats import Array, Statistics, one_hot
 
 # Strengths searched by alpha="auto", relative to the mean eigenvalue trace(A) / d, i.e. to the
 # typical per-feature sum of squares. scikit-learn's alpha=1 on standardised data is 1/N there.
@@ -126,7 +126,7 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     # The rows are centred (and weighted) where they live: a few-shot fit is so small that
     # every N x d host temporary (fresh pages from the allocator) costs as much as its
     # arithmetic. What comes back is k x D at most.
-    Xs, Ys = backend.asarray(X), backend.asarray(Y)
+    Xs, Ys = backend.asarray(X), backend.asarray(one_hot(Y, stats.n_targets))
     if embedding is not None:
         Ys = Ys @ backend.asarray(embedding)
     n = float(w.sum())

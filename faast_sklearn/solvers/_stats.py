@@ -134,6 +134,20 @@ class Moments:
 _MOMENT_ARRAYS = ("mean_x", "mean_y", "cxx", "cxy", "cyy")
 
 
+def one_hot(Y: Array, n_targets: int) -> Array:
+    """Kept targets as a dense (N, T) float64 array: 2-D as they are, 1-D class codes
+    expanded (a temporary: what is kept is the codes, N numbers rather than N x T)."""
+    if Y.ndim == 2:
+        return Y
+    if is_tensor(Y):
+        out = Y.new_zeros((len(Y), n_targets), dtype=Y.new_zeros(0).double().dtype)
+        out[Y.new_tensor(range(len(Y))).long(), Y.long()] = 1.0
+        return out
+    out = np.zeros((len(Y), n_targets))
+    out[np.arange(len(Y)), np.asarray(Y, dtype=np.intp)] = 1.0
+    return out
+
+
 def _count_positive(w: Array) -> int:
     return int((w > 0).sum())
 
@@ -166,7 +180,8 @@ class Statistics:
     """Everything a fit keeps about its training rows: the rows while few, else moments.
 
     Exactly one of ``rows`` (a tuple ``(X, Y, w)``: float32 or float64 ``X``, float64 ``Y``
-    and ``w``) and ``moments`` is set.
+    and ``w``) and ``moments`` is set. ``Y`` is (N, T), or (N,) class codes of one-hot
+    targets: 100,000 classes then cost N numbers, not an N x T one-hot (see :func:`one_hot`).
     ``max_rows`` is the row count up to which rows are kept (the number of features: past it,
     the d x d moments are the smaller and faster representation).
     """
@@ -221,7 +236,8 @@ class Statistics:
     def to_moments(self) -> Moments:
         if self.moments is not None:
             return self.moments
-        return moments_from_rows(*self.rows)
+        X, Y, w = self.rows
+        return moments_from_rows(X, one_hot(Y, self.n_targets), w)
 
     def merge(self, other: Statistics) -> Statistics:
         """Statistics of the union of both row sets (same features and targets)."""
@@ -253,6 +269,9 @@ class Statistics:
 
         if self.rows is not None:
             X, Y, w = self.rows
+            if Y.ndim == 1:  # class codes: renumbered
+                Y = Y.new_tensor(columns)[Y.long()] if is_tensor(Y) else columns[Y.astype(np.intp)]
+                return replace(self, n_targets=n_targets, rows=(X, _float64(Y), w))
             return replace(self, n_targets=n_targets, rows=(X, spread(Y, 1), w))
         m = self.moments
         return replace(
