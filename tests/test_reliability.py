@@ -92,3 +92,32 @@ def test_hundred_thousand_classes_keep_codes_not_a_one_hot():
     # Rows, weights and codes (n x d + 2 n numbers) and classes_ (C): not n x C = 40 MB.
     assert len(pickle.dumps(clf)) < 8 * (n * d + 2 * n) + 8 * n_classes + 100_000
     assert (clf.predict(X) == y).all()
+
+
+@pytest.mark.parametrize("fault", [KeyboardInterrupt, RuntimeError])
+def test_interrupt_mid_batch_leaves_the_stream_intact(fault):
+    # A fault while a batch's features are computed (a KeyboardInterrupt, say): the stream
+    # keeps every earlier batch, and goes on exactly.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(90, 5))
+    y = X @ np.arange(1.0, 6.0)
+    armed = [True]
+
+    def features(Xb):
+        Xb = np.asarray(Xb)
+        if armed[0] and np.isclose(Xb, X[45]).all(1).any():  # the second batch's rows
+            armed[0] = False
+            raise fault("interrupted mid-batch")
+        return Xb * 2.0
+
+    stream = FAASTRegressor(backbone=features)
+    stream.partial_fit(X[:30], y[:30])
+    before = stream.predict(X[:30])
+    with pytest.raises(fault):
+        stream.partial_fit(X[30:60], y[30:60])
+    np.testing.assert_array_equal(stream.predict(X[:30]), before)
+    assert stream.n_samples_seen_ == 30
+    stream.partial_fit(X[30:60], y[30:60])
+    stream.partial_fit(X[60:], y[60:])
+    whole = FAASTRegressor(backbone=lambda Xb: np.asarray(Xb) * 2.0).fit(X, y)
+    np.testing.assert_allclose(stream.predict(X), whole.predict(X), rtol=1e-9, atol=1e-9)
