@@ -25,6 +25,7 @@ from sklearn.utils.validation import (
 )
 
 from ._fit import FitEntry, batch_statistics, fit_statistics
+from ._guards import check_scale, check_statistics, estimator_lock
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
 from .solvers import Statistics, fit_flops, host_threads, resolve_backend, solve
 from .utils._params import ParamsMixin
@@ -79,7 +80,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit path
     def _fit_batch(self, X, y, sample_weight, *, partial: bool, classes=None) -> None:
         """Fit (or, with ``partial``, add to the statistics of) one batch; on any error the
-        estimator is restored whole."""
+        estimator is restored whole. Calls on one estimator are serialised by its lock."""
+        with estimator_lock(self):
+            self._fit_batch_locked(X, y, sample_weight, partial=partial, classes=classes)
+
+    def _fit_batch_locked(self, X, y, sample_weight, *, partial: bool, classes) -> None:
         previous = dict(self.__dict__)
         first = not partial or "stats_" not in previous
         try:
@@ -96,14 +101,17 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 y, w, first=first, partial=partial, classes=classes
             )
             w = self._target_weights(targets, w, state, partial=partial)
+            check_scale(X, targets, w)
             backend = resolve_backend(self.solver, self.device, X)
             if partial:
                 stats = self._accumulate(
                     backend, X, targets, w, n_targets, first=first, columns=columns, state=state
                 )
                 entry = FitEntry(stats)
+                check_statistics(entry.stats, "statistics merged with this batch")
             else:
                 entry = fit_statistics(backend, X, x_key, targets, n_targets, w)
+                check_statistics(entry.stats, "statistics of these rows")
             state.update(
                 stats_=entry.stats,
                 solver_=backend.name,
@@ -115,7 +123,9 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             if not partial:
                 self._solution = self._solve(backend, entry)
         except BaseException:
-            self.__dict__.clear()
+            # Restored in place (never an empty __dict__ that a predict could see).
+            for key in [k for k in self.__dict__ if k not in previous]:
+                del self.__dict__[key]
             self.__dict__.update(previous)
             raise
 
@@ -232,6 +242,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         merged exactly; ``columns`` re-indexes the targets kept so far (new classes).
         Subclasses may keep more of a stream in ``state`` (fitted attributes)."""
         batch = batch_statistics(backend, X, targets, w, n_targets)
+        check_statistics(batch, "statistics of this batch")
         if first:
             return Statistics.empty(batch.n_features, batch.n_targets).merge(batch)
         stats = self.stats_.map(backend.to_device)
@@ -280,9 +291,9 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
             )
             criterion = self._criterion(stats, backend)
-            alpha, rtol = self._validated_alpha(), self._resolved_rtol(stats.weight)
+            alpha, rtol = self._validated_alpha(), self._resolved_rtol(stats.n_rows)
             sol = solve(spec, backend, alpha=alpha, rtol=rtol, criterion=criterion)
-            out = {"solution": sol, "blend": self._blend_ratio(stats.weight)}
+            out = {"solution": sol, "blend": self._blend_ratio(stats.n_rows)}
             return out if criterion is None else {**out, **self._after_solve(sol, criterion)}
 
     def _criterion(self, stats: Statistics, backend):
@@ -295,11 +306,16 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
 
     def _ensure_solution(self) -> dict:
         check_is_fitted(self)
-        if self.__dict__.get("_solution") is None:
-            # After partial_fit (or unpickling such a model elsewhere): resolve the back-end
-            # anew, so that a model streamed on a GPU machine still solves on a laptop.
-            self._solution = self._solve(resolve_backend(self.solver, self.device))
-        return self._solution
+        solution = self.__dict__.get("_solution")
+        if solution is not None:
+            return solution
+        with estimator_lock(self):  # one solve, never of statistics being merged
+            if self.__dict__.get("_solution") is None:
+                # After partial_fit (or unpickling such a model elsewhere): resolve the
+                # back-end anew, so that a model streamed on a GPU machine still solves on a
+                # laptop.
+                self._solution = self._solve(resolve_backend(self.solver, self.device))
+            return self._solution
 
     def _embedding(self):
         return None
@@ -309,7 +325,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         raise NotImplementedError
 
     def _blend_ratio(self, n: float) -> float:
-        """r = N / (N0 + N): weight of the fast weights against the prior."""
+        """r = N / (N0 + N): weight of the fast weights against the prior.
+
+        ``N`` counts the rows with a positive weight (as N0 counts examples), never the total
+        sample weight: scaling every weight leaves the blend as it is.
+        """
         if self.prior is None:
             return 1.0
         n0 = (
@@ -394,8 +414,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
-        # The version travels with every pickle, so that one from another version warns.
-        return dict(super().__getstate__(), **{PICKLE_KEY: __version__})
+        # The version travels with every pickle, so that one from another version warns; the
+        # lock stays behind (a copy gets its own, at first use).
+        state = dict(super().__getstate__(), **{PICKLE_KEY: __version__})
+        state.pop("_lock", None)
+        return state
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(pop_pickled_version(state, type(self).__name__))

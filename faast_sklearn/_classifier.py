@@ -346,9 +346,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             return None
         labels = [a for a in (old, y, classes) if a is not None]
         labels = np.unique(np.concatenate([np.asarray(a).ravel() for a in labels]))
-        return text_class_embeddings(
-            self.backbone, self.class_embeddings, labels, device=resolve_device(self.device)
-        )
+        names = isinstance(self.class_embeddings, (str, Mapping))  # only names need a tower
+        device = resolve_device(self.device) if names else "cpu"
+        return text_class_embeddings(self.backbone, self.class_embeddings, labels, device=device)
 
     def _target_weights(self, targets, w, state, *, partial):
         state["_class_stats"] = None  # a "balanced" stream's per-class statistics
@@ -369,7 +369,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         # the held-out predictions that calibrate predict_proba.
         if stats.rows is None or self._multilabel or self._embedding() is not None:
             return None
-        return _criteria.LeaveOneOut(stats.rows, self.alpha_criterion, backend)
+        return _criteria.LeaveOneOut(stats.rows, stats.n_targets, self.alpha_criterion, backend)
 
     def _after_solve(self, solution, criterion):
         beta = None if self.prior is not None else criterion.inverse_temperature(solution.alpha)

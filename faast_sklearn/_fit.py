@@ -56,12 +56,8 @@ def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int
             d, n_targets, d, moments=backend.moments(placed(X, backend), targets, w, n_targets)
         )
     X = X.detach().clone() if is_tensor(X) else np.array(X, copy=True)
-    if targets.ndim == 1:
-        Y = np.zeros((len(targets), n_targets))
-        Y[np.arange(len(targets)), targets] = 1.0
-    else:
-        Y = targets
-    rows = (backend.to_device(X), backend.asarray(Y), backend.asarray(w))
+    # One-hot targets stay class codes (float64, exact): never an N x C one-hot.
+    rows = (backend.to_device(X), backend.asarray(targets), backend.asarray(w))
     return Statistics(d, n_targets, d, rows=rows)
 
 

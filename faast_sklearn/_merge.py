@@ -135,7 +135,7 @@ def assemble(template, stats, n_samples: int, classes):
     The solve is deferred to the model's first use, as after ``partial_fit``.
     """
     model = clone(template)
-    state = {k: v for k, v in template.__dict__.items() if k not in _MERGED}
+    state = {k: v for k, v in template.__dict__.items() if k not in _MERGED and k != "_lock"}
     if classes is not None:
         state["classes_"] = classes
         if template.get_params().get("class_embeddings") is not None:
@@ -160,10 +160,10 @@ def assemble(template, stats, n_samples: int, classes):
 
 def adopt(estimator, fitted):
     """Give ``estimator`` (in place) the fitted state of ``fitted``, dropping its old state."""
-    params = estimator.get_params(deep=False)
-    for key in [k for k in estimator.__dict__ if k not in params]:
+    keep = {*estimator.get_params(deep=False), "_lock"}  # each estimator keeps its own lock
+    for key in [k for k in estimator.__dict__ if k not in keep]:
         del estimator.__dict__[key]
-    estimator.__dict__.update({k: v for k, v in fitted.__dict__.items() if k not in params})
+    estimator.__dict__.update({k: v for k, v in fitted.__dict__.items() if k not in keep})
     return estimator
 
 

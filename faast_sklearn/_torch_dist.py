@@ -76,6 +76,7 @@ def _local_header(estimator, X, y, sample_weight):
             "error": None,
             "estimator": shell,
             "count": m.count,
+            "positive": m.n_rows,
             "weight": m.weight,
             "mean_x": m.mean_x,
             "mean_y": m.mean_y,
@@ -196,6 +197,7 @@ def _all_reduce_moments(torch, dist, group, headers, full, stats, shell, classes
     flat = buf.cpu().numpy()
     moments = Moments(
         count=sum(headers[r]["count"] for r in full),
+        positive=sum(headers[r]["positive"] for r in full),
         weight=weight,
         mean_x=mean_x,
         mean_y=mean_y,

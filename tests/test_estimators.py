@@ -200,8 +200,10 @@ def test_multioutput_regressor_and_sample_weight_equals_repetition():
     X = rng.normal(size=(40, 6))
     Y = X @ rng.normal(size=(6, 3)) + rng.normal(size=(40, 3))
     w = rng.integers(0, 4, size=40)
-    a = FAASTRegressor().fit(X, Y, sample_weight=w)
-    b = FAASTRegressor().fit(np.repeat(X, w, axis=0), np.repeat(Y, w, axis=0))
+    # A fixed alpha keeps Ridge's meaning, where weight k == k copies; alpha="auto" counts rows
+    # (weight scaling must not move it), so there k copies are k rows (tests/test_invariances).
+    a = FAASTRegressor(alpha=0.7).fit(X, Y, sample_weight=w)
+    b = FAASTRegressor(alpha=0.7).fit(np.repeat(X, w, axis=0), np.repeat(Y, w, axis=0))
     np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-8, atol=1e-10)
     assert a.coef_.shape == (3, 6) and a.intercept_.shape == (3,)
     one = FAASTRegressor().fit(X, Y[:, 0])

@@ -20,7 +20,8 @@ def data():
 
 
 def _state(est):
-    return pickle.dumps(sorted((k, v) for k, v in vars(est).items() if k != "_solution"))
+    skip = ("_solution", "_lock")
+    return pickle.dumps(sorted((k, v) for k, v in vars(est).items() if k not in skip))
 
 
 BAD_FIT = [
@@ -34,6 +35,11 @@ BAD_FIT = [
     ("wrong features", lambda X, y: (X[:, :3], y, None), "3 features"),
     ("tensor nan", lambda X, y: (torch.full((60, 4), float("nan")), y, None), "NaN"),
     ("tensor 3d", lambda X, y: (torch.zeros(60, 2, 2), y, None), "without a backbone"),
+    # Finite, yet the statistics would overflow float64 (issue 14): refused, not merged.
+    ("X 1e200", lambda X, y: (X * 1e200, y, None), "overflow float64"),
+    ("X 1e155", lambda X, y: (X * 1e155, y, None), "overflow float64"),
+    ("weight 1e300", lambda X, y: (X, y, np.full(len(y), 1e300)), "overflow"),
+    ("X 1e-160", lambda X, y: (X * 1e-160, y, None), "too small"),
 ]
 
 
@@ -275,3 +281,34 @@ def test_unnamed_arrays_keep_the_feature_name_bookkeeping(data):
     np.testing.assert_allclose(refit.decision_function(X), expected, rtol=1e-12)
     with pytest.raises(ValueError, match="X has 3 features"):
         refit.predict(torch.from_numpy(X[:, :3]))
+
+
+@pytest.mark.parametrize("n", [3, 30], ids=["rows kept", "moments"])
+@pytest.mark.parametrize(
+    "scale, weight, match",
+    [(1e200, 1.0, "overflow"), (1.0, 1e300, "overflow"), (1e155, 1.0, "overflow")],
+)
+def test_overflowing_batch_cannot_poison_a_stream(data, n, scale, weight, match):
+    # Issue 14: one finite batch at 1e200 used to turn the statistics into inf for good.
+    X, y = data
+    yr = X @ np.arange(1.0, 5.0)
+    stream = FAASTRegressor()
+    stream.partial_fit(X[:n], yr[:n])
+    with pytest.raises(ValueError, match=match):
+        stream.partial_fit(X[n:] * scale, yr[n:], sample_weight=np.full(60 - n, weight))
+    stream.partial_fit(X[n:], yr[n:])  # the stream goes on as if the bad batch never came
+    whole = FAASTRegressor().fit(X, yr)
+    np.testing.assert_allclose(stream.predict(X), whole.predict(X), rtol=1e-8, atol=1e-8)
+    assert stream.n_samples_seen_ == 60
+
+
+def test_huge_targets_refused_and_extreme_scales_never_nan(data):
+    X, y = data
+    with pytest.raises(ValueError, match="max \\|y\\|"):
+        FAASTRegressor().fit(X, X[:, 0] * 1e200)
+    for scale in [1e-130, 1e-60, 1e60, 1e140]:  # extreme but representable: they work
+        for n in [3, 60]:
+            pred = FAASTRegressor().fit(X[:n] * scale, X[:n, 0]).predict(X * scale)
+            assert np.isfinite(pred).all(), (scale, n)
+            if n == 60:
+                assert np.corrcoef(pred, X[:, 0])[0, 1] > 0.999

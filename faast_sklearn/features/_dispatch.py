@@ -36,6 +36,20 @@ def _as_sequence_of_str(X: Any) -> list | None:
     return None
 
 
+def _name_the_non_string(X: Any) -> None:
+    """A list of texts with a stray item (None, bytes, a number): a TypeError naming it."""
+    if isinstance(X, np.ndarray) and X.dtype.kind == "O" and X.ndim == 1:
+        X = X.tolist()
+    if not isinstance(X, (list, tuple)) or not any(isinstance(s, str) for s in X):
+        return  # not a list of texts at all: the generic error says what was expected
+    for i, s in enumerate(X):
+        if not isinstance(s, str):
+            raise TypeError(
+                f"X[{i}] is a {type(s).__name__} ({s!r:.60}), not a str: a text backbone "
+                "reads a list of strings."
+            )
+
+
 def _callable_source(X: Any, num_workers: int) -> Any:
     """The input of a callable backbone, keyed by content. It gets ``X[indices]`` of an array
     or a tensor, and a list of the items of a list or a torch Dataset (the sample of
@@ -87,6 +101,7 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
         return TextSource(texts) if texts is not None else _callable_source(X, num_workers)
     if modality == "text":
         if texts is None:
+            _name_the_non_string(X)
             raise text_model_error(describe(X))
         return TextSource(texts)
     if texts is not None:

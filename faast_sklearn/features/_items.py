@@ -48,16 +48,22 @@ class ItemSource:
         if self.what == "path":
             from PIL import Image
 
-            with Image.open(os.fspath(item)) as img:
-                if self.cfg is not None:
-                    # JPEG only (a no-op elsewhere): decode at the smallest DCT scale (1/2, 1/4,
-                    # 1/8) that is still at least the size the image is resized to. A 2048 x
-                    # 1536 photo then decodes and resizes 5x faster, within 2/255 of a full
-                    # decode.
-                    (nh, nw), _ = resize_plan(img.height, img.width, self.cfg)
-                    img.draft(None, (nw, nh))
-                img.load()
-                return img
+            try:
+                with Image.open(os.fspath(item)) as img:
+                    if self.cfg is not None:
+                        # JPEG only (a no-op elsewhere): decode at the smallest DCT scale (1/2,
+                        # 1/4, 1/8) that is still at least the size the image is resized to. A
+                        # 2048 x 1536 photo then decodes and resizes 5x faster, within 2/255 of
+                        # a full decode.
+                        (nh, nw), _ = resize_plan(img.height, img.width, self.cfg)
+                        img.draft(None, (nw, nh))
+                    img.load()
+                    return img
+            except (OSError, SyntaxError, ValueError) as exc:  # corrupt, truncated, not an image
+                raise ValueError(
+                    f"Cannot read the image file X[{int(i)}] = {os.fspath(item)!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
         if self.what == "dataset" and isinstance(item, (tuple, list)):
             item = item[0]  # (image, label) pairs: the image
         return item

@@ -175,6 +175,18 @@ class TextSource:
         self.n = len(self.X)
         if self.n == 0:
             raise ValueError("X has no samples.")
+        try:
+            "".join(self.X).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: find it, name it
+            for i, s in enumerate(self.X):
+                try:
+                    s.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise ValueError(
+                        f"X[{i}] is not valid text: {exc.reason} at position {exc.start} "
+                        f"({s[max(0, exc.start - 10) : exc.start + 10]!r}). Lone surrogates "
+                        "cannot be encoded; decode the source with errors='replace'."
+                    ) from None
 
     def keys(self, idx: np.ndarray) -> list[bytes]:
         return [text_key(self.X[int(i)]) for i in idx]

@@ -121,6 +121,7 @@ class Backend:
         sy, yy = self.asarray(sy), self.asarray(yy)
         return Moments(
             count=n,
+            positive=int(np.count_nonzero(w)),
             weight=weight,
             mean_x=shift_x + sx / weight,
             mean_y=shift_y + sy / weight,

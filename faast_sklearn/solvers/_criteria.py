@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_softmax, softmax
 
+from ._stats import one_hot
+
 CRITERIA = ("gcv", "loo", "loo_error", "loo_log_loss")
 
 
@@ -41,16 +43,18 @@ class LeaveOneOut:
     Parameters
     ----------
     rows : tuple (X, Y, w)
-        The kept rows (one-hot ``Y``), in ``backend``'s arrays; ``Y`` and ``w`` (N x T at
-        most) are copied to NumPy.
+        The kept rows (``Y`` one-hot or class codes), in ``backend``'s arrays; ``Y`` (as a
+        one-hot N x T) and ``w`` are copied to NumPy.
+    n_targets : int
+        The number of classes (columns of the one-hot targets).
     kind : one of ``CRITERIA``
         The criterion ``__call__`` returns (``"gcv"``: none, only the predictions are kept).
     backend : Backend
         Where the spectrum's arrays live.
     """
 
-    def __init__(self, rows, kind: str, backend):
-        self.Y = np.asarray(backend.to_numpy(rows[1]), dtype=np.float64)
+    def __init__(self, rows, n_targets: int, kind: str, backend):
+        self.Y = np.asarray(one_hot(backend.to_numpy(rows[1]), n_targets), dtype=np.float64)
         w = np.asarray(backend.to_numpy(rows[2]), dtype=np.float64)
         # A row alone in its class (one shot) leaves no example of it when left out: its
         # leave-one-out prediction says nothing about any strength or temperature. Such rows

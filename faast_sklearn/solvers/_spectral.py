@@ -1,7 +1,8 @@
 """Regularised least squares from sufficient statistics, through one eigendecomposition.
 
 Notation: ``A`` is the (centred, weighted) Gram matrix of the features, ``B`` the
-cross-product with the targets, ``yy`` the targets' sums of squares and ``n`` the total weight.
+cross-product with the targets, ``yy`` the targets' sums of squares, ``W`` the total weight
+and ``n`` the number of rows with a positive weight.
 With ``A = V diag(s) V^T`` (kept eigenpairs, ``s > 0``) and ``P = V^T B``, every regulariser
 here is a *filter* ``f(s)`` on the spectrum and the coefficients are ``W = V diag(f) P``:
 
@@ -15,8 +16,15 @@ for any filter, at O(k D) cost::
     RSS(f) = rss_perp + sum_k (P_k^2 / s_k) (1 - s_k f_k)^2        df(f) = sum_k s_k f_k (+1)
 
 where ``rss_perp`` is the part of the targets outside the span of the features. Generalised
-cross-validation, ``GCV = n RSS / (n - df)^2`` (Golub, Heath & Wahba, 1979), therefore scores a
-whole grid of strengths from one eigendecomposition.
+cross-validation, ``GCV = (RSS / W) / (1 - df / n)^2`` (Golub, Heath & Wahba, 1979; with unit
+weights ``n RSS / (n - df)^2``), therefore scores a whole grid of strengths from one
+eigendecomposition. GCV's sample size ``n`` counts rows, never the total weight: multiplying
+every weight by ``c`` multiplies ``A``, ``B``, ``RSS`` and the ``alpha="auto"`` grid by ``c``,
+leaves ``df`` as it is, and so leaves the chosen strength and the predictions unchanged
+(weights normalised to sum to 1 would otherwise make ``n - df`` negative for every strength).
+The count of positive-weight rows, rather than Kish's effective sample size
+``(sum w)^2 / sum w^2``, is used because it adds up across batches like the other
+statistics, so ``partial_fit`` over any split still equals ``fit``, with no new moment to keep.
 
 Few-shot (rows kept, N <= d): the same ``s``, ``V`` and ``P`` come from the N x N kernel
 ``K = Xs Xs^T = U diag(s) U^T`` as ``V = Xs^T U s^-1/2`` and ``P = s^1/2 U^T Ys``, which costs
@@ -31,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._backends import Backend
-from ._stats import Array, Statistics
+from ._stats import Array, Statistics, one_hot
 
 # Strengths searched by alpha="auto", relative to the mean eigenvalue trace(A) / d, i.e. to the
 # typical per-feature sum of squares. scikit-learn's alpha=1 on standardised data is 1/N there.
@@ -51,7 +59,7 @@ class Spectrum:
     P: np.ndarray  # (k, D) projections of the cross-products
     rss_perp: np.ndarray  # (D,) residual outside the span of the features
     trace: float  # trace(A), for the scale of alpha="auto"
-    n: float  # total weight
+    n: float  # total weight W
     mean_x: np.ndarray  # (d,) zero without an intercept
     mean_y: np.ndarray  # (D,) zero without an intercept
     fit_intercept: bool
@@ -59,6 +67,7 @@ class Spectrum:
     # as Xs^T ((U s^-1/2) @ M), d N D.
     Xs: Array | None = None
     U_scaled: Array | None = None
+    n_rows: int = 0  # rows with a positive weight (GCV's sample size)
 
     @property
     def n_features(self) -> int:
@@ -117,7 +126,7 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     # The rows are centred (and weighted) where they live: a few-shot fit is so small that
     # every N x d host temporary (fresh pages from the allocator) costs as much as its
     # arithmetic. What comes back is k x D at most.
-    Xs, Ys = backend.asarray(X), backend.asarray(Y)
+    Xs, Ys = backend.asarray(X), backend.asarray(one_hot(Y, stats.n_targets))
     if embedding is not None:
         Ys = Ys @ backend.asarray(embedding)
     n = float(w.sum())
@@ -150,6 +159,7 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
         mean_x=mean_x,
         mean_y=mean_y,
         fit_intercept=fit_intercept,
+        n_rows=stats.n_rows,
     )
 
 
@@ -191,6 +201,7 @@ def _spectrum_from_moments(stats, backend, fit_intercept, embedding):
         mean_x=mean_x,
         mean_y=mean_y,
         fit_intercept=fit_intercept,
+        n_rows=stats.n_rows,
     )
 
 
@@ -220,9 +231,9 @@ def solve(
     shrink = 1.0 - fitted
     shrink *= shrink  # (1 - s_k f_k)^2, (L, k)
     rss = spec.rss_perp.sum() + shrink @ energy.sum(1)  # (L,)
-    n = spec.n
-    dof = n - df
-    gcv = np.divide(n * rss, dof * dof, out=np.full(len(alphas), np.inf), where=dof > 1e-9 * n)
+    n, rows = spec.n, spec.n_rows
+    dof = 1.0 - df / rows if rows else np.zeros_like(df)  # residual dof per row
+    gcv = np.divide(rss / n, dof * dof, out=np.full(len(alphas), np.inf), where=dof > 1e-9)
     scores = criterion(spec, alphas, fitted) if criterion is not None else None
     if scores is None or not np.isfinite(scores).any():
         scores = gcv
@@ -231,11 +242,11 @@ def solve(
     f = fitted[best] / s if len(s) else fitted[best]
     coef = spec.expand(f[:, None] * P, backend) if len(s) else np.zeros((d, P.shape[1]))
     intercept = spec.mean_y - spec.mean_x @ coef
-    # Per target, GCV's estimate of the squared error on new rows, n RSS / (n - df)^2 (it
-    # exceeds the training residual variance RSS / (n - df) by the estimate's own variance).
+    # Per target, GCV's estimate of the squared error on new rows, (RSS / W) / (1 - df / n)^2
+    # (it exceeds the training residual variance by the estimate's own variance).
     rss_t = spec.rss_perp + shrink[best] @ energy
     if np.isfinite(gcv[best]):
-        error = n * rss_t / dof[best] ** 2  # GCV's own estimate, per target
+        error = rss_t / n / dof[best] ** 2  # GCV's own estimate, per target
     else:
         # No strength leaves residual degrees of freedom (one row, say): fall back on the
         # targets' variance, the error of predicting their mean.

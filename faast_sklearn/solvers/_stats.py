@@ -78,6 +78,14 @@ class Moments:
     cxx: Array
     cxy: Array
     cyy: Array
+    # Rows with a positive weight: the sample size of GCV, rtol="paper" and the prior, which
+    # must not change when every weight is scaled (None in pickles from before it existed:
+    # ``count`` stands in).
+    positive: int | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.count if self.positive is None else self.positive
 
     def map(self, fn: Callable[[Array], Array]) -> Moments:
         """These moments with ``fn`` applied to every array."""
@@ -90,6 +98,7 @@ class Moments:
     def empty(cls, n_features: int, n_targets: int) -> Moments:
         return cls(
             count=0,
+            positive=0,
             weight=0.0,
             mean_x=np.zeros(n_features),
             mean_y=np.zeros(n_targets),
@@ -104,6 +113,7 @@ class Moments:
             return replace(self, count=self.count + other.count)
         if self.weight == 0:
             return replace(other, count=self.count + other.count)
+        positive = None if None in (self.positive, other.positive) else self.n_rows + other.n_rows
         weight = self.weight + other.weight
         frac = other.weight / weight
         dx = other.mean_x - self.mean_x
@@ -111,6 +121,7 @@ class Moments:
         scale = self.weight * frac  # Wa Wb / W
         return Moments(
             count=self.count + other.count,
+            positive=positive,
             weight=weight,
             mean_x=self.mean_x + frac * dx,
             mean_y=self.mean_y + frac * dy,
@@ -121,6 +132,24 @@ class Moments:
 
 
 _MOMENT_ARRAYS = ("mean_x", "mean_y", "cxx", "cxy", "cyy")
+
+
+def one_hot(Y: Array, n_targets: int) -> Array:
+    """Kept targets as a dense (N, T) float64 array: 2-D as they are, 1-D class codes
+    expanded (a temporary: what is kept is the codes, N numbers rather than N x T)."""
+    if Y.ndim == 2:
+        return Y
+    if is_tensor(Y):
+        out = Y.new_zeros((len(Y), n_targets), dtype=Y.new_zeros(0).double().dtype)
+        out[Y.new_tensor(range(len(Y))).long(), Y.long()] = 1.0
+        return out
+    out = np.zeros((len(Y), n_targets))
+    out[np.arange(len(Y)), np.asarray(Y, dtype=np.intp)] = 1.0
+    return out
+
+
+def _count_positive(w: Array) -> int:
+    return int((w > 0).sum())
 
 
 def moments_from_rows(X: Array, Y: Array, w: Array) -> Moments:
@@ -136,6 +165,7 @@ def moments_from_rows(X: Array, Y: Array, w: Array) -> Moments:
     Xw = Xc * w[:, None]
     return Moments(
         count=len(w),
+        positive=_count_positive(w),
         weight=weight,
         mean_x=mean_x,
         mean_y=mean_y,
@@ -150,7 +180,8 @@ class Statistics:
     """Everything a fit keeps about its training rows: the rows while few, else moments.
 
     Exactly one of ``rows`` (a tuple ``(X, Y, w)``: float32 or float64 ``X``, float64 ``Y``
-    and ``w``) and ``moments`` is set.
+    and ``w``) and ``moments`` is set. ``Y`` is (N, T), or (N,) class codes of one-hot
+    targets: 100,000 classes then cost N numbers, not an N x T one-hot (see :func:`one_hot`).
     ``max_rows`` is the row count up to which rows are kept (the number of features: past it,
     the d x d moments are the smaller and faster representation).
     """
@@ -165,6 +196,8 @@ class Statistics:
         """These statistics with ``fn`` applied to every array (to move them to a device)."""
         if self.rows is not None:
             return replace(self, rows=tuple(fn(a) for a in self.rows))
+        if self.moments is None:  # a shell without statistics (distributed_fit's header)
+            return self
         return replace(self, moments=self.moments.map(fn))
 
     def to_numpy(self) -> Statistics:
@@ -189,6 +222,11 @@ class Statistics:
     def weight(self) -> float:
         return float(self.rows[2].sum()) if self.rows is not None else self.moments.weight
 
+    @property
+    def n_rows(self) -> int:
+        """Rows with a positive weight (see :attr:`Moments.positive`)."""
+        return _count_positive(self.rows[2]) if self.rows is not None else self.moments.n_rows
+
     @classmethod
     def empty(cls, n_features: int, n_targets: int) -> Statistics:
         """No rows yet; rows are kept up to ``n_features`` of them."""
@@ -198,7 +236,8 @@ class Statistics:
     def to_moments(self) -> Moments:
         if self.moments is not None:
             return self.moments
-        return moments_from_rows(*self.rows)
+        X, Y, w = self.rows
+        return moments_from_rows(X, one_hot(Y, self.n_targets), w)
 
     def merge(self, other: Statistics) -> Statistics:
         """Statistics of the union of both row sets (same features and targets)."""
@@ -230,6 +269,9 @@ class Statistics:
 
         if self.rows is not None:
             X, Y, w = self.rows
+            if Y.ndim == 1:  # class codes: renumbered
+                Y = Y.new_tensor(columns)[Y.long()] if is_tensor(Y) else columns[Y.astype(np.intp)]
+                return replace(self, n_targets=n_targets, rows=(X, _float64(Y), w))
             return replace(self, n_targets=n_targets, rows=(X, spread(Y, 1), w))
         m = self.moments
         return replace(

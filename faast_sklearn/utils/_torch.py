@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import sys
 from types import ModuleType
 from typing import Any
@@ -45,6 +46,17 @@ def import_timm() -> ModuleType:
     except ImportError as exc:  # pragma: no cover - exercised only without timm
         raise ImportError(_TORCH_HINT) from exc
     return timm
+
+
+def _gpu_driver_present() -> bool:
+    """False only where no GPU can exist: on Linux, no NVIDIA or ROCm device node.
+
+    CUDA needs the NVIDIA driver's ``/dev/nvidiactl`` (ROCm, ``/dev/kfd``), so their absence
+    answers ``torch.cuda.is_available()`` without importing torch. Elsewhere, True (ask torch).
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd"))
 
 
 def is_tensor(x: Any) -> bool:
@@ -90,8 +102,8 @@ def resolve_device(device: Any = "auto") -> str:
         If the device string is malformed, or CUDA is requested but not available.
     """
     if device is None or (isinstance(device, str) and device == "auto"):
-        if not torch_available():
-            return "cpu"
+        if not torch_available() or not _gpu_driver_present():
+            return "cpu"  # without importing torch (+670 MB resident) for a NumPy fit
         torch = import_torch()
         return "cuda" if torch.cuda.is_available() else "cpu"
     if not isinstance(device, str) and type(device).__name__ != "device":

@@ -1,0 +1,113 @@
+"""Guards of the fit path: batches whose statistics would leave float64, and the estimator lock.
+
+A finite batch can still poison a stream: X at 1e200 (or a sample weight of 1e300) passes the
+NaN check but its second moments overflow to inf, and every later solve fails. So a batch is
+refused *before* its statistics exist when a bound on them leaves float64's range, its
+statistics are checked again (finite) before they are merged, and the merged statistics once
+more before they replace the kept ones; :meth:`_BaseFAAST._fit_batch` restores the estimator
+on any error, so a refused batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from .solvers import Statistics
+from .solvers._stats import _MOMENT_ARRAYS
+from .utils._torch import is_tensor
+
+# log10 of the largest statistic allowed (float64 overflows past 1.8e308; the headroom covers
+# the merges and the eigendecomposition's own products).
+_MAX_LOG10 = 300.0
+# log10 of the smallest square of the largest |x| allowed: below it (|x| < 1e-140) every
+# product of two features is subnormal or zero and the spectrum is noise.
+_MIN_LOG10 = -280.0
+
+
+def _abs_max(a) -> float:
+    if is_tensor(a):
+        return float(a.abs().max()) if a.numel() else 0.0
+    if not a.size:
+        return 0.0
+    return float(max(abs(float(np.max(a))), abs(float(np.min(a)))))
+
+
+def _log10(x: float) -> float:
+    return math.log10(x) if x > 0 else -math.inf
+
+
+def check_scale(X, targets, w: np.ndarray) -> None:
+    """Refuse a batch whose statistics would overflow (or underflow) float64.
+
+    The centred second moments are bounded by ``4 max|x|^2 sum(w)`` per entry and their sums
+    (traces, kernel entries) by ``max(N, d)`` times that; the bound is taken in log10, so that
+    it cannot overflow itself. Dense targets (regression) are bounded like features.
+    """
+    weight = float(np.sum(w))
+    if not math.isfinite(weight):
+        raise ValueError(
+            "sample_weight sums to infinity in float64: this batch would overflow the "
+            "statistics. Rescale sample_weight (only ratios between weights matter for "
+            "alpha='auto')."
+        )
+    size = math.log10(4.0 * max(X.shape[0], X.shape[1])) + _log10(weight)
+    scales = {"X": _abs_max(X)}
+    if getattr(targets, "ndim", 1) == 2 and np.issubdtype(
+        np.asarray(targets[:0]).dtype, np.floating
+    ):
+        scales["y"] = _abs_max(targets)
+    for name, amax in scales.items():
+        if 2 * _log10(amax) + size > _MAX_LOG10:
+            raise ValueError(
+                f"This batch would overflow float64: max |{name}| = {amax:.3g} with total "
+                f"sample_weight {weight:.3g} gives second moments beyond 1e{_MAX_LOG10:.0f}. "
+                f"The batch was refused and the estimator left as it was; rescale {name} "
+                "(for example with StandardScaler) or sample_weight."
+            )
+    amax = scales["X"]
+    if 0 < amax and 2 * _log10(amax) < _MIN_LOG10:
+        raise ValueError(
+            f"X is too small for float64: max |X| = {amax:.3g}, so the products of features "
+            f"underflow (below 1e{_MIN_LOG10:.0f}). Rescale X (for example with StandardScaler)."
+        )
+
+
+def _finite(a) -> bool:
+    if is_tensor(a):
+        return bool(a.isfinite().all())
+    return bool(np.isfinite(a).all())
+
+
+def check_statistics(stats: Statistics, what: str) -> None:
+    """Raise a ValueError unless every number in ``stats`` is finite."""
+    if stats.rows is not None:
+        arrays = list(stats.rows)
+        weight = stats.weight
+    else:
+        m = stats.moments
+        arrays = [getattr(m, k) for k in _MOMENT_ARRAYS]
+        weight = m.weight
+    if not (math.isfinite(weight) and all(_finite(a) for a in arrays)):
+        raise ValueError(
+            f"The {what} overflow float64 (inf or NaN): the batch was refused and the "
+            "estimator left as it was. Rescale X, y or sample_weight."
+        )
+
+
+_GUARD = threading.Lock()
+
+
+def estimator_lock(est) -> threading.RLock:
+    """The estimator's own re-entrant lock, created at first use.
+
+    It lives in ``__dict__`` as ``_lock``; pickles (``__getstate__``) and clones
+    (``get_params``) leave it out, so every copy gets its own.
+    """
+    lock = est.__dict__.get("_lock")
+    if lock is None:
+        with _GUARD:
+            lock = est.__dict__.setdefault("_lock", threading.RLock())
+    return lock
