@@ -122,17 +122,17 @@ def decode_pil(path: Any, cfg: dict, draft: bool = True) -> np.ndarray:
         return np.asarray(img.crop((left, top, left + ow, top + oh)), dtype=np.uint8)
 
 
-def _host_decode(paths, index, cfg, out, rows, draft, num_workers, on_error) -> list:
-    """Decode ``paths`` into ``out[rows]`` (a uint8 (N, H, W, 3) array) in worker threads;
-    the ``(row, position, path, reason)`` of each failure, or a raised ValueError."""
+def _host_decode(paths, index, cfg, out, draft, num_workers, on_error) -> list:
+    """Decode ``paths`` into ``out`` (a uint8 (N, H, W, 3) array) in worker threads; the
+    ``(row, position, path, reason)`` of each failure, or a raised ValueError."""
 
     def work(k: int):
         try:
-            out[rows[k]] = decode_pil(paths[k], cfg, draft)
+            out[k] = decode_pil(paths[k], cfg, draft)
         except Exception as exc:
             if on_error == "raise":
                 raise _error(index[k], paths[k], exc) from exc
-            return (rows[k], int(index[k]), os.fspath(paths[k]), f"{type(exc).__name__}: {exc}")
+            return (k, int(index[k]), os.fspath(paths[k]), f"{type(exc).__name__}: {exc}")
         return None
 
     return [f for f in pool(num_workers).map(work, range(len(paths))) if f is not None]
@@ -227,10 +227,10 @@ def decode_images(
     _, oh, ow = cfg["input_size"]
     n = len(paths)
     cuda = str(device).startswith("cuda")
-    host = torch.empty((n, oh, ow, 3), dtype=torch.uint8, pin_memory=cuda)
-    out = torch.empty((n, 3, oh, ow), dtype=torch.uint8, device=device)
     on_host = list(range(n))
+    out = None
     if backend == "tensor":
+        out = torch.empty((n, 3, oh, ow), dtype=torch.uint8, device=device)
         probes = list(pool(num_workers).map(_probe, paths))
         jpegs = [k for k in range(n) if probes[k] is not None]
         decoded = _tensor_decode([probes[k][0] for k in jpegs], device) if jpegs else []
@@ -243,18 +243,16 @@ def decode_images(
         on_host.sort()
     failed = []
     if on_host:
-        failed = _host_decode(
-            [paths[k] for k in on_host],
-            index[on_host],
-            cfg,
-            host.numpy(),
-            on_host,
-            draft,
-            num_workers,
-            on_error,
-        )
-        rows = torch.as_tensor(on_host, device=device)
-        out[rows] = host[on_host].to(device, non_blocking=cuda).permute(0, 3, 1, 2)
+        # One pinned buffer, one host-to-device copy; NHWC memory seen as NCHW (channels-last).
+        host = torch.empty((len(on_host), oh, ow, 3), dtype=torch.uint8, pin_memory=cuda)
+        args = (index[on_host], cfg, host.numpy(), draft, num_workers, on_error)
+        failed = _host_decode([paths[k] for k in on_host], *args)
+        failed = [(on_host[f[0]], *f[1:]) for f in failed]
+        moved = host.to(device, non_blocking=cuda).permute(0, 3, 1, 2)
+        if out is None:
+            out = moved
+        else:
+            out[torch.as_tensor(on_host, device=device)] = moved
     keep = np.setdiff1d(np.arange(n), [f[0] for f in failed])
     if len(keep) < n:
         out = out[torch.as_tensor(keep, device=device)]
