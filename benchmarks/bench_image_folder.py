@@ -196,7 +196,7 @@ def bench_model(torch, name, paths, y, folder, args):
     if not args.no_fit:
         from faast_sklearn import FAASTClassifier, clear_cache
         from faast_sklearn.backbones import BackboneSpec
-        from faast_sklearn.features import FeatureExtractor, clear_feature_cache
+        from faast_sklearn.features import FeatureExtractor
 
         ext = FeatureExtractor(
             BackboneSpec(f"timm:{name}"),
@@ -207,8 +207,7 @@ def bench_model(torch, name, paths, y, folder, args):
         )
 
         def fit():
-            clear_cache()
-            clear_feature_cache()
+            clear_cache()  # the one cache: features and fits alike
             FAASTClassifier(backbone=ext).fit(paths, y)
 
         out["fit"] = n / best_of(fit, 1)

@@ -2,13 +2,13 @@
 
 A batch of files becomes a uint8 ``(N, 3, H, W)`` tensor on the device, resized and centre-
 cropped as timm's evaluation transform does (shorter side to ``size / crop_pct``, then a centre
-crop; the geometry is :func:`._inputs.resize_plan`'s), with the EXIF orientation applied.
+crop; the geometry is :func:`._images.resize_plan`'s), with the EXIF orientation applied.
 
 Two back-ends, chosen per batch by :func:`decode_images`:
 
 ``"tensor"``
     JPEG files are decoded together by ``torchvision.io.decode_jpeg`` on the target device
-    (nvJPEG on CUDA, libjpeg-turbo on the CPU) and resized there (:func:`._inputs.
+    (nvJPEG on CUDA, libjpeg-turbo on the CPU) and resized there (:func:`._images.
     resize_crop_tensor`). Files it cannot take -- PNG, WebP, CMYK JPEGs, anything it refuses
     -- fall back to the host back-end one by one; the rest of the batch stays on the device.
 ``"pil"``
@@ -39,7 +39,7 @@ import numpy as np
 
 from ..utils._threads import pool
 from ..utils._torch import import_torch
-from ._inputs import resize_crop_pil, resize_crop_tensor, resize_plan
+from ._images import resize_crop_pil, resize_crop_tensor, resize_plan
 
 ON_ERROR = ("raise", "skip")
 BACKENDS = ("auto", "tensor", "pil")
