@@ -89,10 +89,14 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
     -----
     Images follow the backbone's pretrained configuration (timm's data config): shorter side
     resized to ``size / crop_pct``, centre crop, mean/std normalisation. Arrays and tensors of
-    one shape are resized on the device; PIL images, files and dataset items on the host, in
-    worker threads (large JPEG files are decoded at a reduced DCT scale, 1/2 to 1/8, no
-    smaller than the resize target). uint8 images are read as 0-255, floating point images as
-    0-1; grey images are repeated to 3 channels and alpha channels dropped.
+    one shape are resized on the device; PIL images and dataset items on the host, in worker
+    threads. Image files (JPEG, PNG, WebP, ... of any size and mode) are decoded with their
+    EXIF orientation applied: JPEGs on a CUDA device by nvJPEG, in batches, and resized there;
+    other files, and all files elsewhere, by PIL in worker threads (JPEGs at a reduced DCT
+    scale, 1/2 to 1/8, no smaller than twice the resize target) into pinned memory. A file
+    that cannot be decoded raises a ValueError naming it and its position in ``X``. uint8
+    images are read as 0-255, floating point images as 0-1; grey images are repeated to 3
+    channels and alpha channels dropped.
 
     The cache is keyed per row, by content: the bytes of each image (arrays, tensors, PIL
     images, decoded dataset items) or string; for image files, the absolute path, size,

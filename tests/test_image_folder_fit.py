@@ -1,0 +1,86 @@
+"""Fitting on image file paths: a load_image_folder layout, EXIF orientation, bad files."""
+
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from PIL import Image, ImageOps  # noqa: E402
+
+from faast_sklearn import FAASTClassifier  # noqa: E402
+from faast_sklearn.datasets import load_image_folder  # noqa: E402
+from faast_sklearn.features import FeatureExtractor  # noqa: E402
+
+
+def _picture(seed: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """A smooth, not symmetric picture (JPEG keeps it well)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    phase = np.random.default_rng(seed).uniform(0, 6, 3)
+    planes = [np.sin(xx / (7.0 + 3 * c) + phase[c]) * np.cos(yy / 11.0) for c in range(3)]
+    return (np.stack(planes, -1) * 100 + 128 + 0.6 * xx[..., None]).astype(np.uint8)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """cat/ and dog/ with four JPEGs each; dog/rotated.jpg stores its pixels turned, with
+    EXIF orientation 6 (turn 90 degrees clockwise to show)."""
+    for c, name in enumerate(["cat", "dog"]):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            picture = _picture(10 * c + i)
+            picture[:, :, c] //= 3  # a class shows in its colour
+            Image.fromarray(picture).save(tmp_path / name / f"{i}.jpg", quality=95)
+    upright = _picture(99)
+    upright[:, :, 1] //= 3
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.rot90(upright)).save(tmp_path / "dog" / "rotated.jpg", quality=95, exif=exif)
+    Image.fromarray(_picture(7)).save(tmp_path / "cat" / "3.png")
+    return tmp_path
+
+
+def test_fit_on_an_image_folder_honours_exif_orientation(folder):
+    paths, y = load_image_folder(folder, return_X_y=True)
+    assert len(paths) == 8
+    clf = FAASTClassifier(backbone="test_tiny", device="cpu").fit(paths, y)
+    assert clf.predict(paths).shape == (8,)
+    assert clf.score(paths, y) > 0.5
+
+    rotated = str(folder / "dog" / "rotated.jpg")
+    ext = FeatureExtractor("test_tiny", device="cpu", cache=False)
+    with Image.open(rotated) as img:
+        shown = ImageOps.exif_transpose(img)  # what a viewer shows
+        stored = img.convert("RGB")  # the pixels as stored, orientation ignored
+        from_file, from_shown, from_stored = (
+            ext.transform([rotated]),
+            ext.transform([shown]),
+            ext.transform([stored]),
+        )
+    np.testing.assert_allclose(from_file, from_shown, rtol=1e-5, atol=1e-5)
+    assert np.abs(from_file - from_stored).max() > 1e-3
+
+
+def _spoil(path, how: str) -> None:
+    if how == "corrupt":
+        path.write_bytes(b"\xff\xd8\xff\xe0" + np.random.default_rng(0).bytes(3000))
+    elif how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        path.write_text("not an image")
+
+
+@pytest.mark.parametrize("how", ["corrupt", "truncated", "text"])
+def test_fit_names_a_bad_file_and_its_index(folder, how):
+    _spoil(folder / "dog" / "1.jpg", how)
+    paths, y = load_image_folder(folder, return_X_y=True)
+    bad = paths.index(str(folder / "dog" / "1.jpg"))
+    clf = FAASTClassifier(backbone="test_tiny", device="cpu", batch_size=3)
+    with pytest.raises(ValueError, match=rf"X\[{bad}\] = '{re.escape(paths[bad])}'"):
+        clf.fit(paths, y)
+    # The other files still fit.
+    keep = [i for i in range(len(paths)) if i != bad]
+    clf.fit([paths[i] for i in keep], y[keep])
