@@ -1,4 +1,8 @@
-"""Fit one FAAST model across the ranks of ``torchrun`` (run, do not import).
+"""
+Fit one FAAST model across the ranks of ``torchrun``
+====================================================
+
+Not executed when the documentation is built (run it, do not import it).
 
 Each rank fits its share of the rows; one all-reduce of the statistics gives every rank the
 model of a single fit on all of them::
