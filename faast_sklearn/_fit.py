@@ -12,11 +12,13 @@ O(N d^2 + d^3) pass per fold. ``set_config(cache=False)`` turns this off.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ._config import get_config
 from .solvers import Backend, Spectrum, Statistics, spectrum
+from .utils._arrays import same_bytes
 from .utils._cache import STORE, content_key, nbytes_of
 from .utils._torch import is_tensor
 
@@ -72,6 +74,7 @@ class FitEntry:
     key: bytes | None = None
     device: str = "cpu"
     spectra: dict = field(default_factory=dict)
+    X: Any = None  # a private copy of the rows, when they were keyed by a sample of them
 
     def spectrum(self, backend: Backend, *, fit_intercept: bool, embedding) -> Spectrum:
         """The spectrum of the statistics, computed once per intercept and class embedding."""
@@ -85,7 +88,7 @@ class FitEntry:
 
     def store(self) -> None:
         if self.key is not None:
-            nbytes = self.stats.nbytes + nbytes_of(list(self.spectra.values()))
+            nbytes = self.stats.nbytes + nbytes_of([self.X, *self.spectra.values()])
             STORE.put(self.key, self, nbytes=nbytes, device=self.device)
 
 
@@ -97,11 +100,34 @@ def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> Fi
     small = backend.device == "cpu" and float(min(n, d)) ** 2 * max(n, d) < CACHE_MIN_FLOPS
     if small or not get_config()["cache"]:
         return FitEntry(batch_statistics(backend, X, targets, w, n_targets))
-    x_key = content_key(X) if x_key is None else x_key
+    # Features the extractor made come with the key of their inputs. Other arrays and tensors
+    # are keyed by a sample of their entries and compared in full with the entry's private
+    # copy: a grid search's clones refit each fold once per alpha.
+    sampled = x_key is None
+    x_key = _sample(X) if sampled else x_key
     key = content_key("fit", backend.name, backend.device, x_key, targets, n_targets, w)
-    entry = STORE.get(key)
+    # Another array with the same sample is a miss (and its entry is replaced).
+    entry = STORE.get(key, accept=(lambda e: _same(e.X, X)) if sampled else None)
     if entry is None:
         stats = batch_statistics(backend, X, targets, w, n_targets)
-        entry = FitEntry(stats, key, backend.device)
+        copy = (X.detach().clone() if is_tensor(X) else np.array(X, copy=True)) if sampled else None
+        entry = FitEntry(stats, key, backend.device, X=copy)
         entry.store()
     return entry
+
+
+def _sample(X) -> tuple:
+    """Shape, dtype and up to 8 x 64 entries of ``X`` (evenly spaced, ends included)."""
+    n, d = X.shape
+    rows = np.linspace(0, n - 1, min(n, 8)).astype(np.intp).tolist()
+    cols = np.linspace(0, d - 1, min(d, 64)).astype(np.intp).tolist()
+    return (tuple(X.shape), str(X.dtype), X[rows][:, cols])
+
+
+def _same(a, b) -> bool:
+    """Whether two arrays, or two tensors on one device, hold the same bytes."""
+    if is_tensor(a) != is_tensor(b) or a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if is_tensor(a):
+        return a.device == b.device and bool(a.eq(b).all())
+    return same_bytes(a, b)

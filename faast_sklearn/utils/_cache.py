@@ -327,11 +327,13 @@ class Store:
         config = get_config()
         return config["cache_bytes"] if device == "cpu" else config["device_cache_bytes"]
 
-    def get(self, key: bytes) -> Any:
-        """The value stored under ``key`` (now the most recently used), or None."""
+    def get(self, key: bytes, accept: Callable[[Any], bool] | None = None) -> Any:
+        """The value stored under ``key`` (now the most recently used), or None; a value that
+        ``accept`` refuses (a key made from a sample of the data, whose full comparison
+        fails) is a miss."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None:
+            if entry is None or (accept is not None and not accept(entry[0])):
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)

@@ -1,0 +1,71 @@
+"""GridSearchCV on precomputed features: two versions of the package side by side, in one process.
+
+The baseline is a folder holding a copy of the package renamed ``faast_baseline`` (see
+``bench_fit_versions.py`` for how to make one from a commit). Both versions fit the same
+8,192 x 768 float32 features (10 classes) alternately: a single ``fit`` and
+``GridSearchCV(FAASTClassifier(), 10 alphas, cv=5)``, caches cleared before each; medians.
+
+Example (2-core CPU, about a minute)::
+
+    python benchmarks/bench_grid_versions.py --baseline /tmp/base \\
+        --out benchmarks/results/grid-versions-cpu-2core.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import GridSearchCV
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--baseline", required=True, help="folder holding faast_baseline")
+    p.add_argument("--n", type=int, default=8192)
+    p.add_argument("--d", type=int, default=768)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    sys.path.insert(0, args.baseline)
+    import faast_baseline
+
+    import faast_sklearn
+
+    packages = {"baseline": faast_baseline, "working_tree": faast_sklearn}
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(args.n, args.d)).astype(np.float32)
+    y = rng.integers(0, 10, args.n)
+    grid = {"alpha": list(np.logspace(-3, 3, 10))}
+    times = {name: {"fit": [], "grid": []} for name in packages}
+    for rep in range(args.repeats):
+        order = list(packages) if rep % 2 == 0 else list(packages)[::-1]
+        for name in order:
+            pkg = packages[name]
+            pkg.clear_cache()
+            t = time.perf_counter()
+            pkg.FAASTClassifier().fit(X, y)
+            times[name]["fit"].append(time.perf_counter() - t)
+            pkg.clear_cache()
+            t = time.perf_counter()
+            GridSearchCV(pkg.FAASTClassifier(), grid, cv=5).fit(X, y)
+            times[name]["grid"].append(time.perf_counter() - t)
+    result = {"machine": platform.node(), "cores": __import__("os").cpu_count(), "args": vars(args)}
+    for name, t in times.items():
+        fit, search = float(np.median(t["fit"])), float(np.median(t["grid"]))
+        result[name] = {"fit_s": fit, "grid_s": search, "grid_to_fit": search / fit, "raw": t}
+        print(f"{name:13s}: fit {fit:.3f} s, grid {search:.3f} s = {search / fit:.2f} x fit")
+    out = Path(args.out or Path(__file__).parent / "results" / "grid-versions-cpu.json")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
