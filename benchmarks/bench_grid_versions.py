@@ -1,9 +1,11 @@
 """GridSearchCV on precomputed features: two versions of the package side by side, in one process.
 
 The baseline is a folder holding a copy of the package renamed ``faast_baseline`` (see
-``bench_fit_versions.py`` for how to make one from a commit). Both versions fit the same
-8,192 x 768 float32 features (10 classes) alternately: a single ``fit`` and
-``GridSearchCV(FAASTClassifier(), 10 alphas, cv=5)``, caches cleared before each; medians.
+``bench_fit_versions.py`` for how to make one from a commit). Both versions fit the same data
+(10 classes) alternately: a single ``fit`` and ``GridSearchCV(FAASTClassifier(), 10 alphas,
+cv=5)``, caches cleared before each; medians. ``--route features``: 8,192 x 768 float32
+features; ``--route grey28``: 8,192 grey 28 x 28 uint8 images through the ``test_tiny``
+backbone on the CPU (the cost of finding each fold's rows in the feature cache).
 
 Example (2-core CPU, about a minute)::
 
@@ -32,6 +34,7 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=8192)
     p.add_argument("--d", type=int, default=768)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--route", choices=["features", "grey28"], default="features")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     sys.path.insert(0, args.baseline)
@@ -41,7 +44,12 @@ def main(argv=None):
 
     packages = {"baseline": faast_baseline, "working_tree": faast_sklearn}
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(args.n, args.d)).astype(np.float32)
+    if args.route == "features":
+        X = rng.normal(size=(args.n, args.d)).astype(np.float32)
+        kw = {}
+    else:
+        X = rng.integers(0, 256, (args.n, 28, 28), dtype=np.uint8)
+        kw = {"backbone": "test_tiny", "device": "cpu"}
     y = rng.integers(0, 10, args.n)
     grid = {"alpha": list(np.logspace(-3, 3, 10))}
     times = {name: {"fit": [], "grid": []} for name in packages}
@@ -51,11 +59,11 @@ def main(argv=None):
             pkg = packages[name]
             pkg.clear_cache()
             t = time.perf_counter()
-            pkg.FAASTClassifier().fit(X, y)
+            pkg.FAASTClassifier(**kw).fit(X, y)
             times[name]["fit"].append(time.perf_counter() - t)
             pkg.clear_cache()
             t = time.perf_counter()
-            GridSearchCV(pkg.FAASTClassifier(), grid, cv=5).fit(X, y)
+            GridSearchCV(pkg.FAASTClassifier(**kw), grid, cv=5).fit(X, y)
             times[name]["grid"].append(time.perf_counter() - t)
     result = {"machine": platform.node(), "cores": __import__("os").cpu_count(), "args": vars(args)}
     for name, t in times.items():

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..utils._torch import import_torch, is_tensor
 from ._images import image_layout, is_pil
-from ._keys import array_row_keys, host_bits, text_key
+from ._keys import chunk_row_keys, host_bits, text_key
 
 
 def is_dataset(x: Any) -> bool:
@@ -116,7 +116,7 @@ class ArraySource:
 
     def keys(self, idx: np.ndarray) -> list[bytes]:
         host, tag = self._host_array()
-        return array_row_keys(host, f"{tag}:{self.layout}", idx, self.num_workers)
+        return chunk_row_keys(host, f"{tag}:{self.layout}", idx, self.num_workers)
 
     def raw(self, idx: np.ndarray) -> Any:
         return self.X[_as_index(idx, self.is_tensor, self.X)]
