@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the working tree's package
 
 import _readers  # noqa: E402
 from _episodes import sync  # noqa: E402
