@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._config import get_config
-from .solvers import Backend, Spectrum, Statistics, spectrum
+from .solvers import Backend, Spectrum, Statistics, fit_flops, spectrum
 from .utils._arrays import same_bytes
 from .utils._cache import STORE, content_key, nbytes_of
 from .utils._torch import is_tensor
@@ -28,7 +28,7 @@ from .utils._torch import is_tensor
 # number of rows. 256 MiB is a small share of any CUDA card this package targets (16-141 GB).
 PLACE_MAX_BYTES = 2**28
 
-# Host fits smaller than this (in min(N, d)^2 max(N, d) flops) are not cached: keying and
+# Host fits smaller than this (in solvers.fit_flops) are not cached: keying and
 # storing them costs more than their spectrum (10 rows x 768 features on 2 cores: 0.97 ms a fit
 # with the cache, 0.61 ms without), and a hit would save less than that.
 CACHE_MIN_FLOPS = 2**18
@@ -97,7 +97,7 @@ def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> Fi
     rows before (``x_key`` is the features' key from the extractor, else ``X`` is keyed by its
     content), computed and cached otherwise."""
     n, d = X.shape
-    small = backend.device == "cpu" and float(min(n, d)) ** 2 * max(n, d) < CACHE_MIN_FLOPS
+    small = backend.device == "cpu" and fit_flops(n, d) < CACHE_MIN_FLOPS
     if small or not get_config()["cache"]:
         return FitEntry(batch_statistics(backend, X, targets, w, n_targets))
     # Features the extractor made come with the key of their inputs. Other arrays and tensors

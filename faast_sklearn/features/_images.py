@@ -102,9 +102,6 @@ def image_layout(shape: tuple[int, ...], *, prefer_channels_first: bool) -> str:
     )
 
 
-# Rows at least this large are hashed in worker threads (hashlib releases the GIL on them);
-
-
 def array_item_to_uint8(item: Any, cfg: dict) -> np.ndarray:
     """One dataset item (array or tensor, HW / HWC / CHW) -> resized (H, W, 3) uint8."""
     torch = import_torch()

@@ -65,6 +65,11 @@ def array_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int
     return keys
 
 
+def is_range(idx: np.ndarray) -> bool:
+    """Whether ``idx`` is a run of consecutive row numbers (then a slice, a view, serves)."""
+    return len(idx) > 0 and idx[-1] - idx[0] == len(idx) - 1 and bool(np.all(np.diff(idx) == 1))
+
+
 def chunk_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int) -> list[bytes]:
     """:func:`array_row_keys`, remembered in the cache for chunks of small rows seen before.
 
@@ -77,8 +82,7 @@ def chunk_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int
     size = host[0].nbytes if len(host) else 0
     if size >= _THREADED_ROW_BYTES or not len(idx):
         return array_row_keys(host, tag, idx, num_workers)
-    contiguous = idx[-1] - idx[0] == len(idx) - 1 and bool(np.all(np.diff(idx) == 1))
-    chunk = host[idx[0] : idx[-1] + 1] if contiguous else host[idx]
+    chunk = host[idx[0] : idx[-1] + 1] if is_range(idx) else host[idx]
     data = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
     key = content_key("chunk", tag, chunk.shape, data[:: max(1, data.size // 4096)])
     found = STORE.get(key, accept=lambda entry: same_bytes(entry[0], data))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..utils._torch import import_torch, is_tensor
 from ._images import image_layout, is_pil
-from ._keys import chunk_row_keys, host_bits, text_key
+from ._keys import chunk_row_keys, host_bits, is_range, text_key
 
 
 def is_dataset(x: Any) -> bool:
@@ -134,7 +134,7 @@ class ArraySource:
                 (len(idx), *X.shape[1:]), dtype=_torch_dtype(X.dtype), pin_memory=True
             )
             out = buf.numpy()
-            if _is_range(idx):
+            if is_range(idx):
                 out[...] = X[idx[0] : idx[-1] + 1]
             else:
                 # mode="clip": with the default "raise", NumPy buffers `out` (an extra copy).
@@ -151,12 +151,8 @@ def _torch_dtype(dtype: np.dtype) -> Any:
     return torch.from_numpy(np.empty(0, dtype=dtype)).dtype
 
 
-def _is_range(idx: np.ndarray) -> bool:
-    return len(idx) > 0 and idx[-1] - idx[0] == len(idx) - 1 and bool(np.all(np.diff(idx) == 1))
-
-
 def _as_index(idx: np.ndarray, tensor: bool, X: Any) -> Any:
-    if _is_range(idx):
+    if is_range(idx):
         return slice(int(idx[0]), int(idx[-1]) + 1)
     if tensor:
         return import_torch().as_tensor(idx, device=X.device)
