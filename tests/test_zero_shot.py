@@ -33,7 +33,7 @@ def _byte_chars():
     return [chars[b] for b in range(256)]
 
 
-def make_tiny_clip(folder):
+def make_tiny_clip(folder, *, seed=0):
     """A random two-layer CLIP (16-d joint space) saved with a byte-level CLIP tokenizer."""
     chars = _byte_chars()
     vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars])}
@@ -50,7 +50,7 @@ def make_tiny_clip(folder):
         projection_dim=16,
     )  # fmt: skip
     with torch.random.fork_rng():
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model = transformers.CLIPModel(config).eval()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -217,3 +217,101 @@ def test_classifier_with_text_class_embeddings(clip):
         FAASTClassifier(backbone="test_tiny", class_embeddings="text").fit(X, y)
     with pytest.raises(ValueError, match="only for a backbone given by name"):
         FAASTClassifier(class_embeddings="text").fit(np.ones((4, 3)), [0, 1, 0, 1])
+
+
+def test_registered_clip_pair_and_mismatched_dimensions_are_refused(clip):
+    from faast_sklearn.backbones import get_backbone_meta
+
+    assert text_tower_of("clip_vit_base") == "clip_vit_base_text"
+    image, text = get_backbone_meta("clip_vit_base"), get_backbone_meta("clip_vit_base_text")
+    assert image["space"] == text["space"] and image["n_features"] == text["n_features"] == 512
+    register_backbone("wide_clip_for_test", lambda **kw: None, modality="image", n_features=32,
+                      text_tower="tiny_clip_text_for_test", space="tiny")  # fmt: skip
+    try:
+        with pytest.raises(ValueError, match="gives 16-d embeddings, but backbone "
+                           "'wide_clip_for_test' gives 32-d features"):  # fmt: skip
+            encode_class_names("wide_clip_for_test", NAMES, templates=None)
+    finally:
+        unregister_backbone("wide_clip_for_test")
+
+
+class _Counting(torch.nn.Module):
+    calls = 0  # forward passes of every instance
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, **tokens):
+        type(self).calls += 1
+        return self.inner(**tokens)
+
+
+def test_text_embeddings_are_kept_in_the_package_cache(clip):
+    from faast_sklearn import cache_info, clear_cache, config_context
+
+    folder = clip[0]
+
+    def counting(*, pretrained, weights, image_size):
+        tower = load_backbone(f"hf:{folder}")
+        return Backbone(_Counting(tower.model), 16, "text", tokenizer=tower.tokenizer)
+
+    register_backbone("counting_text_for_test", counting, modality="text", space="tiny")
+    try:
+        clear_cache()
+        first = encode_class_names("counting_text_for_test", NAMES, templates=None)
+        calls, before = _Counting.calls, cache_info()
+        assert calls > 0
+        again = encode_class_names("counting_text_for_test", NAMES, templates=None)
+        after = cache_info()
+        np.testing.assert_array_equal(again, first)
+        assert _Counting.calls == calls  # a hit: no forward pass
+        assert after["hits"] == before["hits"] + 1 and after["misses"] == before["misses"]
+        again[0] = 0.0  # the caller's copy: the cached embeddings are unchanged
+        np.testing.assert_array_equal(
+            encode_class_names("counting_text_for_test", NAMES, templates=None), first
+        )
+        with config_context(cache=False):  # the package's switch turns them off too
+            clear_cache()
+            encode_class_names("counting_text_for_test", NAMES, templates=None)
+            encode_class_names("counting_text_for_test", NAMES, templates=None)
+            assert cache_info()["entries"] == 0 and _Counting.calls == calls + 2
+    finally:
+        unregister_backbone("counting_text_for_test")
+        clear_cache()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_zero_rows_give_clips_zero_shot_classifier(tmp_path, seed):
+    """partial_fit on zero rows with declared classes: N = 0, r = 0, CLIP's zero-shot argmax;
+    rows streamed afterwards give what fit gives."""
+    model, _ = make_tiny_clip(tmp_path, seed=seed)
+    image, text = f"zs_clip_{seed}_for_test", f"zs_clip_text_{seed}_for_test"
+
+    def image_factory(*, pretrained, weights, image_size):
+        data_config = {"input_size": (3, 32, 32), "interpolation": "bicubic", "crop_pct": 1.0,
+                       "crop_mode": "center", "mean": CLIP_MEAN, "std": CLIP_STD}  # fmt: skip
+        return Backbone(_ImageTower(model), 16, "image", data_config)
+
+    register_backbone(image, image_factory, modality="image", n_features=16, text_tower=text,
+                      space=f"zs{seed}")  # fmt: skip
+    register_backbone(text, lambda **kw: load_backbone(f"hf:{tmp_path}"), modality="text",
+                      space=f"zs{seed}")  # fmt: skip
+    try:
+        X_test, _ = _data(6, 10 + seed)
+        common = {"backbone": image, "class_embeddings": "text", "prior": "identity",
+                  "device": "cpu"}  # fmt: skip
+        clf = FAASTClassifier(**common).partial_fit(X_test[:0], [], classes=NAMES)
+        assert clf.n_samples_seen_ == 0 and clf.n_features_in_ == 16
+        feats = FeatureExtractor(image, device="cpu").transform(X_test)
+        E = encode_class_names(image, sorted(NAMES))  # CLIP's ImageNet ensemble, by default
+        cos = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ E.T
+        np.testing.assert_array_equal(clf.predict(X_test), np.array(sorted(NAMES))[cos.argmax(1)])
+        X, y = _data(3, seed)
+        clf.partial_fit(X[:5], y[:5]).partial_fit(X[5:], y[5:])
+        whole = FAASTClassifier(**common).fit(X, y)
+        np.testing.assert_allclose(clf.decision_function(X_test), whole.decision_function(X_test),
+                                   rtol=1e-6, atol=1e-8)  # fmt: skip
+    finally:
+        unregister_backbone(image)
+        unregister_backbone(text)
