@@ -27,7 +27,14 @@ from sklearn.utils.validation import (
 from ._fit import FitEntry, batch_statistics, fit_statistics
 from ._guards import check_scale, check_statistics, estimator_lock
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
-from .solvers import Solution, Statistics, fit_flops, host_threads, resolve_backend, solve
+from .solvers import (
+    Statistics,
+    fit_flops,
+    host_threads,
+    no_rows_solution,
+    resolve_backend,
+    solve,
+)
 from .utils._params import ParamsMixin
 from .utils._torch import import_torch, is_tensor, resolve_device
 
@@ -310,7 +317,10 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         """
         stats = self.stats_
         if stats.n_rows == 0:  # a zero-row stream: the prior alone (r = 0)
-            return {"solution": self._no_rows_solution(stats), "blend": self._blend_ratio(0)}
+            E = self._embedding()
+            D = stats.n_targets if E is None else E.shape[1]
+            sol = no_rows_solution(stats.n_features, D, self._validated_alpha())
+            return {"solution": sol, "blend": self._blend_ratio(0)}
         entry = FitEntry(stats) if entry is None else entry
         with host_threads(fit_flops(stats.count, stats.n_features), backend.device):
             spec = entry.spectrum(
@@ -321,24 +331,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             sol = solve(spec, backend, alpha=alpha, rtol=rtol, criterion=criterion)
             out = {"solution": sol, "blend": self._blend_ratio(stats.n_rows)}
             return out if criterion is None else {**out, **self._after_solve(sol, criterion)}
-
-    def _no_rows_solution(self, stats: Statistics) -> Solution:
-        """The fast weights before any row: zero. Their error variance is that of predicting
-        zero for the targets (unit-norm rows over ``D`` dimensions), ``1 / D``: the most an
-        estimate from rows could give, so the prior's log-odds are the least confident."""
-        E = self._embedding()
-        d, D = stats.n_features, stats.n_targets if E is None else E.shape[1]
-        alpha = self._validated_alpha()  # none is chosen: alpha_ is NaN unless one is given
-        alphas = np.zeros(0) if isinstance(alpha, str) else np.atleast_1d(alpha)
-        return Solution(
-            coef=np.zeros((d, D)),
-            intercept=np.zeros(D),
-            alpha=float(alphas[0]) if len(alphas) == 1 else float("nan"),
-            alphas=alphas,
-            gcv_scores=np.full(len(alphas), np.inf),
-            rank=0,
-            error_variance=np.full(D, 1.0 / D),
-        )
 
     def _criterion(self, stats: Statistics, backend):
         """A ``criterion`` choosing ``alpha`` for :func:`~.solvers.solve`, or None (GCV)."""

@@ -217,6 +217,14 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         exactly zero statistics for the earlier rows. ``classes`` is accepted (like
         :class:`~sklearn.linear_model.SGDClassifier`) to declare labels up front.
 
+        With a ``prior``, a first batch of zero rows (``X[:0]``, ``y=[]``) and declared
+        ``classes`` (or a ``class_embeddings`` mapping) gives a model that predicts before any
+        training row: ``N = 0``, so ``r = 0`` and the prior alone predicts. With
+        ``prior="identity"`` and ``class_embeddings="text"`` on a CLIP backbone, that is
+        CLIP's zero-shot classifier (the cosine argmax of image and class-name embeddings);
+        the rows streamed afterwards give exactly what ``fit`` on them gives. No strength is
+        chosen before a row: ``alpha_`` is NaN unless ``alpha`` is a single float.
+
         Parameters
         ----------
         X : array-like or torch.Tensor of shape (n_samples, n_features)

@@ -118,3 +118,11 @@ def test_zero_rows_are_refused_elsewhere_with_the_reason():
         FAASTClassifier(prior="identity", class_embeddings=E).partial_fit(
             X[:3], y[:3], sample_weight=np.zeros(3)
         )
+
+
+def test_alpha_before_any_row():
+    X, y, E = _problem(9)
+    auto = FAASTClassifier(class_embeddings=E, prior="identity").partial_fit(X[:0], y[:0])
+    assert np.isnan(auto.alpha_) and auto.rank_ == 0
+    given = FAASTClassifier(alpha=0.5, class_embeddings=E, prior="identity")
+    assert given.partial_fit(X[:0], y[:0]).alpha_ == 0.5
