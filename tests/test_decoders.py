@@ -184,3 +184,12 @@ def test_decoder_on_cuda_in_bfloat16(gpt2):
     full = FeatureExtractor(f"hf:{folder}", device="cpu", cache=False).transform(TEXTS)
     cuda = FeatureExtractor(f"hf:{folder}", device="cuda", cache=False).transform(TEXTS)
     np.testing.assert_allclose(cuda, full, rtol=0.1, atol=0.1 * np.abs(full).max())
+
+
+def test_a_registered_gpt2_name_takes_a_local_folder_as_weights(gpt2):
+    folder = gpt2[0]
+    by_name = FeatureExtractor("gpt2_xl", weights=folder, device="cpu", cache=False)
+    by_path = FeatureExtractor(f"hf:{folder}", device="cpu", cache=False)
+    np.testing.assert_array_equal(by_name.transform(TEXTS), by_path.transform(TEXTS))
+    clf = FAASTClassifier(backbone=by_name).fit(["good", "bad", "fine", "awful"], [1, 0, 1, 0])
+    assert clf.n_features_in_ == 32

@@ -107,7 +107,12 @@ def test_class_names_through_the_paired_text_tower(clip):
                         for n in NAMES])  # fmt: skip
     np.testing.assert_allclose(ens, torch.nn.functional.normalize(hand, dim=-1), atol=1e-5)
     default = encode_class_names("tiny_clip_for_test", NAMES)  # CLIP's 80 ImageNet templates
-    assert len(IMAGENET_TEMPLATES) == 80 and default.shape == (4, 16)
+    assert len(set(IMAGENET_TEMPLATES)) == 80 and default.shape == (4, 16)
+    # CLIP's published list ("Prompt Engineering for ImageNet"), in its order.
+    anchors = IMAGENET_TEMPLATES[0], IMAGENET_TEMPLATES[39], IMAGENET_TEMPLATES[-1]
+    assert anchors == ("a bad photo of a {}.", "a photo of a {}.", "a tattoo of the {}.")
+    explicit = encode_class_names("tiny_clip_for_test", NAMES, templates=list(IMAGENET_TEMPLATES))
+    np.testing.assert_array_equal(default, explicit)
     np.testing.assert_allclose(np.linalg.norm(default, axis=1), 1, rtol=1e-5)
     assert not np.allclose(default, bare)
 
@@ -307,6 +312,15 @@ def test_zero_rows_give_clips_zero_shot_classifier(tmp_path, seed):
         E = encode_class_names(image, sorted(NAMES))  # CLIP's ImageNet ensemble, by default
         cos = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ E.T
         np.testing.assert_array_equal(clf.predict(X_test), np.array(sorted(NAMES))[cos.argmax(1)])
+        # A mapping label -> name declares classes, including ones that never get a row.
+        named = {n: f"a {n}" for n in NAMES + ["boat"]}
+        by_name = FAASTClassifier(**{**common, "class_embeddings": named})
+        by_name.partial_fit(X_test[:0], [])
+        E5 = encode_class_names(image, [named[n] for n in sorted(named)])
+        cos5 = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ E5.T
+        np.testing.assert_array_equal(
+            by_name.predict(X_test), np.array(sorted(named))[cos5.argmax(1)]
+        )
         X, y = _data(3, seed)
         clf.partial_fit(X[:5], y[:5]).partial_fit(X[5:], y[5:])
         whole = FAASTClassifier(**common).fit(X, y)
