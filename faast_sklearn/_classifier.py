@@ -12,7 +12,7 @@ from . import _class_weight, _proba
 from . import targets as _targets
 from ._base import _BaseFAAST
 from .backbones import text_class_embeddings
-from .solvers import _criteria
+from .solvers import Statistics, _criteria
 from .utils._torch import resolve_device
 
 # Floor on the error variance, relative to that of a balanced one-hot target (1 / n_targets):
@@ -392,6 +392,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         old = {} if first else self.__dict__.get("_class_stats")
         per_class = _class_weight.accumulate(backend, X, targets, w, n_targets, old, columns)
         state["_class_stats"] = per_class
+        if not per_class:  # a zero-row batch (zero-shot start): no class has rows yet
+            return Statistics.empty(X.shape[1], n_targets)
         return _class_weight.combine(per_class, n_targets)
 
     def _criterion(self, stats, backend):

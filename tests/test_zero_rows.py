@@ -126,3 +126,32 @@ def test_alpha_before_any_row():
     assert np.isnan(auto.alpha_) and auto.rank_ == 0
     given = FAASTClassifier(alpha=0.5, class_embeddings=E, prior="identity")
     assert given.partial_fit(X[:0], y[:0]).alpha_ == 0.5
+
+
+def test_a_zero_row_model_pickles_saves_and_merges(tmp_path):
+    import pickle
+
+    import faast_sklearn
+
+    X, y, E = _problem(10)
+    clf = FAASTClassifier(class_embeddings=E, prior="identity").partial_fit(X[:0], [])
+    expected = clf.predict(X)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict(X), expected)
+    faast_sklearn.save(clf, tmp_path / "zero.npz")
+    np.testing.assert_array_equal(faast_sklearn.load(tmp_path / "zero.npz").predict(X), expected)
+    fitted = FAASTClassifier(class_embeddings=E, prior="identity").fit(X, y)
+    merged = faast_sklearn.merge_models([clf, fitted])
+    np.testing.assert_allclose(merged.decision_function(X), fitted.decision_function(X))
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {"cat": 3.0}])
+def test_class_weights_after_zero_rows_equal_fit(class_weight):
+    X, y, E = _problem(11)
+    params = {"class_embeddings": E, "prior": "identity", "class_weight": class_weight}
+    stream = FAASTClassifier(**params).partial_fit(X[:0], y[:0], classes=CLASSES)
+    np.testing.assert_array_equal(stream.predict(X), _cosine_argmax(X, E))
+    stream.partial_fit(X[:25], y[:25]).partial_fit(X[25:], y[25:])
+    whole = FAASTClassifier(**params).fit(X, y)
+    np.testing.assert_allclose(
+        stream.decision_function(X), whole.decision_function(X), rtol=1e-7, atol=1e-9
+    )
