@@ -155,3 +155,16 @@ def test_class_weights_after_zero_rows_equal_fit(class_weight):
     np.testing.assert_allclose(
         stream.decision_function(X), whole.decision_function(X), rtol=1e-7, atol=1e-9
     )
+
+
+@pytest.mark.gpu
+def test_zero_rows_on_cuda():
+    torch = pytest.importorskip("torch")
+    X, y, E = _problem(12)
+    Xc = torch.as_tensor(X, device="cuda")
+    clf = FAASTClassifier(class_embeddings=E, prior="identity", device="cuda")
+    clf.partial_fit(Xc[:0], y[:0], classes=CLASSES)
+    np.testing.assert_array_equal(clf.predict(Xc), _cosine_argmax(X, E))
+    clf.partial_fit(Xc, y)
+    cpu = FAASTClassifier(class_embeddings=E, prior="identity").fit(X, y)
+    np.testing.assert_allclose(clf.decision_function(Xc), cpu.decision_function(X), rtol=1e-4)
