@@ -12,6 +12,7 @@ from faast_sklearn import FAASTClassifier  # noqa: E402
 from faast_sklearn.backbones import (  # noqa: E402
     IMAGENET_TEMPLATES,
     Backbone,
+    BackboneSpec,
     encode_class_names,
     load_backbone,
     register_backbone,
@@ -33,7 +34,7 @@ def _byte_chars():
     return [chars[b] for b in range(256)]
 
 
-def make_tiny_clip(folder, *, seed=0):
+def make_tiny_clip(folder, *, seed=0, projection_dim=16):
     """A random two-layer CLIP (16-d joint space) saved with a byte-level CLIP tokenizer."""
     chars = _byte_chars()
     vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars])}
@@ -47,7 +48,7 @@ def make_tiny_clip(folder, *, seed=0):
                          bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1,
                          pad_token_id=len(vocab) - 1, **layers),
         vision_config=dict(hidden_size=32, image_size=32, patch_size=8, **layers),
-        projection_dim=16,
+        projection_dim=projection_dim,
     )  # fmt: skip
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -329,3 +330,30 @@ def test_zero_rows_give_clips_zero_shot_classifier(tmp_path, seed):
     finally:
         unregister_backbone(image)
         unregister_backbone(text)
+
+
+def test_zero_rows_with_timm_clip_image_tower(tmp_path):
+    """The registered CLIP image tower (timm's CLIP ViT-B/16 with its projection, random
+    weights) paired with a random CLIP text tower of its 512-d space."""
+    make_tiny_clip(tmp_path, seed=2, projection_dim=512)
+
+    def image_factory(*, pretrained, weights, image_size):
+        return load_backbone(BackboneSpec("clip_vit_base", image_size=32), pretrained=False)
+
+    register_backbone("timm_clip_for_test", image_factory, modality="image", n_features=512,
+                      text_tower="timm_clip_text_for_test", space="timm-test")  # fmt: skip
+    register_backbone("timm_clip_text_for_test", lambda **kw: load_backbone(f"hf:{tmp_path}"),
+                      modality="text", space="timm-test")  # fmt: skip
+    try:
+        X_test, _ = _data(3, 20)
+        clf = FAASTClassifier(backbone="timm_clip_for_test", class_embeddings="text",
+                              prior="identity", device="cpu")  # fmt: skip
+        clf.partial_fit(X_test[:0], [], classes=NAMES)
+        feats = FeatureExtractor("timm_clip_for_test", device="cpu").transform(X_test)
+        E = encode_class_names("timm_clip_for_test", sorted(NAMES))
+        assert feats.shape == (12, 512) and E.shape == (4, 512)
+        cos = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ E.T
+        np.testing.assert_array_equal(clf.predict(X_test), np.array(sorted(NAMES))[cos.argmax(1)])
+    finally:
+        unregister_backbone("timm_clip_for_test")
+        unregister_backbone("timm_clip_text_for_test")
