@@ -152,7 +152,8 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
     def _check_no_rows(self, *, partial: bool, first: bool, classes) -> None:
         """Raise unless a batch of zero rows is accepted (see the classifier's zero-shot)."""
         raise ValueError(
-            f"X has 0 rows, while a minimum of 1 is required by {type(self).__name__}."
+            f"Found array with 0 sample(s) while a minimum of 1 is required by "
+            f"{type(self).__name__}."
         )
 
     def _features(self, X, *, empty: bool = False):

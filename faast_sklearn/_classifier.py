@@ -352,21 +352,21 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         name = type(self).__name__
         if not partial:
             raise ValueError(
-                f"{name}.fit needs at least one row; X has 0. To predict before any training "
-                "row (zero-shot, from the prior alone), start a stream instead: "
-                "partial_fit(X[:0], y[:0], classes=[...]) with a prior."
+                f"Found array with 0 sample(s) while a minimum of 1 is required by {name}.fit. "
+                "To predict before any training row (zero-shot, from the prior alone), start "
+                "a stream instead: partial_fit(X[:0], y[:0], classes=[...]) with a prior."
             )
         if self.prior is None:
             raise ValueError(
-                f"X has 0 rows: {name} can predict before any training row only from a "
-                "prior, and prior=None. Pass prior='identity' with class_embeddings (CLIP "
-                "zero-shot from class names: class_embeddings='text'), or a callable or fitted "
-                "estimator."
+                f"Found array with 0 sample(s): {name} can predict before any training row "
+                "only from a prior, and prior=None. Pass prior='identity' with "
+                "class_embeddings (CLIP zero-shot from class names: class_embeddings='text'), "
+                "or a callable or fitted estimator."
             )
         if first and classes is None and not isinstance(self.class_embeddings, Mapping):
             raise ValueError(
-                "X has 0 rows and no classes are known: pass classes=[...] to partial_fit "
-                "(or class_embeddings as a mapping label -> name or vector)."
+                "Found array with 0 sample(s) and no classes are known: pass classes=[...] to "
+                "partial_fit (or class_embeddings as a mapping label -> name or vector)."
             )
 
     def _text_class_embeddings(self, old, y, classes):
