@@ -27,7 +27,14 @@ from sklearn.utils.validation import (
 from ._fit import FitEntry, batch_statistics, fit_statistics
 from ._guards import check_scale, check_statistics, estimator_lock
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
-from .solvers import Statistics, fit_flops, host_threads, resolve_backend, solve
+from .solvers import (
+    Statistics,
+    fit_flops,
+    host_threads,
+    no_rows_solution,
+    resolve_backend,
+    solve,
+)
 from .utils._params import ParamsMixin
 from .utils._torch import import_torch, is_tensor, resolve_device
 
@@ -51,6 +58,16 @@ def _check_finite(X) -> None:
         finite = bool(np.isfinite(total) or np.isfinite(X).all())
     if not finite:
         raise ValueError("Input X contains NaN or infinity.")
+
+
+def _n_items(X) -> int | None:
+    """The number of rows of ``X`` where it has a length (None for a string or no length)."""
+    if isinstance(X, (str, bytes)):
+        return None
+    try:
+        return len(X)
+    except TypeError:
+        return None
 
 
 def _fitted_property(name: str, doc: str) -> property:
@@ -93,8 +110,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 raise ValueError(
                     f"{type(self).__name__} requires y to be passed, but the target y is None."
                 )
-            X, x_key = self._features(X)
-            X = self._validate_features(X, reset=first)
+            empty = _n_items(X) == 0
+            if empty:  # only a stream that can predict without rows may start so
+                self._check_no_rows(partial=partial, first=first, classes=classes)
+            X, x_key = self._features(X, empty=empty)
+            X = self._validate_features(X, reset=first, empty=empty)
             check_consistent_length(X, y)
             w = self._validate_weights(sample_weight, X)
             targets, n_targets, columns, state = self._encode_targets(
@@ -129,9 +149,17 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             self.__dict__.update(previous)
             raise
 
-    def _features(self, X):
+    def _check_no_rows(self, *, partial: bool, first: bool, classes) -> None:
+        """Raise unless a batch of zero rows is accepted (see the classifier's zero-shot)."""
+        raise ValueError(
+            f"Found array with 0 sample(s) while a minimum of 1 is required by "
+            f"{type(self).__name__}."
+        )
+
+    def _features(self, X, *, empty: bool = False):
         """``(features, key or None)``: the backbone's features of ``X`` (on a GPU, a tensor
-        there), or ``X`` itself without a backbone."""
+        there), or ``X`` itself without a backbone. ``empty``: ``X`` has no rows (an accepted
+        zero-row batch), whose features are a (0, n_features) array."""
         if self.backbone is None:
             return X, None
         from .features import as_extractor
@@ -139,15 +167,19 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         extractor = as_extractor(
             self.backbone, device=self.device, batch_size=self.batch_size, verbose=self.verbose
         )
+        if empty:
+            n_features = len(extractor.get_feature_names_out())
+            return np.zeros((0, n_features), dtype=np.float32), None
         on_gpu = self.solver != "scipy" and resolve_device(extractor.device) != "cpu"
         X, key = extractor.extract(X, as_tensor=on_gpu, return_key=True)
         if is_tensor(X) and X.device.type == "cpu":
             X = X.numpy()
         return X, key
 
-    def _validate_features(self, X, *, reset: bool):
+    def _validate_features(self, X, *, reset: bool, empty: bool = False):
         """2-D finite float features: through ``validate_data``, or for a tensor (which
-        scikit-learn cannot validate) and a plain 2-D float array, :meth:`_validate_unnamed`."""
+        scikit-learn cannot validate) and a plain 2-D float array, :meth:`_validate_unnamed`.
+        ``empty``: zero rows are accepted (checked by :meth:`_check_no_rows` beforehand)."""
         ndim = getattr(X, "ndim", None)
         if ndim is not None and ndim >= 3:
             raise ValueError(
@@ -158,12 +190,12 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         if is_tensor(X) or (
             type(X) is np.ndarray and X.ndim == 2 and X.size and X.dtype in _FLOAT_DTYPES
         ):
-            return self._validate_unnamed(X, reset=reset)
+            return self._validate_unnamed(X, reset=reset, empty=empty)
         return validate_data(
-            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1
+            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=int(not empty)
         )
 
-    def _validate_unnamed(self, X, *, reset: bool):
+    def _validate_unnamed(self, X, *, reset: bool, empty: bool = False):
         """``validate_data`` for a container without feature names: a torch tensor, or a
         non-empty 2-D float NumPy array (which ``check_array`` would return as it is).
 
@@ -179,7 +211,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 raise ValueError(
                     f"Expected a 2-D tensor (n_samples, n_features), got shape {tuple(X.shape)}."
                 )
-            if X.shape[0] == 0:
+            if X.shape[0] == 0 and not empty:
                 raise ValueError(
                     f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a "
                     f"minimum of 1 is required by {name}."
@@ -223,7 +255,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         w = _check_sample_weight(
             sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True
         )
-        if w.sum() == 0:
+        if len(w) and w.sum() == 0:
             raise ValueError(
                 "sample_weight is zero for every sample: at least one sample needs a positive "
                 "weight."
@@ -285,6 +317,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         intercept and the class embedding, but not on ``alpha`` or ``rtol``.
         """
         stats = self.stats_
+        if stats.n_rows == 0:  # a zero-row stream: the prior alone (r = 0)
+            E = self._embedding()
+            D = stats.n_targets if E is None else E.shape[1]
+            sol = no_rows_solution(stats.n_features, D, self._validated_alpha())
+            return {"solution": sol, "blend": self._blend_ratio(0)}
         entry = FitEntry(stats) if entry is None else entry
         with host_threads(fit_flops(stats.count, stats.n_features), backend.device):
             spec = entry.spectrum(
@@ -328,7 +365,8 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         """r = N / (N0 + N): weight of the fast weights against the prior.
 
         ``N`` counts the rows with a positive weight (as N0 counts examples), never the total
-        sample weight: scaling every weight leaves the blend as it is.
+        sample weight: scaling every weight leaves the blend as it is. With no rows, r = 0:
+        the prior alone, whatever N0.
         """
         if self.prior is None:
             return 1.0
@@ -337,7 +375,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             if isinstance(self.prior_strength, str)
             else float(self.prior_strength)
         )
-        return float(n / (n0 + n)) if n0 + n > 0 else 1.0
+        return float(n / (n0 + n)) if n > 0 else 0.0
 
     def _prior_share(self, X) -> np.ndarray | None:
         """``(1 - r) prior(X)`` in the output space, for a callable or estimator prior."""

@@ -12,7 +12,7 @@ from . import _class_weight, _proba
 from . import targets as _targets
 from ._base import _BaseFAAST
 from .backbones import text_class_embeddings
-from .solvers import _criteria
+from .solvers import Statistics, _criteria
 from .utils._torch import resolve_device
 
 # Floor on the error variance, relative to that of a balanced one-hot target (1 / n_targets):
@@ -217,6 +217,14 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         exactly zero statistics for the earlier rows. ``classes`` is accepted (like
         :class:`~sklearn.linear_model.SGDClassifier`) to declare labels up front.
 
+        With a ``prior``, a first batch of zero rows (``X[:0]``, ``y=[]``) and declared
+        ``classes`` (or a ``class_embeddings`` mapping) gives a model that predicts before any
+        training row: ``N = 0``, so ``r = 0`` and the prior alone predicts. With
+        ``prior="identity"`` and ``class_embeddings="text"`` on a CLIP backbone, that is
+        CLIP's zero-shot classifier (the cosine argmax of image and class-name embeddings);
+        the rows streamed afterwards give exactly what ``fit`` on them gives. No strength is
+        chosen before a row: ``alpha_`` is NaN unless ``alpha`` is a single float.
+
         Parameters
         ----------
         X : array-like or torch.Tensor of shape (n_samples, n_features)
@@ -339,6 +347,28 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             state["_class_embedding"] = _targets.embedding_matrix(ce, new_classes)
         return codes, len(new_classes), (None if first else columns), state
 
+    def _check_no_rows(self, *, partial, first, classes):
+        # Zero rows: the prior alone predicts (r = 0), e.g. CLIP's zero-shot classifier.
+        name = type(self).__name__
+        if not partial:
+            raise ValueError(
+                f"Found array with 0 sample(s) while a minimum of 1 is required by {name}.fit. "
+                "To predict before any training row (zero-shot, from the prior alone), start "
+                "a stream instead: partial_fit(X[:0], y[:0], classes=[...]) with a prior."
+            )
+        if self.prior is None:
+            raise ValueError(
+                f"Found array with 0 sample(s): {name} can predict before any training row "
+                "only from a prior, and prior=None. Pass prior='identity' with "
+                "class_embeddings (CLIP zero-shot from class names: class_embeddings='text'), "
+                "or a callable or fitted estimator."
+            )
+        if first and classes is None and not isinstance(self.class_embeddings, Mapping):
+            raise ValueError(
+                "Found array with 0 sample(s) and no classes are known: pass classes=[...] to "
+                "partial_fit (or class_embeddings as a mapping label -> name or vector)."
+            )
+
     def _text_class_embeddings(self, old, y, classes):
         """``class_embeddings="text"`` or ``{label: name}``: the names through the CLIP text
         tower paired with ``backbone`` (cached); vectors and None as given."""
@@ -362,6 +392,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         old = {} if first else self.__dict__.get("_class_stats")
         per_class = _class_weight.accumulate(backend, X, targets, w, n_targets, old, columns)
         state["_class_stats"] = per_class
+        if not per_class:  # a zero-row batch (zero-shot start): no class has rows yet
+            return Statistics.empty(X.shape[1], n_targets)
         return _class_weight.combine(per_class, n_targets)
 
     def _criterion(self, stats, backend):

@@ -66,6 +66,8 @@ def union_classes(classes: np.ndarray | None, labels) -> tuple[np.ndarray, np.nd
     labels = np.unique(np.asarray(labels))
     if classes is None:
         return labels, None
+    if not labels.size:  # a batch of zero rows: its labels have no type to compare
+        return classes, np.arange(len(classes))
     # np.union1d would silently turn [0, 1] and ["a"] into strings: compare kinds first.
     numeric = [a.dtype.kind in "biuf" for a in (classes, labels)]
     try:

@@ -131,3 +131,65 @@ def test_gpt2_names_fail_fast_offline_with_advice(monkeypatch):
     with pytest.raises(RuntimeError, match="hf download openai-community/gpt2"):
         load_backbone("gpt2")
     assert time.perf_counter() - start < 10
+
+
+def make_tiny_causal_lm(folder, family):
+    """A random two-layer Llama or Qwen2 causal LM (grouped-query attention, rotary positions)
+    saved as a hub checkpoint would be, with a byte-level tokenizer."""
+    tokenizer = make_tiny_gpt2(folder)[1]  # the tokenizer files; the GPT-2 weights are replaced
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json"):
+        (folder / name).unlink(missing_ok=True)
+    end = tokenizer.eos_token_id
+    sizes = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 max_position_embeddings=64, bos_token_id=end, eos_token_id=end)  # fmt: skip
+    if family == "llama":
+        config, cls = transformers.LlamaConfig(**sizes), transformers.LlamaForCausalLM
+    else:
+        config, cls = transformers.Qwen2Config(**sizes), transformers.Qwen2ForCausalLM
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = cls(config).eval()
+    model.save_pretrained(folder)
+    return model.model, tokenizer  # the transformer under the LM head
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_llama_and_qwen_families_through_hf_folders(tmp_path, family):
+    model, tokenizer = make_tiny_causal_lm(tmp_path, family)
+    backbone = load_backbone(f"hf:{tmp_path}")
+    assert "decoder" in backbone.description and backbone.n_features == 32
+    feats = FeatureExtractor(f"hf:{tmp_path}", device="cpu", batch_size=4).transform(TEXTS)
+    hand = np.stack([_hand(model, tokenizer, t) for t in TEXTS])  # each text alone, no padding
+    np.testing.assert_allclose(feats, hand, rtol=1e-4, atol=1e-5)
+    spec = BackboneSpec(f"hf:{tmp_path}", model_kwargs={"pooling": "mean", "layer": 1})
+    feats = FeatureExtractor(spec, device="cpu", batch_size=4).transform(TEXTS)
+    hand = np.stack([_hand(model, tokenizer, t, layer=1, pooling="mean") for t in TEXTS])
+    np.testing.assert_allclose(feats, hand, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_forward_pass_of_a_decoder(gpt2):
+    """precision="auto" is bfloat16 on CUDA; the same autocast path, run on the CPU."""
+    folder = gpt2[0]
+    full = FeatureExtractor(f"hf:{folder}", device="cpu", cache=False).transform(TEXTS)
+    half = FeatureExtractor(f"hf:{folder}", device="cpu", precision="bfloat16", cache=False)
+    half = half.transform(TEXTS)
+    assert half.dtype == np.float32 and not np.array_equal(half, full)
+    np.testing.assert_allclose(half, full, rtol=0.1, atol=0.1 * np.abs(full).max())
+
+
+@pytest.mark.gpu
+def test_decoder_on_cuda_in_bfloat16(gpt2):
+    folder = gpt2[0]
+    full = FeatureExtractor(f"hf:{folder}", device="cpu", cache=False).transform(TEXTS)
+    cuda = FeatureExtractor(f"hf:{folder}", device="cuda", cache=False).transform(TEXTS)
+    np.testing.assert_allclose(cuda, full, rtol=0.1, atol=0.1 * np.abs(full).max())
+
+
+def test_a_registered_gpt2_name_takes_a_local_folder_as_weights(gpt2):
+    folder = gpt2[0]
+    by_name = FeatureExtractor("gpt2_xl", weights=folder, device="cpu", cache=False)
+    by_path = FeatureExtractor(f"hf:{folder}", device="cpu", cache=False)
+    np.testing.assert_array_equal(by_name.transform(TEXTS), by_path.transform(TEXTS))
+    clf = FAASTClassifier(backbone=by_name).fit(["good", "bad", "fine", "awful"], [1, 0, 1, 0])
+    assert clf.n_features_in_ == 32

@@ -12,6 +12,7 @@ from faast_sklearn import FAASTClassifier  # noqa: E402
 from faast_sklearn.backbones import (  # noqa: E402
     IMAGENET_TEMPLATES,
     Backbone,
+    BackboneSpec,
     encode_class_names,
     load_backbone,
     register_backbone,
@@ -33,7 +34,7 @@ def _byte_chars():
     return [chars[b] for b in range(256)]
 
 
-def make_tiny_clip(folder):
+def make_tiny_clip(folder, *, seed=0, projection_dim=16):
     """A random two-layer CLIP (16-d joint space) saved with a byte-level CLIP tokenizer."""
     chars = _byte_chars()
     vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars])}
@@ -47,10 +48,10 @@ def make_tiny_clip(folder):
                          bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1,
                          pad_token_id=len(vocab) - 1, **layers),
         vision_config=dict(hidden_size=32, image_size=32, patch_size=8, **layers),
-        projection_dim=16,
+        projection_dim=projection_dim,
     )  # fmt: skip
     with torch.random.fork_rng():
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model = transformers.CLIPModel(config).eval()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -107,7 +108,12 @@ def test_class_names_through_the_paired_text_tower(clip):
                         for n in NAMES])  # fmt: skip
     np.testing.assert_allclose(ens, torch.nn.functional.normalize(hand, dim=-1), atol=1e-5)
     default = encode_class_names("tiny_clip_for_test", NAMES)  # CLIP's 80 ImageNet templates
-    assert len(IMAGENET_TEMPLATES) == 80 and default.shape == (4, 16)
+    assert len(set(IMAGENET_TEMPLATES)) == 80 and default.shape == (4, 16)
+    # CLIP's published list ("Prompt Engineering for ImageNet"), in its order.
+    anchors = IMAGENET_TEMPLATES[0], IMAGENET_TEMPLATES[39], IMAGENET_TEMPLATES[-1]
+    assert anchors == ("a bad photo of a {}.", "a photo of a {}.", "a tattoo of the {}.")
+    explicit = encode_class_names("tiny_clip_for_test", NAMES, templates=list(IMAGENET_TEMPLATES))
+    np.testing.assert_array_equal(default, explicit)
     np.testing.assert_allclose(np.linalg.norm(default, axis=1), 1, rtol=1e-5)
     assert not np.allclose(default, bare)
 
@@ -217,3 +223,137 @@ def test_classifier_with_text_class_embeddings(clip):
         FAASTClassifier(backbone="test_tiny", class_embeddings="text").fit(X, y)
     with pytest.raises(ValueError, match="only for a backbone given by name"):
         FAASTClassifier(class_embeddings="text").fit(np.ones((4, 3)), [0, 1, 0, 1])
+
+
+def test_registered_clip_pair_and_mismatched_dimensions_are_refused(clip):
+    from faast_sklearn.backbones import get_backbone_meta
+
+    assert text_tower_of("clip_vit_base") == "clip_vit_base_text"
+    image, text = get_backbone_meta("clip_vit_base"), get_backbone_meta("clip_vit_base_text")
+    assert image["space"] == text["space"] and image["n_features"] == text["n_features"] == 512
+    register_backbone("wide_clip_for_test", lambda **kw: None, modality="image", n_features=32,
+                      text_tower="tiny_clip_text_for_test", space="tiny")  # fmt: skip
+    try:
+        with pytest.raises(ValueError, match="gives 16-d embeddings, but backbone "
+                           "'wide_clip_for_test' gives 32-d features"):  # fmt: skip
+            encode_class_names("wide_clip_for_test", NAMES, templates=None)
+    finally:
+        unregister_backbone("wide_clip_for_test")
+
+
+class _Counting(torch.nn.Module):
+    calls = 0  # forward passes of every instance
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, **tokens):
+        type(self).calls += 1
+        return self.inner(**tokens)
+
+
+def test_text_embeddings_are_kept_in_the_package_cache(clip):
+    from faast_sklearn import cache_info, clear_cache, config_context
+
+    folder = clip[0]
+
+    def counting(*, pretrained, weights, image_size):
+        tower = load_backbone(f"hf:{folder}")
+        return Backbone(_Counting(tower.model), 16, "text", tokenizer=tower.tokenizer)
+
+    register_backbone("counting_text_for_test", counting, modality="text", space="tiny")
+    try:
+        clear_cache()
+        first = encode_class_names("counting_text_for_test", NAMES, templates=None)
+        calls, before = _Counting.calls, cache_info()
+        assert calls > 0
+        again = encode_class_names("counting_text_for_test", NAMES, templates=None)
+        after = cache_info()
+        np.testing.assert_array_equal(again, first)
+        assert _Counting.calls == calls  # a hit: no forward pass
+        assert after["hits"] == before["hits"] + 1 and after["misses"] == before["misses"]
+        again[0] = 0.0  # the caller's copy: the cached embeddings are unchanged
+        np.testing.assert_array_equal(
+            encode_class_names("counting_text_for_test", NAMES, templates=None), first
+        )
+        with config_context(cache=False):  # the package's switch turns them off too
+            clear_cache()
+            encode_class_names("counting_text_for_test", NAMES, templates=None)
+            encode_class_names("counting_text_for_test", NAMES, templates=None)
+            assert cache_info()["entries"] == 0 and _Counting.calls == calls + 2
+    finally:
+        unregister_backbone("counting_text_for_test")
+        clear_cache()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_zero_rows_give_clips_zero_shot_classifier(tmp_path, seed):
+    """partial_fit on zero rows with declared classes: N = 0, r = 0, CLIP's zero-shot argmax;
+    rows streamed afterwards give what fit gives."""
+    model, _ = make_tiny_clip(tmp_path, seed=seed)
+    image, text = f"zs_clip_{seed}_for_test", f"zs_clip_text_{seed}_for_test"
+
+    def image_factory(*, pretrained, weights, image_size):
+        data_config = {"input_size": (3, 32, 32), "interpolation": "bicubic", "crop_pct": 1.0,
+                       "crop_mode": "center", "mean": CLIP_MEAN, "std": CLIP_STD}  # fmt: skip
+        return Backbone(_ImageTower(model), 16, "image", data_config)
+
+    register_backbone(image, image_factory, modality="image", n_features=16, text_tower=text,
+                      space=f"zs{seed}")  # fmt: skip
+    register_backbone(text, lambda **kw: load_backbone(f"hf:{tmp_path}"), modality="text",
+                      space=f"zs{seed}")  # fmt: skip
+    try:
+        X_test, _ = _data(6, 10 + seed)
+        common = {"backbone": image, "class_embeddings": "text", "prior": "identity",
+                  "device": "cpu"}  # fmt: skip
+        clf = FAASTClassifier(**common).partial_fit(X_test[:0], [], classes=NAMES)
+        assert clf.n_samples_seen_ == 0 and clf.n_features_in_ == 16
+        feats = FeatureExtractor(image, device="cpu").transform(X_test)
+        E = encode_class_names(image, sorted(NAMES))  # CLIP's ImageNet ensemble, by default
+        cos = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ E.T
+        np.testing.assert_array_equal(clf.predict(X_test), np.array(sorted(NAMES))[cos.argmax(1)])
+        # A mapping label -> name declares classes, including ones that never get a row.
+        named = {n: f"a {n}" for n in NAMES + ["boat"]}
+        by_name = FAASTClassifier(**{**common, "class_embeddings": named})
+        by_name.partial_fit(X_test[:0], [])
+        E5 = encode_class_names(image, [named[n] for n in sorted(named)])
+        cos5 = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ E5.T
+        np.testing.assert_array_equal(
+            by_name.predict(X_test), np.array(sorted(named))[cos5.argmax(1)]
+        )
+        X, y = _data(3, seed)
+        clf.partial_fit(X[:5], y[:5]).partial_fit(X[5:], y[5:])
+        whole = FAASTClassifier(**common).fit(X, y)
+        np.testing.assert_allclose(clf.decision_function(X_test), whole.decision_function(X_test),
+                                   rtol=1e-6, atol=1e-8)  # fmt: skip
+    finally:
+        unregister_backbone(image)
+        unregister_backbone(text)
+
+
+def test_zero_rows_with_timm_clip_image_tower(tmp_path):
+    """The registered CLIP image tower (timm's CLIP ViT-B/16 with its projection, random
+    weights) paired with a random CLIP text tower of its 512-d space."""
+    make_tiny_clip(tmp_path, seed=2, projection_dim=512)
+
+    def image_factory(*, pretrained, weights, image_size):
+        return load_backbone(BackboneSpec("clip_vit_base", image_size=32), pretrained=False)
+
+    register_backbone("timm_clip_for_test", image_factory, modality="image", n_features=512,
+                      text_tower="timm_clip_text_for_test", space="timm-test")  # fmt: skip
+    register_backbone("timm_clip_text_for_test", lambda **kw: load_backbone(f"hf:{tmp_path}"),
+                      modality="text", space="timm-test")  # fmt: skip
+    try:
+        X_test, _ = _data(3, 20)
+        clf = FAASTClassifier(backbone="timm_clip_for_test", class_embeddings="text",
+                              prior="identity", device="cpu")  # fmt: skip
+        clf.partial_fit(X_test[:0], [], classes=NAMES)
+        feats = FeatureExtractor("timm_clip_for_test", device="cpu").transform(X_test)
+        E = encode_class_names("timm_clip_for_test", sorted(NAMES))
+        assert feats.shape == (12, 512) and E.shape == (4, 512)
+        cos = (feats / np.linalg.norm(feats, axis=1, keepdims=True)) @ E.T
+        np.testing.assert_array_equal(clf.predict(X_test), np.array(sorted(NAMES))[cos.argmax(1)])
+    finally:
+        unregister_backbone("timm_clip_for_test")
+        unregister_backbone("timm_clip_text_for_test")

@@ -8,7 +8,7 @@ import threading
 
 from ..utils._torch import is_tensor, resolve_device, torch_available
 from ._backends import Backend, ScipyBackend, TorchBackend
-from ._spectral import Solution, Spectrum, solve, spectrum
+from ._spectral import Solution, Spectrum, no_rows_solution, solve, spectrum
 from ._stats import Moments, Statistics
 
 SOLVERS = {"scipy": ScipyBackend, "torch": TorchBackend}
@@ -104,6 +104,7 @@ __all__ = [
     "Statistics",
     "fit_flops",
     "host_threads",
+    "no_rows_solution",
     "resolve_backend",
     "solve",
     "spectrum",

@@ -91,6 +91,25 @@ class Solution:
     error_variance: np.ndarray  # (D,) GCV estimate of the out-of-sample squared error
 
 
+def no_rows_solution(n_features: int, n_targets: int, alpha) -> Solution:
+    """The solution before any row: zero coefficients (a prior alone predicts).
+
+    Its error variance is that of predicting zero for unit-norm targets spread over
+    ``n_targets`` dimensions, ``1 / n_targets``: the most an estimate from rows could give.
+    No strength is chosen: ``alpha`` is NaN unless a single one is given.
+    """
+    alphas = np.zeros(0) if isinstance(alpha, str) else np.atleast_1d(alpha).astype(np.float64)
+    return Solution(
+        coef=np.zeros((n_features, n_targets)),
+        intercept=np.zeros(n_targets),
+        alpha=float(alphas[0]) if len(alphas) == 1 else float("nan"),
+        alphas=alphas,
+        gcv_scores=np.full(len(alphas), np.inf),
+        rank=0,
+        error_variance=np.full(n_targets, 1.0 / n_targets),
+    )
+
+
 def _first_kept(s: np.ndarray, shape: tuple[int, int]) -> int:
     """Index of the first eigenvalue (ascending ``s``) above the numerical rank tolerance.
 
