@@ -94,6 +94,10 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                     f"{type(self).__name__} requires y to be passed, but the target y is None."
                 )
             X, x_key = self._features(X)
+            if self.backbone is not None:  # image files skipped on request: rows and y out
+                from .features._extractor import drop_skipped
+
+                X, y, sample_weight, x_key = drop_skipped(self.backbone, X, y, sample_weight, x_key)
             X = self._validate_features(X, reset=first)
             check_consistent_length(X, y)
             w = self._validate_weights(sample_weight, X)

@@ -15,7 +15,8 @@ from .._config import get_config
 from ..backbones import Backbone, load_backbone
 from ..utils._cache import content_key
 from ..utils._params import ParamsMixin
-from ..utils._torch import resolve_device
+from ..utils._torch import import_torch, resolve_device
+from ._compile import MODES, compile_mode, compiled_model
 from ._dispatch import make_source
 from ._forward import backbone_compute, callable_compute, resolve_precision
 from ._loop import disk_extract, extract_rows
@@ -72,6 +73,20 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         ``min(8, os.cpu_count())`` (decoding scaled no further on a 16-core host).
     verbose : int, default=0
         Show a progress bar (tqdm if installed) with the throughput in images/s.
+    on_error : {"raise", "skip"}, default="raise"
+        What an image file that cannot be read or decoded does: ``"raise"`` a ValueError
+        naming it and its position in ``X``; ``"skip"`` leaves it out with a warning (their
+        count and the first paths). ``transform`` keeps one row per input, NaN for a skipped
+        file; the estimators' ``fit`` drops those rows together with their ``y`` and
+        ``sample_weight``. Other inputs always raise.
+    compile : bool or str, default=False
+        Run the backbone through ``torch.compile`` (``True``: its default mode, or a mode
+        such as ``"max-autotune-no-cudagraphs"`` or ``"reduce-overhead"``). The compiled
+        network is made once per process, device and mode and reused by every later call
+        and fit; batches are padded to ``batch_size`` so that it compiles once. The first
+        call pays the compilation (tens of seconds for a large model on a GPU), reported in
+        ``compile_warmup_s_``. Ignored for callable backbones. Estimators take it through
+        ``backbone=FeatureExtractor(name, compile=True)``.
 
     Attributes
     ----------
@@ -79,6 +94,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         Feature dimension (set by ``fit``).
     device_ : str
         The resolved device (set by ``fit``).
+    compile_warmup_s_ : float
+        With ``compile``: seconds the compiling call took in this process (set by the first
+        extraction that ran the network).
 
     See Also
     --------
@@ -132,6 +150,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
+        "on_error": [StrOptions({"raise", "skip"})],
+        "compile": ["boolean", StrOptions(set(MODES))],
     }
 
     def __init__(
@@ -147,6 +167,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         memory=None,
         num_workers=0,
         verbose=0,
+        on_error="raise",
+        compile=False,
     ):
         self.backbone = backbone
         self.pretrained = pretrained
@@ -158,6 +180,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         self.memory = memory
         self.num_workers = num_workers
         self.verbose = verbose
+        self.on_error = on_error
+        self.compile = compile
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -254,19 +278,26 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
             backbone = self._load(device)
             precision = resolve_precision(self.precision, device)
             source = make_source(X, backbone.modality, backbone.data_config, self.num_workers)
+            if hasattr(source, "on_error"):  # image files
+                source.on_error = self.on_error
             self._check_range(source)
-            namespace = None
-            if store or self.memory is not None:
+            namespace, compiled, mode = None, None, compile_mode(self.compile)
+            if store or self.memory is not None or mode is not None:
                 namespace = backbone_namespace(
                     self.backbone, self.pretrained, self.weights, precision
                 )
-            compute = backbone_compute(source, backbone, device, precision)
+            if mode is not None:
+                compiled = compiled_model(backbone, namespace, device, mode)
+            compute = backbone_compute(source, backbone, device, precision, compiled)
             if self.memory is None:
                 feats, keys = extract_rows(
                     source, compute, namespace=namespace, store=store, **options
                 )
             else:
                 feats, keys = disk_extract(self.memory, source, compute, namespace, store, options)
+            if compiled is not None and compiled["warmup_s"] is not None:
+                self.compile_warmup_s_ = compiled["warmup_s"]
+            _warn_skipped(source)
         if not return_key:
             return feats
         key = content_key(namespace, b"".join(keys)) if store and namespace is not None else None
@@ -317,6 +348,44 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
+
+
+def _warn_skipped(source: Any) -> None:
+    skipped = getattr(source, "skipped", None)
+    if skipped:
+        first = ", ".join(f"X[{i}] = {p!r} ({why})" for i, p, why in sorted(skipped)[:3])
+        warnings.warn(
+            f"Skipped {len(skipped)} image file(s) that could not be read (on_error='skip'), "
+            f"e.g. {first}. Their rows are NaN; an estimator's fit drops them with their y.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def drop_skipped(backbone: Any, X: Any, y: Any, sample_weight: Any, key: bytes | None):
+    """``(X, y, sample_weight, key)`` without the rows of image files that a
+    ``FeatureExtractor(on_error="skip")`` backbone skipped (NaN rows of the features ``X``);
+    unchanged for any other backbone."""
+    if not (isinstance(backbone, FeatureExtractor) and backbone.on_error == "skip"):
+        return X, y, sample_weight, key
+    from sklearn.utils import _safe_indexing
+
+    from ..utils._torch import is_tensor
+
+    first = X[:, 0]
+    bad = (first.isnan().cpu().numpy() if is_tensor(X) else np.isnan(first)).astype(bool)
+    if not bad.any():
+        return X, y, sample_weight, key
+    if bad.all():
+        raise ValueError("Every image file was skipped (on_error='skip'): nothing to fit.")
+    keep = np.flatnonzero(~bad)
+    X = X[import_torch().as_tensor(keep, device=X.device)] if is_tensor(X) else X[keep]
+    if y is not None:
+        y = _safe_indexing(y, keep)
+    if sample_weight is not None:
+        sample_weight = _safe_indexing(sample_weight, keep)
+    key = None if key is None else content_key(key, "rows kept", keep)
+    return X, y, sample_weight, key
 
 
 def as_extractor(backbone, *, device="auto", batch_size=64, verbose=0) -> FeatureExtractor:
