@@ -1,20 +1,24 @@
-"""Compiled backbones (``torch.compile``), one per network, device and mode in a process.
+"""Compiled backbones (``torch.compile``), one per loaded network and mode in a process.
 
-The compiled module is kept in the package's one cache (:data:`~faast_sklearn.utils._cache.
-STORE`) under the network's content key, its device and the mode, so that every fit in the
-process reuses it; it shares the parameters of the loaded backbone, so it declares no bytes
-of its own. Batches are padded to one shape (:func:`._forward.backbone_compute`) so that it
+A loaded backbone is shared per process and device (the model cache of
+:func:`~faast_sklearn.backbones.load_backbone`); its compiled modules live on it, one per mode,
+so every later call and fit reuses them, and they go with it
+(:func:`~faast_sklearn.backbones.clear_backbone_cache`). Clearing the feature cache
+(:func:`~faast_sklearn.clear_cache`) keeps them. A compiled module shares the network's
+parameters. Batches are padded to one shape (:func:`._forward.backbone_compute`) so that it
 compiles once; the first call, which compiles, is timed (``warmup_s``) and reported.
 """
 
 from __future__ import annotations
 
+import threading
+
 from ..backbones import Backbone
-from ..utils._cache import STORE, content_key
 from ..utils._torch import import_torch
 from ._forward import use_channels_last
 
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_LOCK = threading.Lock()
 
 
 def compile_mode(compile: bool | str) -> str | None:
@@ -28,23 +32,18 @@ def compile_mode(compile: bool | str) -> str | None:
     return compile
 
 
-def compiled_model(backbone: Backbone, model_key: bytes, device: str, mode: str) -> dict:
-    """``{"model": compiled module, "warmup_s": seconds of the compiling call or None}``,
-    made once per ``model_key`` (the network's content key), device and mode."""
+def compiled_model(backbone: Backbone, device: str, mode: str) -> dict:
+    """``{"model": compiled module, "warmup_s": seconds of the compiling call or None}`` of
+    this loaded backbone (one per process and device) in ``mode``, made once."""
     torch = import_torch()
-    channels_last = use_channels_last(backbone, device)  # before compiling: it changes strides
-    key = content_key("compiled backbone", model_key, str(device), mode, channels_last)
-    entry = STORE.get(key)
-    if entry is None or entry["source"] is not backbone.model:
-        model = torch.compile(backbone.model, mode=mode, dynamic=False)
-        entry = {"model": model, "warmup_s": None, "source": backbone.model}
-        STORE.put(key, entry, nbytes=0)
+    use_channels_last(backbone, device)  # before compiling: it changes the weights' strides
+    with _LOCK:
+        entries = backbone.__dict__.setdefault("_faast_compiled", {})
+        entry = entries.get(mode)
+        if entry is None:
+            model = torch.compile(backbone.model, mode=mode, dynamic=False)
+            entry = entries[mode] = {"model": model, "warmup_s": None}
     return entry
 
 
-def warmup_seconds(entry: dict | None) -> float:
-    """Seconds the compiling call took in this process (0.0 when there was none)."""
-    return float(entry["warmup_s"] or 0.0) if entry is not None else 0.0
-
-
-__all__ = ["MODES", "compile_mode", "compiled_model", "warmup_seconds"]
+__all__ = ["MODES", "compile_mode", "compiled_model"]

@@ -282,12 +282,12 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
                 source.on_error = self.on_error
             self._check_range(source)
             namespace, compiled, mode = None, None, compile_mode(self.compile)
-            if store or self.memory is not None or mode is not None:
+            if store or self.memory is not None:
                 namespace = backbone_namespace(
                     self.backbone, self.pretrained, self.weights, precision
                 )
             if mode is not None:
-                compiled = compiled_model(backbone, namespace, device, mode)
+                compiled = compiled_model(backbone, device, mode)
             compute = backbone_compute(source, backbone, device, precision, compiled)
             if self.memory is None:
                 feats, keys = extract_rows(

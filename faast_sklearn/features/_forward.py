@@ -147,6 +147,8 @@ def _compute_parts(
             x = torch.addcmul(shift, x, gains[scale])
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            elif compiled is not None:  # one memory layout, whatever the input's: no recompile
+                x = x.contiguous()
             with autocast:
                 return model(x)
 
@@ -196,7 +198,8 @@ def _compute_parts(
                 compiled["warmup_s"] = time.perf_counter() - start
             else:
                 out = _forward(run, raw, size, state)
-            return out[:n]
+            # A copy: CUDA graphs ("reduce-overhead") reuse their output buffers.
+            return out[:n].clone()
 
     return compute
 
