@@ -19,7 +19,7 @@ DEVICE=${DEVICE:-cuda}
 MODELS=${MODELS:-vit_base_patch16_224 resnet50}
 EXTRA_MODES=${EXTRA_MODES:-reduce-overhead max-autotune-no-cudagraphs}
 FOLDER=${FOLDER:-/tmp/faast_photos_$N_IMAGES}
-DEADLINE=${DEADLINE:-440}  # seconds of the benchmark proper, after the folder is made
+DEADLINE=${DEADLINE:-400}  # seconds of the benchmark proper, after the folder is made
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 # The inductor cache in a fresh place: warm-ups measured cold, as a first run would be.
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$(mktemp -d)}
@@ -36,6 +36,10 @@ stamp() { date -u +%H:%M:%S; }
     $PY benchmarks/make_photo_folder.py "$FOLDER" --n "$N_IMAGES" --jobs "$WORKERS" || exit 1
   fi
   echo "[$(stamp)] folder: $(find "$FOLDER" -name '*.jpg' | wc -l) files, $(du -sh "$FOLDER" | cut -f1)"
+  if [ "$DEVICE" != cpu ] && $PY -c "import pytest" 2>/dev/null; then
+    echo "[$(stamp)] nvJPEG decode against timm's transform (tests/test_decode.py, on CUDA)"
+    timeout 60 $PY -m pytest tests/test_decode.py -q -x -p no:cacheprovider -k "nvjpeg or tensor" 2>&1 | tail -3
+  fi
   # shellcheck disable=SC2086
   timeout --signal=TERM --kill-after=10 $((DEADLINE + 40)) \
     $PY benchmarks/bench_image_folder.py --folder "$FOLDER" --n-images "$N_IMAGES" \
