@@ -95,7 +95,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 )
             X, x_key = self._features(X)
             if self.backbone is not None:  # image files skipped on request: rows and y out
-                from .features._extractor import drop_skipped
+                from .features._skip import drop_skipped
 
                 X, y, sample_weight, x_key = drop_skipped(self.backbone, X, y, sample_weight, x_key)
             X = self._validate_features(X, reset=first)

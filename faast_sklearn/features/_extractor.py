@@ -15,7 +15,7 @@ from .._config import get_config
 from ..backbones import Backbone, load_backbone
 from ..utils._cache import content_key
 from ..utils._params import ParamsMixin
-from ..utils._torch import import_torch, resolve_device
+from ..utils._torch import resolve_device
 from ._compile import MODES, compile_mode, compiled_model
 from ._dispatch import make_source
 from ._forward import backbone_compute, callable_compute, resolve_precision
@@ -26,6 +26,7 @@ from ._namespace import (
     callable_namespace,
     is_callable_backbone,
 )
+from ._skip import warn_skipped
 
 
 class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
@@ -297,7 +298,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
                 feats, keys = disk_extract(self.memory, source, compute, namespace, store, options)
             if compiled is not None and compiled["warmup_s"] is not None:
                 self.compile_warmup_s_ = compiled["warmup_s"]
-            _warn_skipped(source)
+            warn_skipped(source)
         if not return_key:
             return feats
         key = content_key(namespace, b"".join(keys)) if store and namespace is not None else None
@@ -348,44 +349,6 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-
-
-def _warn_skipped(source: Any) -> None:
-    skipped = getattr(source, "skipped", None)
-    if skipped:
-        first = ", ".join(f"X[{i}] = {p!r} ({why})" for i, p, why in sorted(skipped)[:3])
-        warnings.warn(
-            f"Skipped {len(skipped)} image file(s) that could not be read (on_error='skip'), "
-            f"e.g. {first}. Their rows are NaN; an estimator's fit drops them with their y.",
-            UserWarning,
-            stacklevel=4,
-        )
-
-
-def drop_skipped(backbone: Any, X: Any, y: Any, sample_weight: Any, key: bytes | None):
-    """``(X, y, sample_weight, key)`` without the rows of image files that a
-    ``FeatureExtractor(on_error="skip")`` backbone skipped (NaN rows of the features ``X``);
-    unchanged for any other backbone."""
-    if not (isinstance(backbone, FeatureExtractor) and backbone.on_error == "skip"):
-        return X, y, sample_weight, key
-    from sklearn.utils import _safe_indexing
-
-    from ..utils._torch import is_tensor
-
-    first = X[:, 0]
-    bad = (first.isnan().cpu().numpy() if is_tensor(X) else np.isnan(first)).astype(bool)
-    if not bad.any():
-        return X, y, sample_weight, key
-    if bad.all():
-        raise ValueError("Every image file was skipped (on_error='skip'): nothing to fit.")
-    keep = np.flatnonzero(~bad)
-    X = X[import_torch().as_tensor(keep, device=X.device)] if is_tensor(X) else X[keep]
-    if y is not None:
-        y = _safe_indexing(y, keep)
-    if sample_weight is not None:
-        sample_weight = _safe_indexing(sample_weight, keep)
-    key = None if key is None else content_key(key, "rows kept", keep)
-    return X, y, sample_weight, key
 
 
 def as_extractor(backbone, *, device="auto", batch_size=64, verbose=0) -> FeatureExtractor:
