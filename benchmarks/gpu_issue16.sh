@@ -17,7 +17,7 @@ BATCH=${BATCH:-256}
 WORKERS=${WORKERS:-16}
 DEVICE=${DEVICE:-cuda}
 MODELS=${MODELS:-vit_base_patch16_224 resnet50}
-EXTRA_MODES=${EXTRA_MODES:-reduce-overhead max-autotune-no-cudagraphs}
+EXTRA_MODES=${EXTRA_MODES-reduce-overhead max-autotune-no-cudagraphs}  # "" for none
 FOLDER=${FOLDER:-/tmp/faast_photos_$N_IMAGES}
 DEADLINE=${DEADLINE:-400}  # seconds of the benchmark proper, after the folder is made
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
