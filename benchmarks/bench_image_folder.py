@@ -1,23 +1,29 @@
 """Images/s from a folder of real-size JPEG photographs, against the bare forward pass.
 
-For each model (random weights: throughput does not depend on them), in one run on one card:
+For each model (random weights: throughput does not depend on them), in one run on one card,
+the same loaded network (``faast_sklearn.backbones.load_backbone``, channels-last where the
+package uses it: convolutional nets on CUDA) throughout:
 
-* ``forward_eager`` / ``forward_compiled``: the network alone on a normalised batch already on
-  the device; ``torch.compile`` (default mode) with its warm-up (first call) timed apart
-  (``compile_warmup_s``) and excluded from the figure;
+* ``forward_eager`` / ``forward_compiled[_<mode>]``: the network alone on a normalised float
+  batch already on the device; ``torch.compile`` (the package's compiled module, as
+  ``FeatureExtractor(compile=...)`` uses it) with its warm-up (the first call) timed apart
+  (``compile_warmup[_<mode>]_s``) and excluded from the figure;
 * ``timm_loader``: ``timm.data.create_loader`` over ``timm.data.ImageDataset(folder)`` with the
-  model's eval transform (``resolve_data_config``), one worker process per host core, timm's
-  device prefetcher, feeding the eager model;
+  model's eval transform (``resolve_data_config``), ``--workers`` worker processes, timm's
+  device prefetcher, feeding the eager network;
+* ``fit_folder`` / ``fit_folder_compiled``: ``FAASTClassifier(backbone=FeatureExtractor(...,
+  compile=...)).fit(paths, y)`` end to end, cold feature cache (``clear_cache`` first; the
+  compiled module survives it);
+* ``fit_arrays_compiled``: the same fit from the folder's images decoded at the input size
+  and held in memory as one uint8 (N, H, W, 3) array (the issue's in-memory arrays), compiled;
 * ``decode_tensor`` / ``decode_pil``: ``faast_sklearn.features._decode.iter_decoded`` (nvJPEG
-  decode + device resize, or PIL in host threads into pinned memory), feeding the eager model;
-  ``*_only``: the same without the model (the decoder's own ceiling);
-* ``fit``: ``FAASTClassifier(backbone=FeatureExtractor(...)).fit(paths, y)`` end to end, cold
-  cache (the package's current path reader).
+  decode + device resize, or PIL in host threads into pinned memory), feeding the eager
+  network; ``*_only``: the same without the network (the decoder's own ceiling).
 
-bf16 autocast on CUDA (float32 on the CPU), batch 256, ResNet-50 in channels-last memory. Every figure is the best of
-``--repeats`` passes over the files, after one warm-up pass (the page cache then holds the
-files, as it would for a folder read twice). Results: ``benchmarks/results/image-folder-<card>
-.json`` and ``.md``.
+bf16 autocast on CUDA (float32 on the CPU). Every figure is the best of ``--repeats`` passes
+after one warm-up pass (the page cache then holds the files). Results are written after each
+measurement (``<out-dir>/image-folder-<card>.json`` and ``.md``), so a run cut short still
+leaves its figures; with ``--deadline`` (seconds from the start) later steps are skipped.
 
 Examples
 --------
@@ -25,9 +31,7 @@ CPU smoke (tiny timm test models, 8 files, < 1 minute)::
 
     python benchmarks/bench_image_folder.py --smoke
 
-GPU::
-
-    python benchmarks/bench_image_folder.py --folder /tmp/photos --n-images 10240
+GPU: see ``benchmarks/gpu_issue16.sh``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ from make_photo_folder import make_photo_folder  # noqa: E402
 from faast_sklearn.datasets import load_image_folder  # noqa: E402
 from faast_sklearn.features._decode import iter_decoded  # noqa: E402
 
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S")
+    print(f"[{stamp} +{time.perf_counter() - T0:6.1f}s] {msg}", flush=True)
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -64,7 +75,14 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument(
+        "--extra-modes",
+        nargs="*",
+        default=[],
+        help="torch.compile modes measured besides the default (bare forward only)",
+    )
     p.add_argument("--no-fit", action="store_true")
+    p.add_argument("--deadline", type=float, default=None, help="seconds; later steps skipped")
     p.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
     p.add_argument("--smoke", action="store_true", help="CPU, tiny models, 8 files")
     args = p.parse_args(argv)
@@ -97,88 +115,162 @@ def best_of(fn, repeats):
     return min(times)
 
 
-class Runner:
-    """A model, its data config and a forward on uint8 or float device batches."""
+class Results:
+    """The run's figures, written to JSON and Markdown after every measurement."""
 
-    def __init__(self, torch, name, device, compiled=False):
-        import timm
-        from timm.data import resolve_data_config
+    def __init__(self, results: dict, out_dir: str, stem: str, deadline: float | None):
+        self.results, self.out_dir, self.stem, self.deadline = results, out_dir, stem, deadline
 
-        self.torch, self.device = torch, device
-        model = timm.create_model(name, pretrained=False, num_classes=0).eval().to(device)
-        self.channels_last = not name.startswith(("vit", "test_vit"))
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.cfg = resolve_data_config({}, model=model)
-        self.model = torch.compile(model) if compiled else model
-        self.mean = torch.tensor(self.cfg["mean"], device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.cfg["std"], device=device).view(1, 3, 1, 1)
+    def left(self) -> float:
+        if self.deadline is None:
+            return float("inf")
+        return self.deadline - (time.perf_counter() - T0)
 
-    def forward(self, x):
-        torch = self.torch
-        if x.dtype == torch.uint8:
-            x = (x.float() / 255.0 - self.mean) / self.std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        cuda = self.device.startswith("cuda")  # bf16 on the GPU; CPUs without AMX crawl in it
-        with (
-            torch.inference_mode(),
-            torch.autocast(torch.device(self.device).type, torch.bfloat16, enabled=cuda),
-        ):
-            return self.model(x)
+    def record(self, model: str, key: str, value: float) -> None:
+        self.results["models"].setdefault(model, {})[key] = value
+        log(f"{model} {key} = {value:,.3f}")
+        self.save()
+
+    def save(self) -> None:
+        for res in self.results["models"].values():
+            for key in [k for k in res if k.endswith("_ratio_to_eager")]:
+                del res[key]
+            if "forward_eager" in res:
+                for key in [k for k in res if not k.endswith("_s") and k != "forward_eager"]:
+                    res[f"{key}_ratio_to_eager"] = res[key] / res["forward_eager"]
+        os.makedirs(self.out_dir, exist_ok=True)
+        with open(os.path.join(self.out_dir, self.stem + ".json"), "w") as f:
+            json.dump(self.results, f, indent=1)
+        with open(os.path.join(self.out_dir, self.stem + ".md"), "w") as f:
+            f.write(markdown(self.results))
 
 
-def bench_model(torch, name, paths, y, folder, args):
+def bench_model(torch, name, paths, y, folder, args, rec: Results):
+    from faast_sklearn import FAASTClassifier, clear_cache
+    from faast_sklearn.backbones import BackboneSpec
+    from faast_sklearn.features import FeatureExtractor
+    from faast_sklearn.features._compile import compiled_model
+    from faast_sklearn.features._forward import use_channels_last
+
     device, bs, n = args.device, args.batch_size, len(paths)
-    out = {}
-    eager = Runner(torch, name, device)
-    x = torch.randn(bs, 3, *eager.cfg["input_size"][1:], device=device)
+    cuda = device.startswith("cuda")
+    precision = "bfloat16" if cuda else "float32"  # CPUs without AMX crawl in bf16
+
+    def extractor(compile=False):
+        return FeatureExtractor(
+            BackboneSpec(f"timm:{name}"),
+            pretrained=False,
+            device=device,
+            batch_size=bs,
+            precision=precision,
+            num_workers=args.workers,
+            compile=compile,
+        )
+
+    backbone = extractor()._load(device)  # the process's loaded network, as fit uses it
+    cfg = backbone.data_config
+    channels_last = use_channels_last(backbone, device)
+    rec.record(name, "channels_last", float(channels_last))
+    x = torch.randn(bs, 3, *cfg["input_size"][1:], device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    mean = torch.tensor(cfg["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"], device=device).view(1, 3, 1, 1)
     n_batches = max(1, n // bs)
 
-    def forward(runner):
+    def forward(model, batch):
+        if batch.dtype == torch.uint8:
+            batch = (batch.float() / 255.0 - mean) / std
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with (
+            torch.inference_mode(),
+            torch.autocast(torch.device(device).type, torch.bfloat16, enabled=cuda),
+        ):
+            return model(batch)
+
+    def bare(model):
         for _ in range(n_batches):
-            runner.forward(x)
+            forward(model, x)
         sync(torch, device)
 
-    out["forward_eager"] = n_batches * bs / best_of(lambda: forward(eager), args.repeats)
-    if not args.no_compile:
-        compiled = Runner(torch, name, device, compiled=True)
+    eager = backbone.model
+    rec.record(name, "forward_eager", n_batches * bs / best_of(lambda: bare(eager), args.repeats))
+
+    def compiled_forward(mode):
+        suffix = "" if mode == "default" else "_" + mode.replace("-", "_")
+        entry = compiled_model(backbone, device, mode)
         start = time.perf_counter()
-        compiled.forward(x)
+        forward(entry["model"], x)
         sync(torch, device)
-        out["compile_warmup_s"] = time.perf_counter() - start
-        out["forward_compiled"] = n_batches * bs / best_of(lambda: forward(compiled), 1)
+        if entry["warmup_s"] is None:
+            entry["warmup_s"] = time.perf_counter() - start
+        rec.record(name, f"compile_warmup{suffix}_s", entry["warmup_s"])
+        rate = n_batches * bs / best_of(lambda m=entry["model"]: bare(m), args.repeats)
+        rec.record(name, f"forward_compiled{suffix}", rate)
 
-    from timm.data import ImageDataset, create_loader
+    if not args.no_compile:
+        compiled_forward("default")
 
-    cfg = eager.cfg
-    cuda = device.startswith("cuda")
-    loader = create_loader(
-        ImageDataset(folder),
-        input_size=cfg["input_size"],
-        batch_size=bs,
-        interpolation=cfg["interpolation"],
-        mean=cfg["mean"],
-        std=cfg["std"],
-        crop_pct=cfg["crop_pct"],
-        crop_mode=cfg["crop_mode"],
-        num_workers=args.workers,
-        pin_memory=cuda,
-        use_prefetcher=cuda,
-        device=torch.device(device),
-        persistent_workers=True,
-    )
+    if rec.left() > 60:
+        from timm.data import ImageDataset, create_loader
 
-    def timm_pass():
-        for images, _ in loader:
-            eager.forward(images.to(device, non_blocking=True))
-        sync(torch, device)
+        loader = create_loader(
+            ImageDataset(folder),
+            input_size=cfg["input_size"],
+            batch_size=bs,
+            interpolation=cfg["interpolation"],
+            mean=cfg["mean"],
+            std=cfg["std"],
+            crop_pct=cfg["crop_pct"],
+            crop_mode=cfg["crop_mode"],
+            num_workers=args.workers,
+            pin_memory=cuda,
+            use_prefetcher=cuda,
+            device=torch.device(device),
+            persistent_workers=True,
+        )
 
-    out["timm_loader"] = len(loader.dataset) / best_of(timm_pass, args.repeats)
+        def timm_pass():
+            for images, _ in loader:
+                forward(eager, images.to(device, non_blocking=True))
+            sync(torch, device)
+
+        rec.record(name, "timm_loader", len(loader.dataset) / best_of(timm_pass, args.repeats))
+        del loader
+
+    if not args.no_fit:
+        ext = extractor()
+
+        def fit_folder(ext=ext):
+            clear_cache()  # the features (and fits); compiled modules stay with the network
+            FAASTClassifier(backbone=ext).fit(paths, y)
+
+        rec.record(name, "fit_folder", n / best_of(fit_folder, args.repeats))
+        if not args.no_compile and rec.left() > 45:
+            compiled = extractor(compile=True)
+            rec.record(
+                name, "fit_folder_compiled", n / best_of(lambda: fit_folder(compiled), args.repeats)
+            )
+            if rec.left() > 45:
+                arrays = decoded_arrays(paths, cfg, args)
+                rec.record(name, "arrays_decode_s", arrays[1])
+
+                def fit_arrays():
+                    clear_cache()
+                    FAASTClassifier(backbone=compiled).fit(arrays[0], y)
+
+                rate = n / best_of(fit_arrays, args.repeats)
+                rec.record(name, "fit_arrays_compiled", rate)
+                del arrays
 
     backends = ["tensor", "pil"] if cuda else ["pil"]
     for backend in backends:
         for model in (eager, None):
+            key = f"decode_{backend}" + ("" if model is not None else "_only")
+            if rec.left() < 40:
+                log(f"{name}: skipping {key} (deadline)")
+                continue
 
             def decode_pass(model=model, backend=backend):
                 batches = iter_decoded(
@@ -187,54 +279,62 @@ def bench_model(torch, name, paths, y, folder, args):
                 )  # fmt: skip
                 for batch in batches:
                     if model is not None:
-                        model.forward(batch.images)
+                        forward(model, batch.images)
                 sync(torch, device)
 
-            key = f"decode_{backend}" + ("" if model is not None else "_only")
-            out[key] = n / best_of(decode_pass, args.repeats)
+            rec.record(name, key, n / best_of(decode_pass, args.repeats))
+    return compiled_forward  # the other compile modes are measured after every model
 
-    if not args.no_fit:
-        from faast_sklearn import FAASTClassifier, clear_cache
-        from faast_sklearn.backbones import BackboneSpec
-        from faast_sklearn.features import FeatureExtractor
 
-        ext = FeatureExtractor(
-            BackboneSpec(f"timm:{name}"),
-            pretrained=False,
-            device=device,
-            batch_size=bs,
-            precision="bfloat16" if cuda else "float32",
-        )
+def decoded_arrays(paths, cfg, args):
+    """The folder's images at the model's input size, as one uint8 (N, H, W, 3) array, and
+    the seconds it took to make it (PIL, host threads)."""
+    from faast_sklearn.features._decode import decode_images
 
-        def fit():
-            clear_cache()  # the one cache: features and fits alike
-            FAASTClassifier(backbone=ext).fit(paths, y)
+    start = time.perf_counter()
+    out = []
+    for a in range(0, len(paths), 1024):
+        batch = decode_images(paths[a : a + 1024], cfg, backend="pil", num_workers=args.workers)
+        out.append(batch.images.permute(0, 2, 3, 1).contiguous().numpy())
+    return np.concatenate(out), time.perf_counter() - start
 
-        out["fit"] = n / best_of(fit, 1)
-    for key in list(out):
-        if key in ("forward_eager", "compile_warmup_s"):
-            continue
-        if not key.endswith("_s"):
-            out[f"{key}_ratio_to_eager"] = out[key] / out["forward_eager"]
-    return out
+
+TARGETS = [  # (model prefix, figure, against, at least)
+    ("vit", "fit_folder", "forward_eager", 0.8),
+    ("vit", "fit_folder", "timm_loader", 1.5),
+    ("resnet", "fit_folder", "timm_loader", 1.5),
+    ("vit", "forward_compiled", "forward_eager", 1.2),
+    ("resnet", "forward_compiled", "forward_eager", 1.8),
+    ("vit", "fit_arrays_compiled", "forward_compiled", 0.9),
+    ("resnet", "fit_arrays_compiled", "forward_compiled", 0.9),
+]
 
 
 def markdown(results) -> str:
     rows = ["| model | path | images/s | x eager forward |", "|---|---|---:|---:|"]
     for name, res in results["models"].items():
         for key, value in res.items():
-            if key.endswith(("_ratio_to_eager", "_s")):
+            if key.endswith(("_ratio_to_eager", "_s")) or key == "channels_last":
                 continue
             ratio = res.get(f"{key}_ratio_to_eager", 1.0)
             rows.append(f"| {name} | {key} | {value:,.0f} | {ratio:.2f} |")
-        if "compile_warmup_s" in res:
-            rows.append(f"| {name} | compile warm-up | {res['compile_warmup_s']:.1f} s | |")
+        for key, value in res.items():
+            if key.startswith("compile_warmup") or key == "arrays_decode_s":
+                rows.append(f"| {name} | {key} | {value:.1f} s | |")
+    checks = ["", "| model | target | measured | met |", "|---|---|---:|---|"]
+    for name, res in results["models"].items():
+        for prefix, what, against, least in TARGETS:
+            if name.startswith(prefix) and what in res and against in res:
+                ratio = res[what] / res[against]
+                met = "yes" if ratio >= least else "no"
+                checks.append(f"| {name} | {what} >= {least} x {against} | {ratio:.2f} | {met} |")
     head = (
         f"# Image folder throughput, {results['card']}\n\n{results['n_images']} JPEG files "
-        f"(mean {results['mean_file_kib']:.1f} KiB), batch {results['batch_size']}, bf16, "
-        f"{results['workers']} host workers.\n\n"
+        f"(mean {results['mean_file_kib']:.1f} KiB), batch {results['batch_size']}, "
+        f"{results['precision']}, {results['workers']} host workers, torch {results['torch']}."
+        "\n\n"
     )
-    return head + "\n".join(rows) + "\n"
+    return head + "\n".join(rows + (checks if len(checks) > 3 else [])) + "\n"
 
 
 def main(argv=None):
@@ -249,8 +349,9 @@ def main(argv=None):
             folder = tmp.name
         start = time.perf_counter()
         make_photo_folder(folder, args.n_images, n_jobs=args.workers)
-        print(f"made {args.n_images} files in {time.perf_counter() - start:.1f} s", flush=True)
+        log(f"made {args.n_images} files in {time.perf_counter() - start:.1f} s")
     paths, y = load_image_folder(folder, return_X_y=True)
+    paths, y = list(paths)[: args.n_images], np.asarray(y)[: args.n_images]
     results = {
         "card": card_name(torch, args.device),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -259,20 +360,38 @@ def main(argv=None):
         "n_images": len(paths),
         "mean_file_kib": float(np.mean([os.path.getsize(p) for p in paths]) / 1024),
         "batch_size": args.batch_size,
+        "precision": "bfloat16" if args.device.startswith("cuda") else "float32",
         "workers": args.workers,
         "models": {},
     }
-    for name in args.models:
-        res = bench_model(torch, name, list(paths), y, folder, args)
-        results["models"][name] = res
-        print(name, json.dumps(res, indent=1), flush=True)
-    os.makedirs(args.out_dir, exist_ok=True)
     stem = f"image-folder-{results['card']}" + ("-smoke" if args.smoke else "")
-    with open(os.path.join(args.out_dir, stem + ".json"), "w") as f:
-        json.dump(results, f, indent=1)
-    with open(os.path.join(args.out_dir, stem + ".md"), "w") as f:
-        f.write(markdown(results))
-    print(markdown(results))
+    rec = Results(results, args.out_dir, stem, args.deadline)
+    more = {}
+    for name in args.models:
+        if rec.left() < 60:
+            log(f"skipping {name} (deadline)")
+            continue
+        log(f"{name}: start")
+        try:
+            more[name] = bench_model(torch, name, paths, y, folder, args, rec)
+        except Exception as exc:  # one model's failure leaves the other's figures
+            results.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+            log(f"{name}: FAILED {type(exc).__name__}: {exc}")
+            if args.smoke:
+                raise
+        rec.save()
+    for mode in [] if args.no_compile else args.extra_modes:
+        for name, compiled_forward in more.items():
+            if rec.left() < 120:
+                log(f"{name}: skipping compile mode {mode} (deadline)")
+                continue
+            log(f"{name}: compile mode {mode}")
+            try:
+                compiled_forward(mode)
+            except Exception as exc:
+                results.setdefault("errors", {})[f"{name} {mode}"] = f"{type(exc).__name__}: {exc}"
+                log(f"{name} {mode}: FAILED {type(exc).__name__}: {exc}")
+    print(markdown(results), flush=True)
     if tmp is not None:
         tmp.cleanup()
     return results

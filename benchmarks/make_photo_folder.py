@@ -28,10 +28,13 @@ _SOURCES: dict[str, np.ndarray] = {}
 def sources() -> dict[str, np.ndarray]:
     """The source photographs by class name, (H, W, 3) uint8 (loaded once per process)."""
     if not _SOURCES:
-        import skimage.data
         from sklearn.datasets import load_sample_images
 
-        for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        try:
+            import skimage.data
+        except ImportError:  # scikit-learn's two photographs only
+            skimage = None
+        for name in ("astronaut", "coffee", "chelsea", "rocket") if skimage else ():
             _SOURCES[name] = getattr(skimage.data, name)()
         sample = load_sample_images()
         for fname, image in zip(sample.filenames, sample.images, strict=True):

@@ -114,6 +114,10 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             if empty:  # only a stream that can predict without rows may start so
                 self._check_no_rows(partial=partial, first=first, classes=classes)
             X, x_key = self._features(X, empty=empty)
+            if self.backbone is not None:  # image files skipped on request: rows and y out
+                from .features._skip import drop_skipped
+
+                X, y, sample_weight, x_key = drop_skipped(self.backbone, X, y, sample_weight, x_key)
             X = self._validate_features(X, reset=first, empty=empty)
             check_consistent_length(X, y)
             w = self._validate_weights(sample_weight, X)

@@ -41,7 +41,7 @@ def test_smoke_writes_results(tmp_path):
     assert saved["n_images"] == 8 and saved["card"] == "cpu"
     for name in ("test_resnet", "test_vit"):
         res = saved["models"][name]
-        for key in ("forward_eager", "timm_loader", "decode_pil", "decode_pil_only", "fit"):
+        for key in ("forward_eager", "timm_loader", "decode_pil", "decode_pil_only", "fit_folder"):
             assert res[key] > 0, key
         assert res == pytest.approx(results["models"][name])
     assert "| test_vit | timm_loader |" in (tmp_path / "image-folder-cpu-smoke.md").read_text()

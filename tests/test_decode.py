@@ -186,6 +186,14 @@ def test_iter_decoded_batches(tmp_path, photo_files):
     # Leaving the loop early returns (the background thread stops; no hang).
     for _ in iter_decoded(photo_files * 5, RESNET, batch_size=2, prefetch=1):
         break
+    # Batches given as positions, in any order (a fold's rows, the cache's misses).
+    order = [np.array([5, 0, 3]), np.array([19]), np.array([2, 1])]
+    listed = list(iter_decoded(photo_files, RESNET, batches=order))
+    for b, idx in zip(listed, order, strict=True):
+        np.testing.assert_array_equal(b.index, idx)
+        assert torch.equal(b.images, whole.images[torch.as_tensor(idx)])
+    with pytest.raises(ValueError, match="batch_size or batches"):
+        next(iter_decoded(photo_files, RESNET))
 
 
 @pytest.mark.gpu

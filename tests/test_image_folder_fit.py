@@ -84,3 +84,56 @@ def test_fit_names_a_bad_file_and_its_index(folder, how):
     # The other files still fit.
     keep = [i for i in range(len(paths)) if i != bad]
     clf.fit([paths[i] for i in keep], y[keep])
+
+
+def test_fit_skips_a_bad_file_on_request(folder):
+    """on_error="skip": a warning names the file; its row leaves with its label."""
+    _spoil(folder / "dog" / "1.jpg", "corrupt")
+    paths, y = load_image_folder(folder, return_X_y=True)
+    bad = paths.index(str(folder / "dog" / "1.jpg"))
+    keep = [i for i in range(len(paths)) if i != bad]
+    ext = FeatureExtractor("test_tiny", device="cpu", batch_size=3, on_error="skip")
+    with pytest.warns(UserWarning, match=rf"Skipped 1 image file.*X\[{bad}\] = "):
+        clf = FAASTClassifier(backbone=ext).fit(paths, y)
+    assert clf.n_samples_seen_ == len(paths) - 1
+    # The same as a fit without the file, its label and its weight.
+    weights = np.arange(1.0, len(paths) + 1)
+    with pytest.warns(UserWarning, match="Skipped 1"):
+        skipped = FAASTClassifier(backbone=ext).fit(paths, y, sample_weight=weights)
+    clean = FAASTClassifier(backbone="test_tiny", device="cpu").fit(
+        [paths[i] for i in keep], y[keep], sample_weight=weights[keep]
+    )
+    np.testing.assert_allclose(skipped.coef_, clean.coef_, rtol=1e-4, atol=1e-5)
+    # transform keeps one row per input: NaN for the skipped file.
+    with pytest.warns(UserWarning, match="Skipped 1"):
+        feats = ext.transform(paths)
+    assert np.isnan(feats[bad]).all() and np.isfinite(feats[keep]).all()
+
+
+def test_fit_from_a_folder_equals_fit_from_its_decoded_files(folder):
+    """Batches decoded ahead of the forward pass (in a background thread) give the rows in
+    order: the features equal those of each file decoded on its own."""
+    paths, _ = load_image_folder(folder, return_X_y=True)
+    ext = FeatureExtractor("test_tiny", device="cpu", batch_size=3, cache=False)
+    together = ext.transform(paths)
+    alone = np.concatenate([ext.transform([p]) for p in paths])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+    # A subset in another order (a cross-validation fold) too.
+    order = [5, 0, 7, 2]
+    np.testing.assert_allclose(
+        ext.transform([paths[i] for i in order]), alone[order], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_a_bad_file_late_in_a_folder_raises_and_stops_decoding(folder):
+    """The error of a file decoded ahead reaches the caller at its batch, never a hang, and
+    the extractor works again afterwards."""
+    _spoil(folder / "dog" / "2.jpg", "text")
+    paths, _ = load_image_folder(folder, return_X_y=True)
+    bad = paths.index(str(folder / "dog" / "2.jpg"))
+    assert bad >= 4  # in a batch decoded ahead, not the first
+    ext = FeatureExtractor("test_tiny", device="cpu", batch_size=2, cache=False)
+    with pytest.raises(ValueError, match=rf"X\[{bad}\]"):
+        ext.transform(paths)
+    good = [p for i, p in enumerate(paths) if i != bad]
+    assert ext.transform(good).shape == (len(good), 16)

@@ -266,19 +266,29 @@ def iter_decoded(
     paths: Sequence,
     cfg: dict,
     *,
-    batch_size: int,
+    batch_size: int | None = None,
+    batches: Sequence[np.ndarray] | None = None,
     device: str = "cpu",
     prefetch: int = 2,
     **kwargs: Any,
 ) -> Iterator[Decoded]:
     """Decode ``paths`` batch by batch in a background thread, ``prefetch`` batches ahead.
 
-    Takes :func:`decode_images`' keyword arguments. An error in the background thread is
-    raised here, at the batch it belongs to; leaving the loop early stops the thread.
+    The batches are consecutive runs of ``batch_size`` paths, or the positions listed in
+    ``batches`` (one index array per batch, in order). Takes :func:`decode_images`' keyword
+    arguments. An error in the background thread is raised here, at the batch it belongs to;
+    leaving the loop early (or closing the generator) stops the thread.
     """
     torch = import_torch()
     check_on_error(kwargs.get("on_error", "raise"))
     paths = list(paths)
+    if batches is None:
+        if not batch_size:
+            raise ValueError("iter_decoded needs batch_size or batches.")
+        batches = [
+            np.arange(a, min(a + batch_size, len(paths))) for a in range(0, len(paths), batch_size)
+        ]
+    batches = [np.asarray(b, dtype=np.int64) for b in batches]
     cuda = str(device).startswith("cuda")
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
@@ -295,11 +305,10 @@ def iter_decoded(
     def produce() -> None:
         stream = torch.cuda.Stream(device=device) if cuda else None
         try:
-            for a in range(0, len(paths), batch_size):
-                idx = np.arange(a, min(a + batch_size, len(paths)))
+            for idx in batches:
                 with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
                     batch = decode_images(
-                        paths[a : a + batch_size], cfg, device=device, index=idx, **kwargs
+                        [paths[i] for i in idx.tolist()], cfg, device=device, index=idx, **kwargs
                     )
                     if cuda:
                         batch.ready = torch.cuda.Event()

@@ -16,6 +16,7 @@ from ..backbones import Backbone, load_backbone
 from ..utils._cache import content_key
 from ..utils._params import ParamsMixin
 from ..utils._torch import resolve_device
+from ._compile import MODES, compile_mode, compiled_model
 from ._dispatch import make_source
 from ._forward import backbone_compute, callable_compute, resolve_precision
 from ._loop import disk_extract, extract_rows
@@ -25,6 +26,7 @@ from ._namespace import (
     callable_namespace,
     is_callable_backbone,
 )
+from ._skip import warn_skipped
 
 
 class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
@@ -72,6 +74,20 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         ``min(8, os.cpu_count())`` (decoding scaled no further on a 16-core host).
     verbose : int, default=0
         Show a progress bar (tqdm if installed) with the throughput in images/s.
+    on_error : {"raise", "skip"}, default="raise"
+        What an image file that cannot be read or decoded does: ``"raise"`` a ValueError
+        naming it and its position in ``X``; ``"skip"`` leaves it out with a warning (their
+        count and the first paths). ``transform`` keeps one row per input, NaN for a skipped
+        file; the estimators' ``fit`` drops those rows together with their ``y`` and
+        ``sample_weight``. Other inputs always raise.
+    compile : bool or str, default=False
+        Run the backbone through ``torch.compile`` (``True``: its default mode, or a mode
+        such as ``"max-autotune-no-cudagraphs"`` or ``"reduce-overhead"``). The compiled
+        network is made once per process, device and mode and reused by every later call
+        and fit; batches are padded to ``batch_size`` so that it compiles once. The first
+        call pays the compilation (tens of seconds for a large model on a GPU), reported in
+        ``compile_warmup_s_``. Ignored for callable backbones. Estimators take it through
+        ``backbone=FeatureExtractor(name, compile=True)``.
 
     Attributes
     ----------
@@ -79,6 +95,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         Feature dimension (set by ``fit``).
     device_ : str
         The resolved device (set by ``fit``).
+    compile_warmup_s_ : float
+        With ``compile``: seconds the compiling call took in this process (set by the first
+        extraction that ran the network).
 
     See Also
     --------
@@ -132,6 +151,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
+        "on_error": [StrOptions({"raise", "skip"})],
+        "compile": ["boolean", StrOptions(set(MODES))],
     }
 
     def __init__(
@@ -147,6 +168,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         memory=None,
         num_workers=0,
         verbose=0,
+        on_error="raise",
+        compile=False,
     ):
         self.backbone = backbone
         self.pretrained = pretrained
@@ -158,6 +181,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         self.memory = memory
         self.num_workers = num_workers
         self.verbose = verbose
+        self.on_error = on_error
+        self.compile = compile
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -254,19 +279,26 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
             backbone = self._load(device)
             precision = resolve_precision(self.precision, device)
             source = make_source(X, backbone.modality, backbone.data_config, self.num_workers)
+            if hasattr(source, "on_error"):  # image files
+                source.on_error = self.on_error
             self._check_range(source)
-            namespace = None
+            namespace, compiled, mode = None, None, compile_mode(self.compile)
             if store or self.memory is not None:
                 namespace = backbone_namespace(
                     self.backbone, self.pretrained, self.weights, precision
                 )
-            compute = backbone_compute(source, backbone, device, precision)
+            if mode is not None:
+                compiled = compiled_model(backbone, device, mode)
+            compute = backbone_compute(source, backbone, device, precision, compiled)
             if self.memory is None:
                 feats, keys = extract_rows(
                     source, compute, namespace=namespace, store=store, **options
                 )
             else:
                 feats, keys = disk_extract(self.memory, source, compute, namespace, store, options)
+            if compiled is not None and compiled["warmup_s"] is not None:
+                self.compile_warmup_s_ = compiled["warmup_s"]
+            warn_skipped(source)
         if not return_key:
             return feats
         key = content_key(namespace, b"".join(keys)) if store and namespace is not None else None

@@ -5,6 +5,7 @@ centre-crop to size."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -105,7 +106,12 @@ def image_layout(shape: tuple[int, ...], *, prefer_channels_first: bool) -> str:
 def array_item_to_uint8(item: Any, cfg: dict) -> np.ndarray:
     """One dataset item (array or tensor, HW / HWC / CHW) -> resized (H, W, 3) uint8."""
     torch = import_torch()
-    x = item.detach().cpu() if is_tensor(item) else torch.from_numpy(np.asarray(item))
+    if is_tensor(item):
+        x = item.detach().cpu()
+    else:
+        with warnings.catch_warnings():  # a read-only array (of a PIL image): never written
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.from_numpy(np.asarray(item))
     if x.ndim == 2:
         x = x[None]
     elif x.ndim == 3:

@@ -13,7 +13,7 @@ import numpy as np
 from ..utils._cache import content_key
 from ..utils._threads import pool
 from ..utils._torch import import_torch
-from ._decode import decode_images
+from ._decode import decode_images, iter_decoded
 from ._images import array_item_to_uint8, is_pil, resize_crop_pil
 from ._keys import item_key, path_key, pil_key
 
@@ -23,6 +23,7 @@ class ItemSource:
 
     kind = "image"
     sized = True
+    on_error = "raise"  # image files: "skip" leaves unreadable ones out (see skipped)
 
     def __init__(self, X: Any, cfg: dict | None, num_workers: int, what: str):
         self.X = X
@@ -38,6 +39,8 @@ class ItemSource:
         # decode_images gives (N, 3, H, W) batches; the host decoders here (N, H, W, 3).
         self.layout = "NCHW" if what == "path" else "NHWC"
         self._memo: dict[int, Any] = {}  # decoded images, or a callable's items, until used
+        self._decoding = None  # image files: the batches being decoded ahead (prefetch)
+        self.skipped: list[tuple[int, str, str]] = []  # (position, path, reason), "skip" only
         if what == "path":
             missing = [p for p in X if not os.path.isfile(os.fspath(p))]
             if missing:
@@ -88,14 +91,59 @@ class ItemSource:
         memo = self._memo
         return [memo.pop(int(i)) if int(i) in memo else self._item(i) for i in idx]
 
+    def prefetch(self, batches: list[np.ndarray], device: str) -> bool:
+        """Image files: start decoding ``batches`` (index arrays, in the order :meth:`load`
+        will ask for them) in a background thread, so that reading and decoding batch k+1
+        overlaps the forward pass of batch k. False (nothing started) for other items."""
+        if self.what != "path":
+            return False
+        self.close()
+        self._decoding = (
+            iter_decoded(
+                self.X,
+                self.cfg,
+                batches=batches,
+                device=device,
+                num_workers=self.num_workers,
+                on_error=self.on_error,
+            ),
+            [np.asarray(b) for b in reversed(batches)],
+        )
+        return True
+
+    def close(self) -> None:
+        """Stop decoding ahead (the loop is done, or left early on an error)."""
+        if self._decoding is not None:
+            self._decoding[0].close()
+            self._decoding = None
+
     def load(self, idx: np.ndarray, device: str) -> Any:
         if self.what == "path":
             # A file that cannot be decoded raises a ValueError naming its path and its
-            # position in X.
-            paths = [self.X[i] for i in idx.tolist()]
-            return decode_images(
-                paths, self.cfg, device=device, index=idx, num_workers=self.num_workers
-            ).images
+            # position in X (or, with on_error="skip", is listed in self.skipped and its row
+            # is left black: the caller drops it).
+            if self._decoding is not None and np.array_equal(self._decoding[1][-1], idx):
+                self._decoding[1].pop()
+                batch = next(self._decoding[0])
+            else:
+                self.close()  # not the batch decoded ahead: decode this one here
+                paths = [self.X[i] for i in idx.tolist()]
+                batch = decode_images(
+                    paths,
+                    self.cfg,
+                    device=device,
+                    index=idx,
+                    num_workers=self.num_workers,
+                    on_error=self.on_error,
+                )
+            if not batch.skipped:
+                return batch.images
+            self.skipped.extend(batch.skipped)
+            out = batch.images.new_zeros((len(idx), *batch.images.shape[1:]))
+            torch = import_torch()
+            rows = _rows_of(idx, batch.index)
+            out[torch.as_tensor(rows, device=out.device)] = batch.images
+            return out
         torch = import_torch()
         arrays = list(pool(self.num_workers).map(self._decoded, [int(i) for i in idx]))
         batch = torch.from_numpy(np.stack(arrays))
@@ -105,3 +153,9 @@ class ItemSource:
 
     def drop_memo(self) -> None:
         self._memo.clear()
+
+
+def _rows_of(idx: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Where each of ``positions`` sits in ``idx``."""
+    order = np.argsort(idx, kind="stable")
+    return order[np.searchsorted(idx, positions, sorter=order)]

@@ -36,7 +36,10 @@ def extract_rows(
     store = store and namespace is not None
     state = {"batch_size": int(batch_size)}
     text = source.kind == "text"
-    chunk = n if text else max(4 * state["batch_size"], 1024)
+    # Image files are keyed by a stat each: all at once, so that every batch to compute is
+    # known before the first forward pass and decoding can run ahead of it (prefetch).
+    ahead = hasattr(source, "prefetch") and getattr(source, "what", None) == "path"
+    chunk = n if text or ahead else max(4 * state["batch_size"], 1024)
     all_keys: list[bytes] | None = [] if namespace is not None else None
     hit_pos, hit_handles, blocks = [], [], {}
     dups: list[tuple[int, int]] = []
@@ -72,18 +75,33 @@ def extract_rows(
                 pending.extend(idx.tolist())
             if text:  # length-sorted batches pad less (as sentence-transformers does)
                 pending.sort(key=lambda i: len(source.X[i]))
-            while len(pending) >= state["batch_size"] or (pending and start + chunk >= n):
-                take = np.asarray(pending[: state["batch_size"]], dtype=np.int64)
-                del pending[: len(take)]
+            takes = _takes(pending, state, start + chunk >= n)
+            if ahead:
+                takes = list(takes)
+                source.prefetch(takes, device)
+            for take in takes:
                 computed.append((take, compute(take, state)))
                 progress.update(len(take))
             if hasattr(source, "drop_memo"):
                 source.drop_memo()
     finally:
         progress.close()
+        if hasattr(source, "close"):
+            source.close()
     torch = import_torch()
     pos = np.concatenate([p for p, _ in computed]) if computed else np.empty(0, np.int64)
     feats = torch.cat([f for _, f in computed]) if computed else None
+    skipped = [s[0] for s in getattr(source, "skipped", ())]
+    if skipped and feats is not None:
+        # Files left out (on_error="skip"): their rows are NaN and never cached.
+        bad = np.isin(pos, skipped)
+        good = torch.as_tensor(np.flatnonzero(~bad), device=feats.device)
+        feats[torch.as_tensor(np.flatnonzero(bad), device=feats.device)] = float("nan")
+        if store and len(good):
+            block = feats[good]
+            block = block.numpy() if block.device.type == "cpu" else block
+            _store.put(namespace, [all_keys[i] for i in pos[~bad].tolist()], block)
+        store = False
     stored = False
     if store and feats is not None:
         # feats is this call's own tensor, never written to below: the block is feats itself
@@ -111,6 +129,15 @@ def extract_rows(
             pairs = torch.as_tensor(pairs, device=out.device)
         out[pairs[:, 0]] = out[pairs[:, 1]]
     return out, all_keys
+
+
+def _takes(pending: list[int], state: dict, flush: bool):
+    """Batches of ``state["batch_size"]`` rows taken from ``pending`` (the last one short
+    only with ``flush``); the size is read anew each batch (an out-of-memory halves it)."""
+    while len(pending) >= state["batch_size"] or (pending and flush):
+        take = np.asarray(pending[: state["batch_size"]], dtype=np.int64)
+        del pending[: len(take)]
+        yield take
 
 
 def _in_order(pos: np.ndarray) -> bool:
