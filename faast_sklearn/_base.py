@@ -25,7 +25,7 @@ from sklearn.utils.validation import (
 )
 
 from ._fit import FitEntry, batch_statistics, fit_statistics
-from ._guards import check_scale, check_statistics, estimator_lock
+from ._guards import check_rows, check_statistics, estimator_lock
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
 from .solvers import Statistics, fit_flops, host_threads, resolve_backend, solve
 from .utils._params import ParamsMixin
@@ -94,16 +94,16 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                     f"{type(self).__name__} requires y to be passed, but the target y is None."
                 )
             X, x_key = self._features(X)
-            X = self._validate_features(X, reset=first)
+            X = self._validate_features(X, reset=first, finite=False)  # see check_rows
             check_consistent_length(X, y)
             w = self._validate_weights(sample_weight, X)
             targets, n_targets, columns, state = self._encode_targets(
                 y, w, first=first, partial=partial, classes=classes
             )
             w = self._target_weights(targets, w, state, partial=partial)
-            check_scale(X, targets, w)
             backend = resolve_backend(self.solver, self.device, X)
             if partial:
+                check_rows(X, targets, w)
                 stats = self._accumulate(
                     backend, X, targets, w, n_targets, first=first, columns=columns, state=state
                 )
@@ -111,7 +111,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 check_statistics(entry.stats, "statistics merged with this batch")
             else:
                 entry = fit_statistics(backend, X, x_key, targets, n_targets, w)
-                check_statistics(entry.stats, "statistics of these rows")
             state.update(
                 stats_=entry.stats,
                 solver_=backend.name,
@@ -145,9 +144,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             X = X.numpy()
         return X, key
 
-    def _validate_features(self, X, *, reset: bool):
-        """2-D finite float features: through ``validate_data``, or for a tensor (which
-        scikit-learn cannot validate) and a plain 2-D float array, :meth:`_validate_unnamed`."""
+    def _validate_features(self, X, *, reset: bool, finite: bool = True):
+        """2-D float features: through ``validate_data``, or for a tensor (which scikit-learn
+        cannot validate) and a plain 2-D float array, :meth:`_validate_unnamed`. Checked for
+        NaN and infinity unless ``finite=False`` (fit checks them where, and only when, the
+        statistics are computed: :func:`._guards.check_rows`)."""
         ndim = getattr(X, "ndim", None)
         if ndim is not None and ndim >= 3:
             raise ValueError(
@@ -158,12 +159,17 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         if is_tensor(X) or (
             type(X) is np.ndarray and X.ndim == 2 and X.size and X.dtype in _FLOAT_DTYPES
         ):
-            return self._validate_unnamed(X, reset=reset)
+            return self._validate_unnamed(X, reset=reset, finite=finite)
         return validate_data(
-            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=1,
+            ensure_all_finite=finite,
         )
 
-    def _validate_unnamed(self, X, *, reset: bool):
+    def _validate_unnamed(self, X, *, reset: bool, finite: bool):
         """``validate_data`` for a container without feature names: a torch tensor, or a
         non-empty 2-D float NumPy array (which ``check_array`` would return as it is).
 
@@ -193,7 +199,8 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 raise ValueError("Complex data not supported.")
             if X.dtype not in (torch.float32, torch.float64):
                 X = X.float()
-        _check_finite(X)  # where X lives
+        if finite:
+            _check_finite(X)  # where X lives
         if reset:
             self.n_features_in_ = int(X.shape[1])
             self.__dict__.pop("feature_names_in_", None)

@@ -11,6 +11,7 @@ on any error, so a refused batch changes nothing.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 
 import numpy as np
@@ -28,10 +29,10 @@ _MIN_LOG10 = -280.0
 
 
 def _abs_max(a) -> float:
+    """``max |a|``, NaN when ``a`` holds a NaN (one pass, no temporary; a tensor: one sync)."""
     if is_tensor(a):
-        return float(a.abs().max()) if a.numel() else 0.0
-    if not a.size:
-        return 0.0
+        lo, hi = a.aminmax()
+        return float(lo.abs().maximum(hi.abs()))
     return float(max(abs(float(np.max(a))), abs(float(np.min(a)))))
 
 
@@ -39,13 +40,17 @@ def _log10(x: float) -> float:
     return math.log10(x) if x > 0 else -math.inf
 
 
-def check_scale(X, targets, w: np.ndarray) -> None:
-    """Refuse a batch whose statistics would overflow (or underflow) float64.
+def check_rows(X, targets, w: np.ndarray) -> None:
+    """Refuse a batch with NaN or infinity in ``X`` or whose statistics would overflow (or
+    underflow) float64, checked where ``X`` lives (on a GPU: one reduction, one sync).
 
     The centred second moments are bounded by ``4 max|x|^2 sum(w)`` per entry and their sums
     (traces, kernel entries) by ``max(N, d)`` times that; the bound is taken in log10, so that
     it cannot overflow itself. Dense targets (regression) are bounded like features.
     """
+    scales = {"X": _abs_max(X)}
+    if not math.isfinite(scales["X"]):
+        raise ValueError("Input X contains NaN or infinity.")
     weight = float(np.sum(w))
     if not math.isfinite(weight):
         raise ValueError(
@@ -54,7 +59,6 @@ def check_scale(X, targets, w: np.ndarray) -> None:
             "alpha='auto')."
         )
     size = math.log10(4.0 * max(X.shape[0], X.shape[1])) + _log10(weight)
-    scales = {"X": _abs_max(X)}
     if getattr(targets, "ndim", 1) == 2 and np.issubdtype(
         np.asarray(targets[:0]).dtype, np.floating
     ):
@@ -75,22 +79,24 @@ def check_scale(X, targets, w: np.ndarray) -> None:
         )
 
 
-def _finite(a) -> bool:
-    if is_tensor(a):
-        return bool(a.isfinite().all())
-    return bool(np.isfinite(a).all())
-
-
 def check_statistics(stats: Statistics, what: str) -> None:
-    """Raise a ValueError unless every number in ``stats`` is finite."""
+    """Raise a ValueError unless every number in ``stats`` is finite.
+
+    Kept rows are inputs already checked (:func:`check_rows`, the targets' and weights'
+    validation): only their total weight is new. Moments are checked in one reduction.
+    """
     if stats.rows is not None:
-        arrays = list(stats.rows)
-        weight = stats.weight
+        finite = math.isfinite(stats.weight)
     else:
         m = stats.moments
         arrays = [getattr(m, k) for k in _MOMENT_ARRAYS]
-        weight = m.weight
-    if not (math.isfinite(weight) and all(_finite(a) for a in arrays)):
+        if is_tensor(m.cxx):
+            torch = sys.modules["torch"]
+            finite = bool(torch.stack([a.isfinite().all() for a in arrays]).all())
+        else:
+            finite = all(np.isfinite(a).all() for a in arrays)
+        finite = finite and math.isfinite(m.weight)
+    if not finite:
         raise ValueError(
             f"The {what} overflow float64 (inf or NaN): the batch was refused and the "
             "estimator left as it was. Rescale X, y or sample_weight."
