@@ -298,9 +298,9 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
             )
             criterion = self._criterion(stats, backend)
-            alpha, rtol = self._validated_alpha(), self._resolved_rtol(stats.n_rows)
+            alpha, rtol = self._validated_alpha(), self._resolved_rtol(spec.n_rows)
             sol = solve(spec, backend, alpha=alpha, rtol=rtol, criterion=criterion)
-            out = {"solution": sol, "blend": self._blend_ratio(stats.n_rows)}
+            out = {"solution": sol, "blend": self._blend_ratio(spec.n_rows)}
             return out if criterion is None else {**out, **self._after_solve(sol, criterion)}
 
     def _criterion(self, stats: Statistics, backend):

@@ -54,8 +54,9 @@ class LeaveOneOut:
     """
 
     def __init__(self, rows, n_targets: int, kind: str, backend):
-        self.Y = np.asarray(one_hot(backend.to_numpy(rows[1]), n_targets), dtype=np.float64)
-        w = np.asarray(backend.to_numpy(rows[2]), dtype=np.float64)
+        Y, w = backend.fetch(*rows[1:])  # one transfer
+        self.Y = np.asarray(one_hot(Y, n_targets), dtype=np.float64)
+        w = np.asarray(w, dtype=np.float64)
         # A row alone in its class (one shot) leaves no example of it when left out: its
         # leave-one-out prediction says nothing about any strength or temperature. Such rows
         # are scored with weight 0; with none left, GCV decides.
