@@ -25,7 +25,7 @@ from sklearn.utils.validation import (
 )
 
 from ._fit import FitEntry, batch_statistics, fit_statistics
-from ._guards import check_rows, check_statistics, estimator_lock
+from ._guards import check_finite, check_rows, check_statistics, estimator_lock
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
 from .solvers import Statistics, fit_flops, host_threads, resolve_backend, solve
 from .utils._params import ParamsMixin
@@ -35,22 +35,6 @@ from .utils._torch import import_torch, is_tensor, resolve_device
 _PRIOR_PER_OUTPUT = 40.0
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _check_finite(X) -> None:
-    """The NaN and infinity check of a NumPy array or a tensor, where it lives.
-
-    A tensor takes one reduction and one sync. An array's float64 sum is finite exactly when
-    every entry is (no temporary), unless finite entries overflow it: only then are the
-    entries tested one by one.
-    """
-    if is_tensor(X):
-        finite = bool(import_torch().isfinite(X).all())
-    else:
-        total = np.add.reduce(X, axis=None, dtype=np.float64)
-        finite = bool(np.isfinite(total) or np.isfinite(X).all())
-    if not finite:
-        raise ValueError("Input X contains NaN or infinity.")
 
 
 def _fitted_property(name: str, doc: str) -> property:
@@ -200,7 +184,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             if X.dtype not in (torch.float32, torch.float64):
                 X = X.float()
         if finite:
-            _check_finite(X)  # where X lives
+            check_finite(X)  # where X lives
         if reset:
             self.n_features_in_ = int(X.shape[1])
             self.__dict__.pop("feature_names_in_", None)

@@ -36,6 +36,14 @@ def _abs_max(a) -> float:
     return float(max(abs(float(np.max(a))), abs(float(np.min(a)))))
 
 
+def check_finite(X) -> float:
+    """``max |X|``, after a ValueError if ``X`` holds a NaN or an infinity."""
+    amax = _abs_max(X)
+    if not math.isfinite(amax):
+        raise ValueError("Input X contains NaN or infinity.")
+    return amax
+
+
 def _log10(x: float) -> float:
     return math.log10(x) if x > 0 else -math.inf
 
@@ -48,9 +56,7 @@ def check_rows(X, targets, w: np.ndarray) -> None:
     (traces, kernel entries) by ``max(N, d)`` times that; the bound is taken in log10, so that
     it cannot overflow itself. Dense targets (regression) are bounded like features.
     """
-    scales = {"X": _abs_max(X)}
-    if not math.isfinite(scales["X"]):
-        raise ValueError("Input X contains NaN or infinity.")
+    scales = {"X": check_finite(X)}
     weight = float(np.sum(w))
     if not math.isfinite(weight):
         raise ValueError(
