@@ -96,12 +96,12 @@ def check_statistics(stats: Statistics, what: str) -> None:
     else:
         m = stats.moments
         arrays = [getattr(m, k) for k in _MOMENT_ARRAYS]
-        if is_tensor(m.cxx):
-            torch = sys.modules["torch"]
-            finite = bool(torch.stack([a.isfinite().all() for a in arrays]).all())
-        else:
-            finite = all(np.isfinite(a).all() for a in arrays)
-        finite = finite and math.isfinite(m.weight)
+        tensors = [a for a in arrays if is_tensor(a)]
+        finite = math.isfinite(m.weight)
+        finite = finite and all(np.isfinite(a).all() for a in arrays if not is_tensor(a))
+        if finite and tensors:  # one reduction, one sync
+            flags = [a.isfinite().all().to(tensors[0].device) for a in tensors]
+            finite = bool(sys.modules["torch"].stack(flags).all())
     if not finite:
         raise ValueError(
             f"The {what} overflow float64 (inf or NaN): the batch was refused and the "
