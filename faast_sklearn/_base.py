@@ -25,7 +25,7 @@ from sklearn.utils.validation import (
 )
 
 from ._fit import FitEntry, batch_statistics, fit_statistics
-from ._guards import check_scale, check_statistics, estimator_lock
+from ._guards import check_finite, check_rows, check_statistics, estimator_lock
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
 from .solvers import (
     Statistics,
@@ -42,22 +42,6 @@ from .utils._torch import import_torch, is_tensor, resolve_device
 _PRIOR_PER_OUTPUT = 40.0
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _check_finite(X) -> None:
-    """The NaN and infinity check of a NumPy array or a tensor, where it lives.
-
-    A tensor takes one reduction and one sync. An array's float64 sum is finite exactly when
-    every entry is (no temporary), unless finite entries overflow it: only then are the
-    entries tested one by one.
-    """
-    if is_tensor(X):
-        finite = bool(import_torch().isfinite(X).all())
-    else:
-        total = np.add.reduce(X, axis=None, dtype=np.float64)
-        finite = bool(np.isfinite(total) or np.isfinite(X).all())
-    if not finite:
-        raise ValueError("Input X contains NaN or infinity.")
 
 
 def _n_items(X) -> int | None:
@@ -118,16 +102,17 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 from .features._skip import drop_skipped
 
                 X, y, sample_weight, x_key = drop_skipped(self.backbone, X, y, sample_weight, x_key)
-            X = self._validate_features(X, reset=first, empty=empty)
+            # NaN and infinity are checked where the statistics are computed: see check_rows
+            X = self._validate_features(X, reset=first, finite=False, empty=empty)
             check_consistent_length(X, y)
             w = self._validate_weights(sample_weight, X)
             targets, n_targets, columns, state = self._encode_targets(
                 y, w, first=first, partial=partial, classes=classes
             )
             w = self._target_weights(targets, w, state, partial=partial)
-            check_scale(X, targets, w)
             backend = resolve_backend(self.solver, self.device, X)
             if partial:
+                check_rows(X, targets, w)
                 stats = self._accumulate(
                     backend, X, targets, w, n_targets, first=first, columns=columns, state=state
                 )
@@ -135,7 +120,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 check_statistics(entry.stats, "statistics merged with this batch")
             else:
                 entry = fit_statistics(backend, X, x_key, targets, n_targets, w)
-                check_statistics(entry.stats, "statistics of these rows")
             state.update(
                 stats_=entry.stats,
                 solver_=backend.name,
@@ -180,10 +164,12 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             X = X.numpy()
         return X, key
 
-    def _validate_features(self, X, *, reset: bool, empty: bool = False):
-        """2-D finite float features: through ``validate_data``, or for a tensor (which
-        scikit-learn cannot validate) and a plain 2-D float array, :meth:`_validate_unnamed`.
-        ``empty``: zero rows are accepted (checked by :meth:`_check_no_rows` beforehand)."""
+    def _validate_features(self, X, *, reset: bool, finite: bool = True, empty: bool = False):
+        """2-D float features: through ``validate_data``, or for a tensor (which scikit-learn
+        cannot validate) and a plain 2-D float array, :meth:`_validate_unnamed`. Checked for
+        NaN and infinity unless ``finite=False`` (fit checks them where, and only when, the
+        statistics are computed: :func:`._guards.check_rows`). ``empty``: zero rows are
+        accepted (checked by :meth:`_check_no_rows` beforehand)."""
         ndim = getattr(X, "ndim", None)
         if ndim is not None and ndim >= 3:
             raise ValueError(
@@ -194,12 +180,17 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         if is_tensor(X) or (
             type(X) is np.ndarray and X.ndim == 2 and X.size and X.dtype in _FLOAT_DTYPES
         ):
-            return self._validate_unnamed(X, reset=reset, empty=empty)
+            return self._validate_unnamed(X, reset=reset, finite=finite, empty=empty)
         return validate_data(
-            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=int(not empty)
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=int(not empty),
+            ensure_all_finite=finite,
         )
 
-    def _validate_unnamed(self, X, *, reset: bool, empty: bool = False):
+    def _validate_unnamed(self, X, *, reset: bool, finite: bool, empty: bool = False):
         """``validate_data`` for a container without feature names: a torch tensor, or a
         non-empty 2-D float NumPy array (which ``check_array`` would return as it is).
 
@@ -229,7 +220,8 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 raise ValueError("Complex data not supported.")
             if X.dtype not in (torch.float32, torch.float64):
                 X = X.float()
-        _check_finite(X)  # where X lives
+        if finite:
+            check_finite(X)  # where X lives
         if reset:
             self.n_features_in_ = int(X.shape[1])
             self.__dict__.pop("feature_names_in_", None)
@@ -332,9 +324,9 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
             )
             criterion = self._criterion(stats, backend)
-            alpha, rtol = self._validated_alpha(), self._resolved_rtol(stats.n_rows)
+            alpha, rtol = self._validated_alpha(), self._resolved_rtol(spec.n_rows)
             sol = solve(spec, backend, alpha=alpha, rtol=rtol, criterion=criterion)
-            out = {"solution": sol, "blend": self._blend_ratio(stats.n_rows)}
+            out = {"solution": sol, "blend": self._blend_ratio(spec.n_rows)}
             return out if criterion is None else {**out, **self._after_solve(sol, criterion)}
 
     def _criterion(self, stats: Statistics, backend):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._config import get_config
+from ._guards import check_rows, check_statistics
 from .solvers import Backend, Spectrum, Statistics, fit_flops, spectrum
 from .utils._arrays import same_bytes
 from .utils._cache import STORE, content_key, nbytes_of
@@ -92,14 +93,26 @@ class FitEntry:
             STORE.put(self.key, self, nbytes=nbytes, device=self.device)
 
 
+def checked_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int):
+    """:func:`batch_statistics` of rows checked (:func:`~._guards.check_rows`) where the
+    statistics pass reads them: on a GPU, the check is one reduction there."""
+    X = placed(X, backend)
+    check_rows(X, targets, w)
+    stats = batch_statistics(backend, X, targets, w, n_targets)
+    if stats.moments is not None:  # kept rows are the rows just checked
+        check_statistics(stats, "statistics of these rows")
+    return stats
+
+
 def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> FitEntry:
     """The statistics of a whole fit's rows: from the cache when a clone fitted these very
     rows before (``x_key`` is the features' key from the extractor, else ``X`` is keyed by its
-    content), computed and cached otherwise."""
+    content), computed (and checked) and cached otherwise. A hit is neither checked nor
+    placed again: its rows are those that were."""
     n, d = X.shape
     small = backend.device == "cpu" and fit_flops(n, d) < CACHE_MIN_FLOPS
     if small or not get_config()["cache"]:
-        return FitEntry(batch_statistics(backend, X, targets, w, n_targets))
+        return FitEntry(checked_statistics(backend, X, targets, w, n_targets))
     # Features the extractor made come with the key of their inputs. Other arrays and tensors
     # are keyed by a sample of their entries and compared in full with the entry's private
     # copy: a grid search's clones refit each fold once per alpha.
@@ -109,7 +122,7 @@ def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> Fi
     # Another array with the same sample is a miss (and its entry is replaced).
     entry = STORE.get(key, accept=(lambda e: _same(e.X, X)) if sampled else None)
     if entry is None:
-        stats = batch_statistics(backend, X, targets, w, n_targets)
+        stats = checked_statistics(backend, X, targets, w, n_targets)
         copy = (X.detach().clone() if is_tensor(X) else np.array(X, copy=True)) if sampled else None
         entry = FitEntry(stats, key, backend.device, X=copy)
         entry.store()

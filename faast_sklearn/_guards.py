@@ -11,6 +11,7 @@ on any error, so a refused batch changes nothing.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 
 import numpy as np
@@ -28,24 +29,37 @@ _MIN_LOG10 = -280.0
 
 
 def _abs_max(a) -> float:
-    if is_tensor(a):
-        return float(a.abs().max()) if a.numel() else 0.0
-    if not a.size:
+    """``max |a|``, NaN when ``a`` holds a NaN (one pass, no temporary; a tensor: one sync);
+    0 for no entries."""
+    if (a.numel() if is_tensor(a) else a.size) == 0:
         return 0.0
+    if is_tensor(a):
+        lo, hi = a.aminmax()
+        return float(lo.abs().maximum(hi.abs()))
     return float(max(abs(float(np.max(a))), abs(float(np.min(a)))))
+
+
+def check_finite(X) -> float:
+    """``max |X|``, after a ValueError if ``X`` holds a NaN or an infinity."""
+    amax = _abs_max(X)
+    if not math.isfinite(amax):
+        raise ValueError("Input X contains NaN or infinity.")
+    return amax
 
 
 def _log10(x: float) -> float:
     return math.log10(x) if x > 0 else -math.inf
 
 
-def check_scale(X, targets, w: np.ndarray) -> None:
-    """Refuse a batch whose statistics would overflow (or underflow) float64.
+def check_rows(X, targets, w: np.ndarray) -> None:
+    """Refuse a batch with NaN or infinity in ``X`` or whose statistics would overflow (or
+    underflow) float64, checked where ``X`` lives (on a GPU: one reduction, one sync).
 
     The centred second moments are bounded by ``4 max|x|^2 sum(w)`` per entry and their sums
     (traces, kernel entries) by ``max(N, d)`` times that; the bound is taken in log10, so that
     it cannot overflow itself. Dense targets (regression) are bounded like features.
     """
+    scales = {"X": check_finite(X)}
     weight = float(np.sum(w))
     if not math.isfinite(weight):
         raise ValueError(
@@ -54,7 +68,6 @@ def check_scale(X, targets, w: np.ndarray) -> None:
             "alpha='auto')."
         )
     size = math.log10(4.0 * max(X.shape[0], X.shape[1])) + _log10(weight)
-    scales = {"X": _abs_max(X)}
     if getattr(targets, "ndim", 1) == 2 and np.issubdtype(
         np.asarray(targets[:0]).dtype, np.floating
     ):
@@ -75,22 +88,24 @@ def check_scale(X, targets, w: np.ndarray) -> None:
         )
 
 
-def _finite(a) -> bool:
-    if is_tensor(a):
-        return bool(a.isfinite().all())
-    return bool(np.isfinite(a).all())
-
-
 def check_statistics(stats: Statistics, what: str) -> None:
-    """Raise a ValueError unless every number in ``stats`` is finite."""
+    """Raise a ValueError unless every number in ``stats`` is finite.
+
+    Kept rows are inputs already checked (:func:`check_rows`, the targets' and weights'
+    validation): only their total weight is new. Moments are checked in one reduction.
+    """
     if stats.rows is not None:
-        arrays = list(stats.rows)
-        weight = stats.weight
+        finite = math.isfinite(stats.weight)
     else:
         m = stats.moments
         arrays = [getattr(m, k) for k in _MOMENT_ARRAYS]
-        weight = m.weight
-    if not (math.isfinite(weight) and all(_finite(a) for a in arrays)):
+        tensors = [a for a in arrays if is_tensor(a)]
+        finite = math.isfinite(m.weight)
+        finite = finite and all(np.isfinite(a).all() for a in arrays if not is_tensor(a))
+        if finite and tensors:  # one reduction, one sync
+            flags = [a.isfinite().all().to(tensors[0].device) for a in tensors]
+            finite = bool(sys.modules["torch"].stack(flags).all())
+    if not finite:
         raise ValueError(
             f"The {what} overflow float64 (inf or NaN): the batch was refused and the "
             "estimator left as it was. Rescale X, y or sample_weight."

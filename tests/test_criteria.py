@@ -105,3 +105,12 @@ def test_torch_solver_equals_scipy(few_shot, criterion):
     np.testing.assert_allclose(fits[1].alpha_, fits[0].alpha_, rtol=1e-10)  # same grid point
     np.testing.assert_allclose(fits[1].proba_scale_, fits[0].proba_scale_, rtol=1e-8)
     np.testing.assert_allclose(fits[1].predict_proba(X), fits[0].predict_proba(X), atol=1e-10)
+
+
+def test_noise_gives_uniform_probabilities():
+    # Rows with no relation to their labels: the leave-one-out predictions are no better than
+    # chance, the log-loss is smallest at temperature infinity, and every class is as likely.
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((50, 768)), np.arange(50) % 10
+    clf = FAASTClassifier(alpha_criterion="loo_log_loss").fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X[:5]), 0.1, rtol=1e-9)

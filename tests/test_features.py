@@ -379,15 +379,20 @@ def test_gpu_folds_are_assembled_on_the_device(images):
     fresh = FeatureExtractor("test_tiny", device="cuda", precision="float32", cache=False)
     expected = fresh.extract(X, as_tensor=True)
     reset_extraction_stats()
-    for train, test in KFold(4, shuffle=True, random_state=0).split(X):
-        for idx in (train, test, np.concatenate([test[:5], test[:5]])):
-            out = ext.extract(X[idx], as_tensor=True)
-            assert out.device.type == "cuda"
-            # Other batches than `fresh`'s: equal up to the kernels' summation order.
-            want = expected[torch.as_tensor(idx).cuda()]
-            torch.testing.assert_close(out, want, rtol=1e-3, atol=1e-3)
-            torch.testing.assert_close(out, ext.extract(X[idx], as_tensor=True), rtol=0, atol=0)
-    assert set(cache_info()["nbytes"]) == {str(expected.device)}  # kept on the device only
+    # No host cache at all: the features are kept, and found again, on the device alone.
+    with config_context(cache_bytes=0):
+        for train, test in KFold(4, shuffle=True, random_state=0).split(X):
+            for idx in (train, test, np.concatenate([test[:5], test[:5]])):
+                out = ext.extract(X[idx], as_tensor=True)
+                assert out.device.type == "cuda"
+                # Other batches than `fresh`'s: equal up to the kernels' summation order.
+                want = expected[torch.as_tensor(idx).cuda()]
+                torch.testing.assert_close(out, want, rtol=1e-3, atol=1e-3)
+                again = ext.extract(X[idx], as_tensor=True)
+                torch.testing.assert_close(out, again, rtol=0, atol=0)
+        held = cache_info()["nbytes"]
+    assert held.get("cpu", 0) == 0
+    assert held[str(expected.device)] >= 264 * expected.shape[1] * expected.element_size()
     # 264 distinct images (24 images, 11 offsets), each computed once.
     assert extraction_stats()["samples"] <= 264
 

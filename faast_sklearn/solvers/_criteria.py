@@ -54,8 +54,9 @@ class LeaveOneOut:
     """
 
     def __init__(self, rows, n_targets: int, kind: str, backend):
-        self.Y = np.asarray(one_hot(backend.to_numpy(rows[1]), n_targets), dtype=np.float64)
-        w = np.asarray(backend.to_numpy(rows[2]), dtype=np.float64)
+        Y, w = backend.fetch(*rows[1:])  # one transfer
+        self.Y = np.asarray(one_hot(Y, n_targets), dtype=np.float64)
+        w = np.asarray(w, dtype=np.float64)
         # A row alone in its class (one shot) leaves no example of it when left out: its
         # leave-one-out prediction says nothing about any strength or temperature. Such rows
         # are scored with weight 0; with none left, GCV decides.
@@ -151,25 +152,28 @@ def _log_loss(z, Y, w):
 
 
 def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
-    """``beta`` minimising the weighted log-loss of ``softmax(beta z)`` (Newton, per leading
-    index of ``z``: (L, N, D) -> (L,); (N, D) -> scalar array). Convex in ``beta``."""
+    """``beta >= 0`` minimising the weighted log-loss of ``softmax(beta z)`` (Newton, per
+    leading index of ``z``: (L, N, D) -> (L,); (N, D) -> scalar array). Convex in ``beta``:
+    where the slope at ``beta = 0`` is not negative (predictions no better than chance), the
+    minimum is 0, found without iterating."""
     single = z.ndim == 2
     z = np.nan_to_num(z[None] if single else z)
     z, Y, w = z[:, w > 0], Y[w > 0], w[w > 0]
     zy = (z * Y).sum(-1)  # (L, N)
     n = w.sum()
-    spread = z.std(-1) @ w / n
-    beta = 1.0 / np.maximum(spread, 1e-12)  # log-odds of order one
-    for _ in range(n_iter):
-        p = softmax(beta[:, None, None] * z, axis=-1)
+    beta = np.zeros(len(z))
+    on = (z.mean(-1) - zy) @ w / n < 0  # the slope at beta = 0
+    z, zy = z[on], zy[on]
+    b = 1.0 / np.maximum(z.std(-1) @ w / n, 1e-12)  # log-odds of order one
+    for _ in range(n_iter if on.any() else 0):
+        p = softmax(b[:, None, None] * z, axis=-1)
         mean = (p * z).sum(-1)
         grad = (mean - zy) @ w / n
         hess = ((p * z * z).sum(-1) - mean * mean) @ w / n
-        step = grad / np.maximum(hess, 1e-300)
-        new = np.clip(beta - step, beta / 4, beta * 4)
-        done = np.all(np.abs(new - beta) <= 1e-13 * beta)
-        beta = new
+        new = np.clip(b - grad / np.maximum(hess, 1e-300), b / 4, b * 4)
+        done = np.all(np.abs(new - b) <= 1e-13 * b)
+        b = new
         if done:
             break
-    beta = np.maximum(beta, 0.0)
+    beta[on] = b
     return beta[0] if single else beta

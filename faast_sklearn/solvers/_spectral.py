@@ -148,16 +148,16 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     Xs, Ys = backend.asarray(X), backend.asarray(one_hot(Y, stats.n_targets))
     if embedding is not None:
         Ys = Ys @ backend.asarray(embedding)
+    wd, w = backend.asarray(w), backend.to_numpy(w)  # w's sums are needed on the host: once
     n = float(w.sum())
     if fit_intercept:
-        wd = backend.asarray(w)
         mean_xd, mean_yd = (wd @ Xs) / n, (wd @ Ys) / n
         Xs, Ys = Xs - mean_xd, Ys - mean_yd
         mean_x, mean_y = backend.fetch(mean_xd, mean_yd)
     else:
         mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Ys.shape[1])
-    if not bool((w == 1.0).all()):  # sqrt(w) on both sides; new arrays (Xs may be stats' X)
-        root = backend.asarray(w)[:, None] ** 0.5
+    if not (w == 1.0).all():  # sqrt(w) on both sides; new arrays (Xs may be stats' X)
+        root = wd[:, None] ** 0.5
         Xs, Ys = Xs * root, Ys * root
     evals, U = backend.eigh(Xs @ Xs.T)
     s = backend.to_numpy(evals)
@@ -166,19 +166,20 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     s, U, root_s = s[first:], U[:, first:], evals[first:] ** 0.5
     UtY = U.T @ Ys
     resid = Ys - U @ UtY
+    P, rss_perp = backend.fetch(root_s[:, None] * UtY, (resid * resid).sum(0))
     return Spectrum(
         s=s,
         V=None,
         Xs=Xs,
         U_scaled=U / root_s,
-        P=backend.to_numpy(root_s[:, None] * UtY),
-        rss_perp=backend.to_numpy((resid * resid).sum(0)),
+        P=P,
+        rss_perp=rss_perp,
         trace=trace,
         n=n,
         mean_x=mean_x,
         mean_y=mean_y,
         fit_intercept=fit_intercept,
-        n_rows=stats.n_rows,
+        n_rows=int(np.count_nonzero(w > 0)),
     )
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from .._config import _ON_BOUNDS_CHANGE, get_config
 from ._threads import pool
+from ._torch import is_tensor
 
 KEY_BYTES = 16  # 128-bit digests: accidental collisions are out of reach at any data size
 # Bytes of bookkeeping per entry beyond its value: the OrderedDict node, the key's bytes
@@ -112,7 +113,7 @@ def _feed(h, obj: Any, seen: set) -> None:
         update(b"}")
     elif isinstance(obj, np.ndarray):
         _feed_array(h, obj, seen)
-    elif _is_tensor(obj):
+    elif is_tensor(obj):
         _feed_tensor(h, obj, seen)
     elif isinstance(obj, types.ModuleType):
         version = getattr(obj, "__version__", "")
@@ -145,11 +146,6 @@ def _feed_array(h, a: np.ndarray, seen: set) -> None:
 
 def _part_digest(part: np.ndarray) -> bytes:
     return hashlib.sha256(part).digest()
-
-
-def _is_tensor(x: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _feed_tensor(h, t: Any, seen: set) -> None:
@@ -271,7 +267,7 @@ class _KeyPickler(pickle.Pickler):
     def reducer_override(self, obj):
         if obj is _keyed:
             return NotImplemented
-        if isinstance(obj, (types.FunctionType, types.MethodType)) or _is_tensor(obj):
+        if isinstance(obj, (types.FunctionType, types.MethodType)) or is_tensor(obj):
             return _keyed, (content_key_seen(obj, self._seen),)
         return NotImplemented
 
@@ -295,7 +291,7 @@ def nbytes_of(value: Any) -> int:
     """Bytes held by a NumPy array, a tensor, or a (nested) tuple/list/dict of them."""
     if isinstance(value, np.ndarray):
         return value.nbytes
-    if _is_tensor(value):
+    if is_tensor(value):
         return value.numel() * value.element_size()
     if isinstance(value, (tuple, list)):
         return sum(nbytes_of(v) for v in value)
