@@ -13,6 +13,7 @@ from . import targets as _targets
 from ._base import _BaseFAAST
 from .backbones import text_class_embeddings
 from .solvers import _criteria
+from .utils._dask import partitionwise
 from .utils._torch import resolve_device
 
 # Floor on the error variance, relative to that of a balanced one-hot target (1 / n_targets):
@@ -230,6 +231,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         """
         return self._partial_fit(X, y, sample_weight, classes=classes)
 
+    @partitionwise
     def decision_function(self, X):
         """Log-odds of each class (binary: of ``classes_[1]``).
 
@@ -242,6 +244,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         scores = self._predict_linear(X, coef.T, intercept)
         return scores.ravel() if scores.shape[1] == 1 else scores
 
+    @partitionwise
     def predict(self, X):
         """Predicted class labels (multilabel: an indicator matrix)."""
         scores = self.decision_function(X)
@@ -253,6 +256,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             return self.classes_[(scores > 0).astype(np.intp)]
         return self.classes_[np.argmax(scores, axis=1)]
 
+    @partitionwise
     def predict_proba(self, X):
         """Class probabilities: softmax of :meth:`decision_function` (sigmoid when binary).
 
@@ -263,6 +267,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         """
         return _proba.probabilities(self.decision_function(X), self._multilabel, len(self.classes_))
 
+    @partitionwise
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed without underflow."""
         scores = self.decision_function(X)

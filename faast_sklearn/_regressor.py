@@ -7,6 +7,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_array
 
 from ._base import _BaseFAAST
+from .utils._dask import partitionwise
 from .utils._torch import is_tensor
 
 
@@ -105,6 +106,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         """
         return self._partial_fit(X, y, sample_weight)
 
+    @partitionwise
     def predict(self, X):
         """Predicted targets, shape (n_samples,) or (n_samples, n_targets)."""
         self._ensure_solution()
