@@ -25,6 +25,8 @@ Full size (the issue's), on a quiet 2-core machine::
 
     python benchmarks/bench_scaleout.py --rows 2000000 --out benchmarks/results/scaleout-cpu-2core
 
+dask-ml (``pip install dask-ml``) is only needed for its comparison, skipped without it.
+
 Smoke test::
 
     python benchmarks/bench_scaleout.py --rows 40000 --partition-rows 10000 --test-rows 2000 \
