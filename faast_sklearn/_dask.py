@@ -135,6 +135,13 @@ def fit_dask(estimator, X, y, sample_weight=None, *, partial: bool, classes=None
             fitted = combine([estimator, fitted], ["the estimator", "the new rows' model"])
             rows += estimator.n_samples_seen_
         fitted.n_samples_seen_ = int(rows)
+        if not partial and fitted.__dict__.get("_multilabel") is False:
+            if len(fitted.classes_) < 2:
+                raise ValueError(
+                    f"{type(estimator).__name__} needs samples of at least 2 classes to fit; "
+                    f"got 1 class ({fitted.classes_.tolist()}). Use partial_fit to start a "
+                    "stream with one class."
+                )
         if not partial:
             fitted._ensure_solution()  # as fit does: a solve that fails changes nothing
         return adopt(estimator, fitted)

@@ -95,6 +95,25 @@ def test_partial_fit_stream_of_dask_arrays_and_new_classes(client):
     whole = FAASTClassifier(solver="scipy").fit(X, y)
     np.testing.assert_array_equal(est.classes_, whole.classes_)
     assert _rel(est.coef_, whole.coef_) < 1e-10
+    # Labels declared up front, as for NumPy batches.
+    declared = FAASTClassifier().partial_fit(
+        da.from_array(X[:100], chunks=(50, -1)), da.from_array(y[:100]), classes=[0, 1, 2, 3, 9]
+    )
+    np.testing.assert_array_equal(declared.classes_, [0, 1, 2, 3, 9])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        FAASTClassifier().fit(da.from_array(X[:50], chunks=(20, -1)), da.from_array(y[:50]))
+
+
+def test_threaded_scheduler_without_a_cluster():
+    X, y, w = _data()
+    with dask.config.set(scheduler="threads"):
+        est = FAASTRegressor(alpha=1.0).fit(
+            da.from_array(X, chunks=(64, -1)),
+            da.from_array(X[:, 0] - X[:, 1]),
+            sample_weight=da.from_array(w),
+        )
+    whole = FAASTRegressor(alpha=1.0).fit(X, X[:, 0] - X[:, 1], sample_weight=w)
+    assert _rel(est.coef_, whole.coef_) < 1e-10
 
 
 def test_predict_methods_return_lazy_dask_arrays(client):
