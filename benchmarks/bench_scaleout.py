@@ -480,7 +480,20 @@ def main(argv=None):
         ml_version = dask_ml.__version__
     except ImportError:
         ml_version = None
+    import distributed
+    import threadpoolctl
+
     res = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "dask": dask.__version__,
+            "distributed": distributed.__version__,
+            "dask_ml": ml_version,
+            "threadpoolctl": threadpoolctl.__version__,
+        },
         "args": {**vars(args), "dask_ml_version": ml_version},
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
     }
@@ -489,6 +502,7 @@ def main(argv=None):
         single = run_single(args)
         single["accuracy"] = float((single["model"].predict(Xt) == yt).mean())
         print({k: v for k, v in single.items() if k != "model"}, flush=True)
+        print(f"[{time.perf_counter() - start:.0f} s elapsed]", flush=True)
     clusters = []
     for w in args.workers:
         c = run_cluster(w, args, test, single, with_dask_ml=(w == 2 and not args.skip_dask_ml))
@@ -497,6 +511,7 @@ def main(argv=None):
             flush=True,
         )
         clusters.append(c)
+        print(f"[{time.perf_counter() - start:.0f} s elapsed]", flush=True)
     res["single"] = (
         {k: v for k, v in single.items() if k != "model"}
         if single
