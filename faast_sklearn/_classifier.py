@@ -197,9 +197,12 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def fit(self, X, y, sample_weight=None):
         """Fit the fast weights on features ``X`` and labels ``y``.
 
+        Dask arrays and dataframes (``X``, ``y`` and ``sample_weight`` alike) are fitted where
+        their partitions live, with one solve on the client (see :ref:`scaling`).
+
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        X : array-like, torch.Tensor or Dask collection of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels, or a binary indicator matrix for multilabel targets.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -220,7 +223,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        X : array-like, torch.Tensor or Dask collection of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
         classes : array-like of shape (n_classes,), default=None
         sample_weight : array-like of shape (n_samples,), default=None
@@ -246,7 +249,11 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
 
     @partitionwise
     def predict(self, X):
-        """Predicted class labels (multilabel: an indicator matrix)."""
+        """Predicted class labels (multilabel: an indicator matrix).
+
+        On a Dask array or dataframe, this and the other prediction methods return a lazy
+        Dask collection, mapped over ``X``'s partitions.
+        """
         scores = self.decision_function(X)
         if self._multilabel:
             return (scores > 0).astype(self._label_dtype)

@@ -91,6 +91,8 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
     def fit(self, X, y, sample_weight=None):
         """Fit on features ``X`` and targets ``y`` of shape (n_samples,) or (n_samples, n_targets).
 
+        Dask arrays and dataframes are fitted where their partitions live (see :ref:`scaling`).
+
         Returns
         -------
         self : FAASTRegressor
@@ -108,7 +110,8 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
 
     @partitionwise
     def predict(self, X):
-        """Predicted targets, shape (n_samples,) or (n_samples, n_targets)."""
+        """Predicted targets, shape (n_samples,) or (n_samples, n_targets); a lazy Dask
+        collection for a Dask ``X``."""
         self._ensure_solution()
         X = self._validate_X(X, reset=False)
         coef, intercept = self._linear_targets()
