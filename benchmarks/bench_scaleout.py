@@ -135,7 +135,7 @@ def run_cluster(n_workers, args, test, single, with_dask_ml):
     out = {"workers": n_workers}
     with (
         distributed.LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

@@ -21,7 +21,7 @@ def client():
     # No retry after a lost worker: the task that killed it fails at once (KilledWorker).
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
         with distributed.Client(cluster) as c:
             yield c
@@ -170,6 +170,32 @@ def test_lost_worker_raises_and_leaves_estimator_unchanged(client):
     np.testing.assert_array_equal(est.coef_, coef)
     assert est.n_samples_seen_ == 50
     client.wait_for_workers(2, timeout=60)
+
+
+def _die_once(block, marker, block_info=None):  # partition 1's first worker is lost
+    if block_info[0]["chunk-location"][0] == 1 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return block
+
+
+def test_lost_worker_is_retried_and_the_model_is_exact(tmp_path):
+    # A separate cluster whose scheduler retries a task once after its worker died.
+    X, y, _ = _data()
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster,
+            distributed.Client(cluster),
+        ):
+            dX = da.from_array(X, chunks=(100, -1)).map_blocks(
+                _die_once, str(tmp_path / "died"), dtype=X.dtype
+            )
+            est = FAASTClassifier(solver="scipy").fit(dX, da.from_array(y, chunks=100))
+    assert (tmp_path / "died").exists()  # a worker was lost
+    whole = FAASTClassifier(solver="scipy").fit(X, y)
+    assert _rel(est.coef_, whole.coef_) < 1e-10
 
 
 def test_mismatched_partitions_give_one_clear_error(client):
