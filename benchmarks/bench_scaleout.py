@@ -110,8 +110,10 @@ def _peak_mb():
 
 
 def _task_times(stream):
+    """Compute times of the partition and merge tasks, their transfers, and each worker's
+    share of the partition tasks (both workers busy: the fit ran in parallel)."""
     kinds = {"_fit_partition": [], "_merge_partitions": []}
-    transfer = 0.0
+    transfer, per_worker = 0.0, {}
     for task in stream:
         key = task["key"][0] if isinstance(task["key"], tuple) else task["key"]
         for kind in kinds:
@@ -119,9 +121,13 @@ def _task_times(stream):
                 for s in task["startstops"]:
                     if s["action"] == "compute":
                         kinds[kind].append(s["stop"] - s["start"])
+                        if kind == "_fit_partition":
+                            w = task["worker"]
+                            per_worker[w] = per_worker.get(w, 0.0) + s["stop"] - s["start"]
                     elif s["action"] == "transfer":
                         transfer += s["stop"] - s["start"]
-    return kinds["_fit_partition"], kinds["_merge_partitions"], transfer
+    shares = [per_worker[w] for w in sorted(per_worker)]
+    return kinds["_fit_partition"], kinds["_merge_partitions"], transfer, shares
 
 
 def run_cluster(n_workers, args, test, single, with_dask_ml):
@@ -161,8 +167,13 @@ def run_cluster(n_workers, args, test, single, with_dask_ml):
             out["fit_s"] = time.perf_counter() - t0
         peaks = client.run(_peak_mb)
         out["peak_mb_per_worker"] = [peaks[w] for w in workers]
-        parts, merges, transfer = _task_times(ts.data)
-        out.update(partition_fit_s=parts, merge_s=merges, transfer_s=transfer)
+        parts, merges, transfer, shares = _task_times(ts.data)
+        out.update(
+            partition_fit_s=parts,
+            merge_s=merges,
+            transfer_s=transfer,
+            partition_s_per_worker=shares,
+        )
         unsolved = merge_models([est])
         t0 = time.perf_counter()
         unsolved._ensure_solution()
@@ -382,6 +393,14 @@ def write_markdown(res, path):
             f"{mem} | {c['accuracy']:.4f} | {c.get('rel_coef_diff', float('nan')):.1e} |"
         )
     lines += [
+        "",
+        "Partition tasks' compute per worker: "
+        + "; ".join(
+            f"{c['workers']} worker(s): "
+            + ", ".join(f"{t:.1f} s" for t in c["partition_s_per_worker"])
+            for c in res["clusters"]
+        )
+        + ".",
         "",
         "Generating the rows on the workers: "
         + ", ".join(f"{c['workers']} worker(s) {c['generate_s']:.1f} s" for c in res["clusters"])
