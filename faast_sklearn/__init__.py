@@ -2,7 +2,6 @@
 
 from ._classifier import FAASTClassifier
 from ._config import config_context, get_config, set_config
-from ._dask import dask_fit, dask_predict
 from ._merge import merge_models
 from ._persistence import load, save
 from ._regressor import FAASTRegressor
@@ -22,8 +21,6 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "config_context",
-    "dask_fit",
-    "dask_predict",
     "distributed_fit",
     "get_config",
     "list_backbones",

@@ -24,6 +24,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._dask import fit_dask
 from ._fit import FitEntry, batch_statistics, fit_statistics
 from ._guards import check_finite, check_rows, check_statistics, estimator_lock
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
@@ -35,6 +36,7 @@ from .solvers import (
     resolve_backend,
     solve,
 )
+from .utils._dask import is_dask_collection
 from .utils._params import ParamsMixin
 from .utils._torch import import_torch, is_tensor, resolve_device
 
@@ -280,11 +282,15 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
 
     def fit(self, X, y, sample_weight=None):
         self._check_params()
+        if is_dask_collection(X, y, sample_weight):  # fitted where the partitions live
+            return fit_dask(self, X, y, sample_weight, partial=False)
         self._fit_batch(X, y, sample_weight, partial=False)
         return self
 
     def _partial_fit(self, X, y, sample_weight, classes=None):
         self._check_params()
+        if is_dask_collection(X, y, sample_weight):
+            return fit_dask(self, X, y, sample_weight, partial=True, classes=classes)
         self._fit_batch(X, y, sample_weight, partial=True, classes=classes)
         return self
 

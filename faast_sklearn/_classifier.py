@@ -13,6 +13,7 @@ from . import targets as _targets
 from ._base import _BaseFAAST
 from .backbones import text_class_embeddings
 from .solvers import Statistics, _criteria
+from .utils._dask import partitionwise
 from .utils._torch import resolve_device
 
 # Floor on the error variance, relative to that of a balanced one-hot target (1 / n_targets):
@@ -196,9 +197,12 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def fit(self, X, y, sample_weight=None):
         """Fit the fast weights on features ``X`` and labels ``y``.
 
+        Dask arrays and dataframes (``X``, ``y`` and ``sample_weight`` alike) are fitted where
+        their partitions live, with one solve on the client (see :ref:`scaling`).
+
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        X : array-like, torch.Tensor or Dask collection of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels, or a binary indicator matrix for multilabel targets.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -227,7 +231,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
+        X : array-like, torch.Tensor or Dask collection of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
         classes : array-like of shape (n_classes,), default=None
         sample_weight : array-like of shape (n_samples,), default=None
@@ -238,6 +242,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         """
         return self._partial_fit(X, y, sample_weight, classes=classes)
 
+    @partitionwise
     def decision_function(self, X):
         """Log-odds of each class (binary: of ``classes_[1]``).
 
@@ -250,8 +255,13 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         scores = self._predict_linear(X, coef.T, intercept)
         return scores.ravel() if scores.shape[1] == 1 else scores
 
+    @partitionwise
     def predict(self, X):
-        """Predicted class labels (multilabel: an indicator matrix)."""
+        """Predicted class labels (multilabel: an indicator matrix).
+
+        On a Dask array or dataframe, this and the other prediction methods return a lazy
+        Dask collection, mapped over ``X``'s partitions.
+        """
         scores = self.decision_function(X)
         if self._multilabel:
             return (scores > 0).astype(self._label_dtype)
@@ -261,6 +271,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             return self.classes_[(scores > 0).astype(np.intp)]
         return self.classes_[np.argmax(scores, axis=1)]
 
+    @partitionwise
     def predict_proba(self, X):
         """Class probabilities: softmax of :meth:`decision_function` (sigmoid when binary).
 
@@ -271,6 +282,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         """
         return _proba.probabilities(self.decision_function(X), self._multilabel, len(self.classes_))
 
+    @partitionwise
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`, computed without underflow."""
         scores = self.decision_function(X)

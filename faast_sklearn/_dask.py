@@ -1,10 +1,12 @@
-"""Dask: fit on ``dask.array`` / ``dask.dataframe`` partitions where they live, predict lazily.
+"""``fit`` and ``partial_fit`` on ``dask.array`` / ``dask.dataframe`` inputs, where they live.
 
-:func:`dask_fit` builds one task per partition that fits a clone of the estimator on that
-partition's rows (extracting backbone features there, on the worker's device), merges the
-partial models in a tree of :func:`~faast_sklearn.merge_models` tasks, and brings back only
-the merged statistics (O(n_features**2)), never rows. :func:`dask_predict` maps a fitted
-estimator's method over the partitions and returns a dask collection.
+:func:`fit_dask` builds one task per row partition that fits a clone of the estimator on that
+partition's rows (with a backbone, the features are extracted there, on the worker's device),
+merges the partial models in a tree of :func:`~faast_sklearn._merge.combine` tasks (fan-in
+:data:`SPLIT_EVERY`), and brings back only the merged statistics (O(d^2 + d T) numbers),
+never rows; the solve runs once, on the client. The estimators call it from ``fit`` and
+``partial_fit`` when an input is a Dask collection; predictions map over partitions with
+:func:`faast_sklearn.utils._dask.partitionwise`.
 """
 
 from __future__ import annotations
@@ -12,30 +14,20 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 
-from ._merge import adopt, check_compatible, merge_models
+from ._guards import estimator_lock
+from ._merge import adopt, combine
+from .utils._dask import import_dask, is_frame
+
+# Fan-in of the merge tree: 64 partitions merge in 2 levels; a merge holds 8 models' statistics.
+SPLIT_EVERY = 8
 
 
-def _import_dask():
-    try:
-        import dask
-        import dask.array as da
-    except ImportError as exc:  # pragma: no cover - the extra is installed in CI
-        raise ImportError(
-            "Dask support needs the optional dependencies: pip install 'faast-sklearn[dask]'."
-        ) from exc
-    return dask, da
-
-
-def _is_frame(obj) -> bool:
-    return hasattr(obj, "map_partitions") and hasattr(obj, "npartitions")
-
-
-def _row_blocks(data, name: str, row_chunks=None) -> list:
+def _row_blocks(data, name: str, row_chunks=None) -> list | None:
     """One delayed object per row partition of a dask array, dataframe or series."""
-    dask, da = _import_dask()
+    _, da = import_dask()
     if data is None:
         return None
-    if _is_frame(data):
+    if is_frame(data):
         return list(data.to_delayed())
     if isinstance(data, da.Array):
         if data.ndim == 0:
@@ -47,55 +39,75 @@ def _row_blocks(data, name: str, row_chunks=None) -> list:
             chunks[0] = row_chunks
         return list(data.rechunk(chunks).to_delayed().ravel())
     raise TypeError(
-        f"{name} must be a dask array, dataframe or series (or None for sample_weight); got "
-        f"{type(data).__name__}. For in-memory data call the estimator's fit directly."
+        f"{name} must be a dask array, dataframe or series like the other inputs (or None for "
+        f"sample_weight); got {type(data).__name__}. Pass X, y and sample_weight all as dask "
+        "collections, or all in memory."
     )
 
 
-def _fit_partition(template, X, y, w):
-    if len(X) == 0:
-        return None
-    return clone(template).partial_fit(X, y, sample_weight=w)
+def _fit_partition(template, index: int, X, y, w, fit_params: dict):
+    """``(name, model or None, rows)`` of one partition: None when it has no rows or no
+    positive weight (it adds nothing to the statistics)."""
+    name = f"partition {index}"
+    n = len(X)
+    if n == 0 or (w is not None and not np.asarray(w, dtype=np.float64).sum() > 0):
+        return name, None, n
+    try:
+        model = clone(template).partial_fit(X, y, sample_weight=w, **fit_params)
+    except Exception as exc:
+        exc.add_note(f"(in {name} of the Dask inputs)")
+        raise
+    return name, model, n
 
 
-def _merge_partials(*models):
-    models = [m for m in models if m is not None]
-    return merge_models(models) if models else None
+def _merge_partitions(*parts):
+    """The models of consecutive partitions merged (errors name the partitions)."""
+    fitted = [(name, model) for name, model, _ in parts if model is not None]
+    rows = sum(n for _, _, n in parts)
+    if not fitted:
+        return parts[0][0], None, rows
+    names, models = zip(*fitted, strict=True)
+    return names[0], combine(list(models), list(names)), rows
 
 
-def dask_fit(estimator, X, y, sample_weight=None, *, partial=False, split_every=8):
-    """Fit ``estimator`` on dask collections without bringing rows to the client.
+def fit_dask(estimator, X, y, sample_weight=None, *, partial: bool, classes=None):
+    """``estimator.fit`` (or ``partial_fit``) on Dask collections, without rows on the client.
 
     Each partition of ``X`` (with the matching partitions of ``y`` and ``sample_weight``) is
-    fitted by a task on the worker that holds it (with a backbone, the features are extracted
-    there); the partial models are merged in a tree of fan-in ``split_every``; only the merged
-    statistics come back. The result equals ``estimator.fit`` on all the rows (to float64
-    round-off) whatever the partitioning. It runs on the current Dask scheduler (a
-    ``distributed.Client`` if one is active).
+    fitted by a task on the worker that holds it; the partial models merge in a tree; only
+    the merged statistics come back. The result equals ``fit`` on all the rows (to float64
+    round-off) whatever the partitioning. Runs on the current Dask scheduler (a
+    ``distributed.Client`` if one is active). ``estimator`` is left as it was if the
+    computation fails (a lost worker, bad rows).
 
     Parameters
     ----------
     estimator : FAASTClassifier or FAASTRegressor
-        Fitted in place; left unchanged if the computation fails (a lost worker, bad rows).
     X : dask.array.Array or dask.dataframe.DataFrame
-        Features (or backbone input, such as an image array chunked along rows only).
+        Features, or backbone input (images chunked along rows only, texts).
     y : dask.array.Array, dask.dataframe.Series or DataFrame
-        Targets, partitioned like ``X`` (arrays are rechunked to ``X``'s row chunks).
-    sample_weight : dask.array.Array, dask.dataframe.Series or None, default=None
-    partial : bool, default=False
-        ``False``: like ``fit`` (the previous fit is replaced). ``True``: like
-        ``partial_fit`` (the rows are added to the statistics fitted so far).
-    split_every : int, default=8
-        Fan-in of the merge tree.
+        Arrays are rechunked to ``X``'s row chunks; dataframes must be partitioned alike.
+    sample_weight : dask.array.Array, dask.dataframe.Series or None
+    partial : bool
+        ``False``: like ``fit`` (solved at once). ``True``: like ``partial_fit`` (the rows
+        are added to the statistics fitted so far; solved at first use).
+    classes : array-like or None
+        ``partial_fit``'s declared labels (classifier).
 
     Returns
     -------
     estimator
-        Solved at first use, as after ``partial_fit``.
     """
-    dask, da = _import_dask()
-    if split_every < 2:
-        raise ValueError(f"split_every must be at least 2; got {split_every}.")
+    dask, da = import_dask()
+    estimator._validated_alpha()
+    if estimator.get_params().get("class_weight") == "balanced":
+        raise ValueError(
+            "class_weight='balanced' needs the class counts of all the rows before the "
+            "statistics, which Dask partitions fitted apart do not have. Pass class_weight as "
+            "a dict (sklearn.utils.class_weight.compute_class_weight on y.compute())."
+        )
+    if y is None:
+        raise ValueError(f"{type(estimator).__name__} requires y to be passed, but it is None.")
     row_chunks = X.chunks[0] if isinstance(X, da.Array) else None
     xs = _row_blocks(X, "X")
     ys = _row_blocks(y, "y", row_chunks)
@@ -105,72 +117,31 @@ def dask_fit(estimator, X, y, sample_weight=None, *, partial=False, split_every=
             raise ValueError(
                 f"{name} has {len(parts)} partitions but X has {len(xs)}: partition them alike."
             )
+    fit_params = {} if classes is None else {"classes": classes}
     template = clone(estimator)
     fit = dask.delayed(_fit_partition, pure=True)
     level = [
-        fit(template, x, yb, None if ws is None else ws[i])
-        for i, (x, yb) in enumerate(zip(xs, ys, strict=True))
+        fit(template, i, x, ys[i], None if ws is None else ws[i], fit_params)
+        for i, x in enumerate(xs)
     ]
-    merge = dask.delayed(_merge_partials, pure=True)
+    merge = dask.delayed(_merge_partitions, pure=True)
     while len(level) > 1:
-        level = [merge(*level[i : i + split_every]) for i in range(0, len(level), split_every)]
-    (fitted,) = dask.compute(level[0])
+        level = [merge(*level[i : i + SPLIT_EVERY]) for i in range(0, len(level), SPLIT_EVERY)]
+    ((_, fitted, rows),) = dask.compute(level[0])
     if fitted is None:
-        raise ValueError("dask_fit found no rows in any partition of X.")
-    if partial and "stats_" in estimator.__dict__:
-        check_compatible(estimator, fitted, "the new rows' model")
-        fitted = merge_models([estimator, fitted])
-    return adopt(estimator, fitted)
-
-
-def _apply(block, estimator, method):
-    return getattr(estimator, method)(block)
-
-
-def _apply_frame(frame, estimator, method):
-    import pandas as pd
-
-    out = getattr(estimator, method)(frame)
-    if out.ndim == 1:
-        return pd.Series(out, index=frame.index)
-    return pd.DataFrame(out, index=frame.index)
-
-
-def dask_predict(estimator, X, *, method="predict"):
-    """Lazily map ``estimator.<method>`` over the row partitions of a dask collection.
-
-    Parameters
-    ----------
-    estimator : fitted estimator or FeatureExtractor
-    X : dask.array.Array or dask.dataframe.DataFrame
-    method : str, default="predict"
-        ``"predict"``, ``"predict_proba"``, ``"predict_log_proba"``,
-        ``"decision_function"`` or ``"transform"``.
-
-    Returns
-    -------
-    dask.array.Array, or dask.dataframe.Series/DataFrame for a dataframe ``X``
-        Nothing is computed except the method on ``X``'s first row (for the output's shape).
-    """
-    _, da = _import_dask()
-    if not callable(getattr(estimator, method, None)):
-        raise ValueError(f"{type(estimator).__name__} has no method {method!r}.")
-    if hasattr(estimator, "_ensure_solution"):
-        estimator._ensure_solution()  # solve once on the client, not in every task
-    if _is_frame(X):
-        meta = _apply_frame(X.head(1, npartitions=-1), estimator, method).iloc[:0]
-        return X.map_partitions(_apply_frame, estimator, method, meta=meta)
-    if not isinstance(X, da.Array):
-        raise TypeError(f"X must be a dask array or dataframe; got {type(X).__name__}.")
-    X = X.rechunk({i: -1 for i in range(1, X.ndim)})
-    probe = np.asarray(_apply(X[:1].compute(), estimator, method))
-    return da.map_blocks(
-        _apply,
-        X,
-        estimator,
-        method,
-        dtype=probe.dtype,
-        chunks=(X.chunks[0], *((s,) for s in probe.shape[1:])),
-        drop_axis=list(range(probe.ndim, X.ndim)),
-        meta=np.empty((0,) * probe.ndim, dtype=probe.dtype),
-    )
+        raise ValueError("X has no rows with a positive sample_weight in any partition.")
+    with estimator_lock(estimator):
+        if partial and "stats_" in estimator.__dict__:
+            fitted = combine([estimator, fitted], ["the estimator", "the new rows' model"])
+            rows += estimator.n_samples_seen_
+        fitted.n_samples_seen_ = int(rows)
+        if not partial and fitted.__dict__.get("_multilabel") is False:
+            if len(fitted.classes_) < 2:
+                raise ValueError(
+                    f"{type(estimator).__name__} needs samples of at least 2 classes to fit; "
+                    f"got 1 class ({fitted.classes_.tolist()}). Use partial_fit to start a "
+                    "stream with one class."
+                )
+        if not partial:
+            fitted._ensure_solution()  # as fit does: a solve that fails changes nothing
+        return adopt(estimator, fitted)

@@ -36,7 +36,7 @@ def _same_value(a, b) -> bool:
         return repr(a) == repr(b)
 
 
-def check_params(first, other, where: str) -> None:
+def check_params(first, other, where: str, first_name: str = "the first") -> None:
     """Raise if two estimators differ in class or in a parameter (named in the message).
 
     Placement parameters (``device``, ``batch_size``, ``verbose``) may differ: the statistics
@@ -59,27 +59,28 @@ def check_params(first, other, where: str) -> None:
         if not _same_value(p[name], q[name]):
             raise ValueError(
                 f"Cannot merge models fitted with different parameters: {where} has "
-                f"{name}={q[name]!r}, the first has {name}={p[name]!r}."
+                f"{name}={q[name]!r}, {first_name} has {name}={p[name]!r}."
             )
 
 
-def check_compatible(first, other, where: str) -> None:
+def check_compatible(first, other, where: str, first_name: str = "the first") -> None:
     """Raise a ValueError naming what differs between two fitted estimators' configurations.
 
-    ``where`` names ``other`` in the message (for example ``"estimator 2"`` or ``"rank 1"``).
+    ``where`` names ``other`` in the message (for example ``"estimator 2"``, ``"rank 1"`` or
+    ``"partition 3"``), ``first_name`` names ``first``.
     """
-    check_params(first, other, where)
+    check_params(first, other, where, first_name)
     a, b = first.__dict__, other.__dict__
     if a["n_features_in_"] != b["n_features_in_"]:
         raise ValueError(
             f"Cannot merge models of different feature widths: {where} was fitted on "
-            f"{b['n_features_in_']} features, the first on {a['n_features_in_']}."
+            f"{b['n_features_in_']} features, {first_name} on {a['n_features_in_']}."
         )
     names = [np.asarray(d.get("feature_names_in_", [])).tolist() for d in (a, b)]
     if names[0] != names[1]:
         raise ValueError(
             f"Cannot merge models fitted on different feature names: {where} has "
-            f"{names[1][:5]}..., the first {names[0][:5]}...."
+            f"{names[1][:5]}..., {first_name} {names[0][:5]}...."
         )
     if "_multilabel" in a:  # classifier targets
         if a["_multilabel"] != b["_multilabel"]:
@@ -91,21 +92,21 @@ def check_compatible(first, other, where: str) -> None:
         if a["_multilabel"] and len(a["classes_"]) != len(b["classes_"]):
             raise ValueError(
                 f"Cannot merge multilabel models with different label counts: {where} has "
-                f"{len(b['classes_'])}, the first {len(a['classes_'])}."
+                f"{len(b['classes_'])}, {first_name} {len(a['classes_'])}."
             )
         if not a["_multilabel"]:
             kinds = [np.asarray(d["classes_"]).dtype.kind in "biuf" for d in (a, b)]
             if kinds[0] != kinds[1]:
                 raise ValueError(
                     f"Cannot merge models with labels of different types: {where} has "
-                    f"{b['classes_'].dtype} labels, the first {a['classes_'].dtype}."
+                    f"{b['classes_'].dtype} labels, {first_name} {a['classes_'].dtype}."
                 )
     if "_y_1d" in a:  # regressor targets
         shapes = [(d["stats_"].n_targets, d["_y_1d"]) for d in (a, b)]
         if shapes[0] != shapes[1]:
             raise ValueError(
                 f"Cannot merge regressors with different targets: {where} was fitted on "
-                f"{shapes[1][0]} target(s) ({'1-D' if shapes[1][1] else '2-D'} y), the first on "
+                f"{shapes[1][0]} target(s) ({'1-D' if shapes[1][1] else '2-D'} y), {first_name} on "
                 f"{shapes[0][0]} ({'1-D' if shapes[0][1] else '2-D'} y)."
             )
 
@@ -214,9 +215,16 @@ def merge_models(estimators):
                 f"estimator {i} ({type(est).__name__}) is not a fitted FAAST estimator: call "
                 "fit or partial_fit on it before merging."
             )
+    return combine(
+        estimators, ["the first", *(f"estimator {i}" for i in range(1, len(estimators)))]
+    )
+
+
+def combine(estimators: list, names: list[str]):
+    """:func:`merge_models` of fitted estimators, named by ``names`` in its errors."""
     first = estimators[0]
-    for i, est in enumerate(estimators[1:], start=1):
-        check_compatible(first, est, f"estimator {i}")
+    for est, name in zip(estimators[1:], names[1:], strict=True):
+        check_compatible(first, est, name, names[0])
     states = [est.__dict__ for est in estimators]
     classes = union_of_classes(states)
     stats = reduce(lambda a, b: a.merge(b), (reindexed(s, classes) for s in states))

@@ -7,6 +7,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_array
 
 from ._base import _BaseFAAST
+from .utils._dask import partitionwise
 from .utils._torch import is_tensor
 
 
@@ -90,6 +91,8 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
     def fit(self, X, y, sample_weight=None):
         """Fit on features ``X`` and targets ``y`` of shape (n_samples,) or (n_samples, n_targets).
 
+        Dask arrays and dataframes are fitted where their partitions live (see :ref:`scaling`).
+
         Returns
         -------
         self : FAASTRegressor
@@ -105,8 +108,10 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         """
         return self._partial_fit(X, y, sample_weight)
 
+    @partitionwise
     def predict(self, X):
-        """Predicted targets, shape (n_samples,) or (n_samples, n_targets)."""
+        """Predicted targets, shape (n_samples,) or (n_samples, n_targets); a lazy Dask
+        collection for a Dask ``X``."""
         self._ensure_solution()
         X = self._validate_X(X, reset=False)
         coef, intercept = self._linear_targets()

@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from .._config import get_config
 from ..backbones import Backbone, load_backbone
 from ..utils._cache import content_key
+from ..utils._dask import partitionwise
 from ..utils._params import ParamsMixin
 from ..utils._torch import resolve_device
 from ._compile import MODES, compile_mode, compiled_model
@@ -222,6 +223,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
             self.n_features_out_ = self._load(self.device_).n_features
         return self
 
+    @partitionwise
     def transform(self, X):
         """Features of X as a float32 NumPy array of shape (n_samples, n_features).
 
