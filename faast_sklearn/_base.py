@@ -2,7 +2,7 @@
 
 A fit reads top to bottom (:meth:`_BaseFAAST._fit_batch`): inputs -> features
 (:meth:`~_BaseFAAST._features`) -> validated arrays (:meth:`~_BaseFAAST._validate_features`,
-:meth:`~_BaseFAAST._validate_weights`, ``_encode_targets``) -> statistics
+:func:`._validation.validate_weights`, ``_encode_targets``) -> statistics
 (:func:`._fit.fit_statistics`, cached per fold) -> spectrum -> solve -> fitted attributes,
 assigned last: a call that fails leaves the estimator exactly as it was. ``fit`` solves at
 once; ``partial_fit`` only accumulates statistics (O(batch d^2)) and the solve runs at the
@@ -11,22 +11,20 @@ first use of the model afterwards.
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_consistent_length,
     check_is_fitted,
-    validate_data,
 )
 
 from ._dask import fit_dask
 from ._fit import FitEntry, batch_statistics, fit_statistics
-from ._guards import check_finite, check_rows, check_statistics, estimator_lock
+from ._guards import check_rows, check_statistics, estimator_lock
+from ._validation import validate_features, validate_weights
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
 from .solvers import (
     Statistics,
@@ -42,8 +40,6 @@ from .utils._torch import import_torch, is_tensor, resolve_device
 
 # Paper's default prior strength: N0 = 40 examples per class (N0 = 400 on CIFAR-10).
 _PRIOR_PER_OUTPUT = 40.0
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _n_items(X) -> int | None:
@@ -107,7 +103,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             # NaN and infinity are checked where the statistics are computed: see check_rows
             X = self._validate_features(X, reset=first, finite=False, empty=empty)
             check_consistent_length(X, y)
-            w = self._validate_weights(sample_weight, X)
+            w = validate_weights(sample_weight, X)
             targets, n_targets, columns, state = self._encode_targets(
                 y, w, first=first, partial=partial, classes=classes
             )
@@ -167,98 +163,12 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         return X, key
 
     def _validate_features(self, X, *, reset: bool, finite: bool = True, empty: bool = False):
-        """2-D float features: through ``validate_data``, or for a tensor (which scikit-learn
-        cannot validate) and a plain 2-D float array, :meth:`_validate_unnamed`. Checked for
-        NaN and infinity unless ``finite=False`` (fit checks them where, and only when, the
-        statistics are computed: :func:`._guards.check_rows`). ``empty``: zero rows are
-        accepted (checked by :meth:`_check_no_rows` beforehand)."""
-        ndim = getattr(X, "ndim", None)
-        if ndim is not None and ndim >= 3:
-            raise ValueError(
-                f"X has {ndim} dimensions (shape {tuple(X.shape)}): without a backbone, "
-                f"{type(self).__name__} expects a 2-D feature matrix (n_samples, n_features). "
-                "Pass backbone=... (for example backbone='efficientnet_lite0') to fit on images."
-            )
-        if is_tensor(X) or (
-            type(X) is np.ndarray and X.ndim == 2 and X.size and X.dtype in _FLOAT_DTYPES
-        ):
-            return self._validate_unnamed(X, reset=reset, finite=finite, empty=empty)
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=int(not empty),
-            ensure_all_finite=finite,
-        )
-
-    def _validate_unnamed(self, X, *, reset: bool, finite: bool, empty: bool = False):
-        """``validate_data`` for a container without feature names: a torch tensor, or a
-        non-empty 2-D float NumPy array (which ``check_array`` would return as it is).
-
-        Such X carries no column names, so the feature-name bookkeeping reduces to forgetting
-        them on reset (and scikit-learn's warning otherwise); skipping the dataframe probes of
-        ``validate_data`` is 40% of a one-shot fit (0.32 against 0.56 ms, min of 101 on a
-        2-core CPU; benchmarks/results/removed-cpu-2core.json).
-        """
-        name = type(self).__name__
-        if is_tensor(X):
-            torch = import_torch()
-            if X.ndim != 2:
-                raise ValueError(
-                    f"Expected a 2-D tensor (n_samples, n_features), got shape {tuple(X.shape)}."
-                )
-            if X.shape[0] == 0 and not empty:
-                raise ValueError(
-                    f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a "
-                    f"minimum of 1 is required by {name}."
-                )
-            if X.shape[1] == 0:
-                raise ValueError(
-                    f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a "
-                    f"minimum of 1 is required by {name}."
-                )
-            if X.is_complex():
-                raise ValueError("Complex data not supported.")
-            if X.dtype not in (torch.float32, torch.float64):
-                X = X.float()
-        if finite:
-            check_finite(X)  # where X lives
-        if reset:
-            self.n_features_in_ = int(X.shape[1])
-            self.__dict__.pop("feature_names_in_", None)
-            return X
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {name} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        if "feature_names_in_" in self.__dict__:
-            warnings.warn(
-                f"X does not have valid feature names, but {name} was fitted with feature names",
-                UserWarning,
-                stacklevel=3,
-            )
-        return X
+        """2-D float features (:func:`._validation.validate_features`)."""
+        return validate_features(self, X, reset=reset, finite=finite, empty=empty)
 
     def _validate_X(self, X, *, reset: bool):
         """Features of ``X``, validated (for prediction)."""
-        return self._validate_features(self._features(X)[0], reset=reset)
-
-    def _validate_weights(self, sample_weight, X) -> np.ndarray:
-        if sample_weight is None:
-            return np.ones(X.shape[0])
-        if is_tensor(sample_weight):
-            sample_weight = sample_weight.detach().cpu().numpy()
-        w = _check_sample_weight(
-            sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True
-        )
-        if len(w) and w.sum() == 0:
-            raise ValueError(
-                "sample_weight is zero for every sample: at least one sample needs a positive "
-                "weight."
-            )
-        return w
+        return validate_features(self, self._features(X)[0], reset=reset)
 
     def _target_weights(self, targets, w: np.ndarray, state: dict, *, partial: bool):
         """The row weights the statistics use: ``sample_weight`` (the classifier multiplies
