@@ -45,10 +45,31 @@ def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
         return -(log_softmax(beta * loo, axis=1) * Y).sum(1).mean()
 
     beta = clf.proba_scale_
+    # The targets are smoothed by a tenth of a pseudo-error (see solvers/_criteria.py).
+    eps = 0.1 / (len(y) + 1)
+    Y = (1 - eps) * Y + eps * (1 - Y) / (Y.shape[1] - 1)
     assert log_loss(beta) < min(log_loss(0.97 * beta), log_loss(1.03 * beta))
     # predict_proba is the softmax of the linear predictions times that scale.
     raw = clf.decision_function(X) / beta
     np.testing.assert_allclose(clf.predict_log_proba(X), log_softmax(beta * raw, axis=1))
+
+
+def test_separable_rows_get_a_finite_temperature():
+    # Every leave-one-out prediction right: the maximum-likelihood temperature would be
+    # infinite, and one wrong prediction on new rows would cost tens of nats.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 50)) * 3
+    y = np.repeat([0, 1], 10)
+    X = centres[y] + rng.normal(size=(20, 50))
+    clf = FAASTClassifier(alpha_criterion="loo").fit(X, y)
+    Y = np.eye(2)[y]
+    loo = _brute_loo(X, Y, clf.alpha_)
+    assert (loo.argmax(1) == y).all()  # separable
+    # Confident, not certain: about 0.1 / 21 pseudo-errors per row.
+    proba = clf.predict_proba(X)
+    assert 1e-4 < (1 - proba.max(1)).mean() < 0.05
+    outlier = centres[[1]] + 0.2 * (centres[[0]] - centres[[1]]) * 4  # past the boundary
+    assert -clf.predict_log_proba(outlier)[0, 1] < 50
 
 
 def test_criteria_choose_by_their_own_leave_one_out_scores(few_shot):
