@@ -369,7 +369,10 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         # the held-out predictions that calibrate predict_proba.
         if stats.rows is None or self._multilabel or self._embedding() is not None:
             return None
-        return _criteria.LeaveOneOut(stats.rows, stats.n_targets, self.alpha_criterion, backend)
+        unit = _class_weight.row_factors(self.class_weight, stats.rows[1], self.classes_, backend)
+        return _criteria.LeaveOneOut(
+            stats.rows, stats.n_targets, self.alpha_criterion, backend, unit=unit
+        )
 
     def _after_solve(self, solution, criterion):
         beta = None if self.prior is not None else criterion.inverse_temperature(solution.alpha)
