@@ -41,8 +41,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         feature matrix (NumPy, pandas or a torch tensor on any device).
     alpha : "auto", float or array-like of floats, default="auto"
         Ridge strength. ``"auto"`` searches 56 strengths spanning 11 decades around the
-        feature scale by generalised cross-validation (GCV); an array searches the given
-        values; a float is used as is (``0`` with ``rtol`` gives the paper's truncated
+        feature scale, chosen by ``alpha_criterion``; an array searches the given values; a float is used as is (``0`` with ``rtol`` gives the paper's truncated
         pseudo-inverse).
     rtol : None, "paper" or float in [0, 1), default=None
         Truncate the spectrum: directions whose singular value is below ``rtol`` times the
@@ -60,13 +59,14 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         CLIP's ImageNet prompt templates by the text tower paired with a CLIP ``backbone``
         (e.g. ``"clip_vit_base"``; see
         :func:`faast_sklearn.backbones.encode_class_names`). ``None``: one-hot targets.
-    alpha_criterion : {"gcv", "loo", "loo_error", "loo_log_loss"}, default="gcv"
-        How ``alpha="auto"`` (or an array) is chosen: generalised cross-validation, or, while
-        the training rows are kept (at most ``n_features`` of them), the exact leave-one-out
-        predictions of every strength from the same eigendecomposition, scored by squared
-        error (``"loo"``, as :class:`~sklearn.linear_model.RidgeClassifierCV`), by
-        classification error, or by the log-loss of their temperature-scaled softmax.
-        Otherwise (moments, class embeddings, multilabel targets) GCV decides.
+    alpha_criterion : {"loo", "gcv", "loo_error", "loo_log_loss"}, default="loo"
+        How ``alpha="auto"`` (or an array) is chosen: while the training rows are kept (at
+        most ``n_features`` of them), the exact leave-one-out predictions of every strength
+        from the same eigendecomposition, scored by squared error (``"loo"``, as
+        :class:`~sklearn.linear_model.RidgeClassifierCV`), by classification error, or by
+        the log-loss of their temperature-scaled softmax; or generalised cross-validation
+        (``"gcv"``). Otherwise (moments, class embeddings, multilabel targets, one shot per
+        class) GCV decides.
     class_weight : None, "balanced" or dict, default=None
         Weight of each class's rows, multiplied with ``sample_weight`` as in
         :class:`~sklearn.linear_model.RidgeClassifier`. ``"balanced"``:
@@ -101,7 +101,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         (with a callable or estimator ``prior``, its share is added on top).
     intercept_ : ndarray of shape (1,) or (n_classes,)
     alpha_ : float
-        Ridge strength used (the GCV choice for ``alpha="auto"`` or an array).
+        Ridge strength used (the ``alpha_criterion`` choice for ``alpha="auto"`` or an
+        array).
     alphas_ : ndarray
         Strengths searched, as absolute values.
     gcv_scores_ : ndarray
@@ -166,7 +167,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         backbone=None,
         *,
         alpha="auto",
-        alpha_criterion="gcv",
+        alpha_criterion="loo",
         rtol=None,
         fit_intercept=True,
         class_embeddings=None,
