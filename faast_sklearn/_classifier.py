@@ -112,7 +112,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         it sets the scale of the log-odds unless ``proba_scale_`` is calibrated.
     proba_scale_ : float
         Factor from the linear predictions to the log-odds: ``1 / error_variance_``, or (rows
-        kept, no prior) the inverse temperature fitted on the leave-one-out predictions.
+        kept, at least 3 of a class, no prior) the inverse temperature fitted on the
+        leave-one-out predictions, shrunk towards ``1 / error_variance_``.
     rank_ : int
         Spectral components used.
     n_features_in_ : int
@@ -376,7 +377,10 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         )
 
     def _after_solve(self, solution, criterion):
-        beta = None if self.prior is not None else criterion.inverse_temperature(solution.alpha)
+        if self.prior is not None:
+            return {}
+        prior = 1.0 / _floored_variance(solution.error_variance, self._multilabel)
+        beta = criterion.inverse_temperature(solution.alpha, float(np.mean(prior)))
         return {} if beta is None else {"proba_scale": beta}
 
     def _encode_multilabel(self, y, *, first):
@@ -402,12 +406,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
 
     def _error_variance(self):
         sol = self._ensure_solution()["solution"]
-        var = sol.error_variance
-        # Scale of the floor: the variance of a balanced one-hot target, 1 / n_targets.
-        floor = _MIN_NOISE / max(len(var), 1)
-        if self._multilabel:
-            return np.maximum(var, floor)
-        return float(max(var.mean(), floor))
+        return _floored_variance(sol.error_variance, self._multilabel)
 
     def _decision_coef(self):
         """coef (n_out, d) and intercept (n_out,) of the log-odds."""
@@ -445,3 +444,12 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
+
+
+def _floored_variance(var, multilabel: bool):
+    """GCV's error variance per label (multilabel) or averaged, floored (see _MIN_NOISE)."""
+    # Scale of the floor: the variance of a balanced one-hot target, 1 / n_targets.
+    floor = _MIN_NOISE / max(len(var), 1)
+    if multilabel:
+        return np.maximum(var, floor)
+    return float(max(var.mean(), floor))

@@ -36,22 +36,43 @@ def _brute_loo(X, Y, alpha):
 
 @pytest.mark.parametrize("criterion", ["gcv", "loo", "loo_error", "loo_log_loss"])
 def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
+    from scipy.optimize import minimize_scalar
+
     X, y = few_shot
     clf = FAASTClassifier(alpha_criterion=criterion).fit(X, y)
     Y = (y[:, None] == clf.classes_).astype(float)
     loo = _brute_loo(X, Y, clf.alpha_)
+    # Rows whose class keeps at least two rows without them, with targets smoothed by a
+    # tenth of a pseudo-error (see solvers/_criteria.py).
+    rows = Y @ Y.sum(0) >= 3
+    assert 0 < rows.sum() < len(y)
+    eps = 0.1 / (rows.sum() + 1)
+    T = (1 - eps) * Y + eps * (1 - Y) / (Y.shape[1] - 1)
 
-    def log_loss(beta):
-        return -(log_softmax(beta * loo, axis=1) * Y).sum(1).mean()
+    def log_loss(log_beta):
+        return -(log_softmax(np.exp(log_beta) * loo[rows], axis=1) * T[rows]).sum(1).mean()
 
+    fitted = minimize_scalar(log_loss, bounds=(-10, 10), method="bounded", options={"xatol": 1e-9})
+    # Shrunk towards GCV's scale as if that had been fitted on n_classes rows.
+    n, n0 = rows.sum(), Y.shape[1]
+    expected = np.exp((n * fitted.x - n0 * np.log(clf.error_variance_)) / (n + n0))
     beta = clf.proba_scale_
-    # The targets are smoothed by a tenth of a pseudo-error (see solvers/_criteria.py).
-    eps = 0.1 / (len(y) + 1)
-    Y = (1 - eps) * Y + eps * (1 - Y) / (Y.shape[1] - 1)
-    assert log_loss(beta) < min(log_loss(0.97 * beta), log_loss(1.03 * beta))
+    np.testing.assert_allclose(beta, expected, rtol=1e-5)
     # predict_proba is the softmax of the linear predictions times that scale.
     raw = clf.decision_function(X) / beta
     np.testing.assert_allclose(clf.predict_log_proba(X), log_softmax(beta * raw, axis=1))
+
+
+def test_two_shots_keep_the_gcv_scale():
+    # Left out of a two-shot class, a row is predicted by a one-shot model: its temperature
+    # would be the wrong model's. GCV's error variance sets the scale.
+    X, y = load_digits(return_X_y=True)
+    idx = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(10)])
+    clf = FAASTClassifier().fit(X[idx], y[idx])
+    np.testing.assert_allclose(clf.proba_scale_, 1.0 / clf.error_variance_)
+    idx = np.concatenate([np.flatnonzero(y == c)[:3] for c in range(10)])
+    clf = FAASTClassifier().fit(X[idx], y[idx])
+    assert not np.isclose(clf.proba_scale_, 1.0 / clf.error_variance_)
 
 
 def test_separable_rows_get_a_finite_temperature():

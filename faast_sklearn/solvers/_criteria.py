@@ -107,16 +107,25 @@ class LeaveOneOut:
             self.spec, self.Y, self.w_fit, self.unit, self.fitted[i : i + 1], self.backend
         )[0]
 
-    def inverse_temperature(self, alpha: float) -> float | None:
-        """The factor on the predictions that minimises the log-loss of the leave-one-out
-        predictions at ``alpha`` (None: no row has one, e.g. one shot per class)."""
+    def inverse_temperature(self, alpha: float, prior: float) -> float | None:
+        """The factor on the predictions at ``alpha``: the one minimising the log-loss of the
+        leave-one-out predictions of the rows whose class keeps at least two rows without
+        them, shrunk towards ``prior`` (GCV's ``1 / error_variance``) as if ``prior`` had been
+        fitted on ``n_targets`` rows (geometric mean, weights ``n`` and ``n_targets``). None:
+        no such row (one or two shots per class): the caller keeps ``prior``."""
         loo = self.at(alpha)
         if loo is None:
             return None
-        w = np.where(np.isfinite(loo).all(1), self.w, 0.0)
+        # Left out of a two-shot class, a row is predicted by a one-shot model, less sure
+        # than the two-shot model it stands in for: its temperature is that of the wrong
+        # model (held-out log-loss worse than GCV's scale at 2 shots on three sets).
+        counts = self.Y.T @ (self.w_fit > 0)
+        w = np.where(np.isfinite(loo).all(1) & (self.Y @ counts >= 3), self.w, 0.0)
         if not w.any():
             return None
-        return max(float(fit_inverse_temperature(loo, self.Y, w)), 1e-12)
+        beta = max(float(fit_inverse_temperature(loo, self.Y, w)), 1e-12)
+        n, n0 = float(np.count_nonzero(w)), float(self.Y.shape[1])
+        return float(np.exp((n * np.log(beta) + n0 * np.log(prior)) / (n + n0)))
 
 
 def _loo_predictions(spec, Y, w, unit, fitted, backend):
