@@ -50,6 +50,9 @@ from ._stats import one_hot
 
 CRITERIA = ("gcv", "loo", "loo_error", "loo_log_loss")
 
+# Coarse step of a long grid's leave-one-out scan (see LeaveOneOut.__call__).
+_STEP = 4
+
 
 class LeaveOneOut:
     """Leave-one-out predictions of a kernel-side spectrum, for :func:`solve`'s ``criterion``.
@@ -82,7 +85,7 @@ class LeaveOneOut:
         self.w_fit = w
         self.kind = kind
         self.backend = backend
-        self.loo = None  # (L, N, D) leave-one-out predictions once called
+        self.loo = {}  # grid index -> (N, D) leave-one-out predictions, once computed
         self.alphas = None
         self.spec = self.fitted = None
 
@@ -93,19 +96,39 @@ class LeaveOneOut:
         self.spec, self.alphas, self.fitted = spec, alphas, fitted
         if self.kind == "gcv":  # only the chosen strength's predictions are needed (at)
             return None
-        self.loo = _loo_predictions(spec, self.Y, self.w_fit, self.unit, fitted, self.backend)
-        return _score(self.kind, self.loo, self.Y, self.w)
+        # A long grid (the 56 strengths of alpha="auto") is scored coarse to fine: every
+        # _STEP-th strength, then the neighbours of the best. The leave-one-out error is
+        # smooth in log(alpha) on that grid, and the predictions cost O(N k D) a strength.
+        L = len(alphas)
+        step = _STEP if L > 4 * _STEP else 1
+        scores = np.full(L, np.inf)
+        coarse = np.unique(np.r_[np.arange(0, L, step), L - 1])
+        scores[coarse] = self._scores(coarse)
+        if step > 1:
+            best = int(np.argmin(scores))
+            fine = np.arange(max(best - step + 1, 0), min(best + step, L))
+            fine = fine[~np.isin(fine, coarse)]
+            scores[fine] = self._scores(fine)
+        return scores
+
+    def _scores(self, idx):
+        return _score(self.kind, self._predict(idx), self.Y, self.w)
+
+    def _predict(self, idx):
+        loo = _loo_predictions(
+            self.spec, self.Y, self.w_fit, self.unit, self.fitted[idx], self.backend
+        )
+        self.loo.update(zip(idx.tolist(), loo, strict=True))
+        return loo
 
     def at(self, alpha: float) -> np.ndarray | None:
         """Leave-one-out predictions (N, D) at the chosen strength (None: not available)."""
         if self.alphas is None:
             return None
         i = int(np.argmin(np.abs(self.alphas - alpha)))
-        if self.loo is not None:
-            return self.loo[i]
-        return _loo_predictions(
-            self.spec, self.Y, self.w_fit, self.unit, self.fitted[i : i + 1], self.backend
-        )[0]
+        if i not in self.loo:
+            self._predict(np.array([i]))
+        return self.loo[i]
 
     def inverse_temperature(self, alpha: float, prior: float) -> float | None:
         """The factor on the predictions at ``alpha``: the one minimising the log-loss of the
@@ -140,14 +163,13 @@ def _loo_predictions(spec, Y, w, unit, fitted, backend):
         h = h + w / spec.n
     pos = w > 0
     h = h * np.where(pos, np.minimum(w, unit) / np.where(pos, w, 1.0), 0.0)  # delta_i h_i / w_i
-    shrink = 1.0 - fitted
-    loo = np.empty((len(fitted), *Y.shape))
-    for i in range(len(fitted)):
-        r = perp + (U * shrink[i]) @ UtY  # sqrt(w) times the residuals, (N, D)
-        denom = sw * (1.0 - h[i])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            e = np.where(pos[:, None], r / denom[:, None], 0.0)
-        loo[i] = Y - e
+    # sqrt(w) times the residuals of every strength at once, (L, N, D), from one GEMM.
+    L, (N, D) = len(fitted), Y.shape
+    A = (1.0 - fitted).T[:, :, None] * UtY[:, None, :]  # (k, L, D)
+    r = perp + (U @ A.reshape(len(A), L * D)).reshape(N, L, D).transpose(1, 0, 2)
+    denom = sw * (1.0 - h)  # (L, N)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loo = Y - np.where(pos[:, None], r / denom[:, :, None], 0.0)
     # A row its own fit interpolates (h = 1) has no leave-one-out prediction: infinite error.
     bad = (1.0 - h) <= 1e-10
     loo[bad] = np.nan
