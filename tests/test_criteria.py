@@ -105,6 +105,18 @@ def test_criteria_choose_by_their_own_leave_one_out_scores(few_shot):
     assert np.isclose(err[by_err], min(err.values()))
 
 
+def test_auto_grid_choice_is_the_full_scan_minimum(few_shot):
+    # The 56 strengths of alpha="auto" are scanned coarse to fine: the choice must still be
+    # the minimum of the leave-one-out error over all of them.
+    X, y = few_shot
+    clf = FAASTClassifier(alpha_criterion="loo").fit(X, y)
+    assert len(clf.alphas_) > 16
+    Y = (y[:, None] == clf.classes_).astype(float)
+    scored = Y @ Y.sum(0) >= 2  # a one-shot row left out leaves no example of its class
+    sq = np.array([((_brute_loo(X, Y, a) - Y)[scored] ** 2).sum(1).mean() for a in clf.alphas_])
+    assert np.isclose(sq[np.argmin(np.abs(clf.alphas_ - clf.alpha_))], sq.min(), rtol=1e-9)
+
+
 def test_stream_with_kept_rows_equals_fit(few_shot):
     X, y = few_shot
     whole = FAASTClassifier(alpha_criterion="loo").fit(X, y)
