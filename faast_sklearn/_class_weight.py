@@ -44,6 +44,23 @@ def row_weights(class_weight, codes, w, state: dict, *, partial: bool) -> np.nda
     return w * factors[codes]
 
 
+def row_factors(class_weight, targets, classes: np.ndarray, backend) -> np.ndarray | None:
+    """Each kept row's class weight (None without ``class_weight``): the weight of one copy
+    of the row for leave-one-out. ``targets``: the rows' class codes or one-hot targets, in
+    ``backend``'s arrays; ``"balanced"`` counts them, as :func:`row_weights` does in ``fit``."""
+    if class_weight is None:
+        return None
+    codes = np.asarray(backend.to_numpy(targets))
+    if codes.ndim == 2:
+        codes = codes.argmax(1)
+    codes = codes.astype(np.intp)
+    if isinstance(class_weight, Mapping):
+        factors = mapping_factors(class_weight, classes, strict=False)
+    else:
+        factors = balanced_factors(np.bincount(codes, minlength=len(classes)))
+    return factors[codes]
+
+
 def mapping_factors(class_weight: Mapping, classes: np.ndarray, *, strict: bool) -> np.ndarray:
     """Factor of each of ``classes`` from a ``label -> weight`` mapping (1 if absent).
 

@@ -42,8 +42,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         feature matrix (NumPy, pandas or a torch tensor on any device).
     alpha : "auto", float or array-like of floats, default="auto"
         Ridge strength. ``"auto"`` searches 56 strengths spanning 11 decades around the
-        feature scale by generalised cross-validation (GCV); an array searches the given
-        values; a float is used as is (``0`` with ``rtol`` gives the paper's truncated
+        feature scale, chosen by ``alpha_criterion``; an array searches the given values; a float is used as is (``0`` with ``rtol`` gives the paper's truncated
         pseudo-inverse).
     rtol : None, "paper" or float in [0, 1), default=None
         Truncate the spectrum: directions whose singular value is below ``rtol`` times the
@@ -61,13 +60,14 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         CLIP's ImageNet prompt templates by the text tower paired with a CLIP ``backbone``
         (e.g. ``"clip_vit_base"``; see
         :func:`faast_sklearn.backbones.encode_class_names`). ``None``: one-hot targets.
-    alpha_criterion : {"gcv", "loo", "loo_error", "loo_log_loss"}, default="gcv"
-        How ``alpha="auto"`` (or an array) is chosen: generalised cross-validation, or, while
-        the training rows are kept (at most ``n_features`` of them), the exact leave-one-out
-        predictions of every strength from the same eigendecomposition, scored by squared
-        error (``"loo"``, as :class:`~sklearn.linear_model.RidgeClassifierCV`), by
-        classification error, or by the log-loss of their temperature-scaled softmax.
-        Otherwise (moments, class embeddings, multilabel targets) GCV decides.
+    alpha_criterion : {"loo", "gcv", "loo_error", "loo_log_loss"}, default="loo"
+        How ``alpha="auto"`` (or an array) is chosen: while the training rows are kept (at
+        most ``n_features`` of them), the exact leave-one-out predictions of every strength
+        from the same eigendecomposition, scored by squared error (``"loo"``, as
+        :class:`~sklearn.linear_model.RidgeClassifierCV`), by classification error, or by
+        the log-loss of their temperature-scaled softmax; or generalised cross-validation
+        (``"gcv"``). Otherwise (moments, class embeddings, multilabel targets, one shot per
+        class) GCV decides.
     class_weight : None, "balanced" or dict, default=None
         Weight of each class's rows, multiplied with ``sample_weight`` as in
         :class:`~sklearn.linear_model.RidgeClassifier`. ``"balanced"``:
@@ -102,7 +102,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         (with a callable or estimator ``prior``, its share is added on top).
     intercept_ : ndarray of shape (1,) or (n_classes,)
     alpha_ : float
-        Ridge strength used (the GCV choice for ``alpha="auto"`` or an array).
+        Ridge strength used (the ``alpha_criterion`` choice for ``alpha="auto"`` or an
+        array).
     alphas_ : ndarray
         Strengths searched, as absolute values.
     gcv_scores_ : ndarray
@@ -112,7 +113,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         it sets the scale of the log-odds unless ``proba_scale_`` is calibrated.
     proba_scale_ : float
         Factor from the linear predictions to the log-odds: ``1 / error_variance_``, or (rows
-        kept, no prior) the inverse temperature fitted on the leave-one-out predictions.
+        kept, at least 3 of a class, no prior) the inverse temperature fitted on the
+        leave-one-out predictions, shrunk towards ``1 / error_variance_``.
     rank_ : int
         Spectral components used.
     n_features_in_ : int
@@ -167,7 +169,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         backbone=None,
         *,
         alpha="auto",
-        alpha_criterion="gcv",
+        alpha_criterion="loo",
         rtol=None,
         fit_intercept=True,
         class_embeddings=None,
@@ -413,10 +415,16 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         # the held-out predictions that calibrate predict_proba.
         if stats.rows is None or self._multilabel or self._embedding() is not None:
             return None
-        return _criteria.LeaveOneOut(stats.rows, stats.n_targets, self.alpha_criterion, backend)
+        unit = _class_weight.row_factors(self.class_weight, stats.rows[1], self.classes_, backend)
+        return _criteria.LeaveOneOut(
+            stats.rows, stats.n_targets, self.alpha_criterion, backend, unit=unit
+        )
 
     def _after_solve(self, solution, criterion):
-        beta = None if self.prior is not None else criterion.inverse_temperature(solution.alpha)
+        if self.prior is not None:
+            return {}
+        prior = 1.0 / _floored_variance(solution.error_variance, self._multilabel)
+        beta = criterion.inverse_temperature(solution.alpha, float(np.mean(prior)))
         return {} if beta is None else {"proba_scale": beta}
 
     def _encode_multilabel(self, y, *, first):
@@ -442,12 +450,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
 
     def _error_variance(self):
         sol = self._ensure_solution()["solution"]
-        var = sol.error_variance
-        # Scale of the floor: the variance of a balanced one-hot target, 1 / n_targets.
-        floor = _MIN_NOISE / max(len(var), 1)
-        if self._multilabel:
-            return np.maximum(var, floor)
-        return float(max(var.mean(), floor))
+        return _floored_variance(sol.error_variance, self._multilabel)
 
     def _decision_coef(self):
         """coef (n_out, d) and intercept (n_out,) of the log-odds."""
@@ -485,3 +488,12 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
+
+
+def _floored_variance(var, multilabel: bool):
+    """GCV's error variance per label (multilabel) or averaged, floored (see _MIN_NOISE)."""
+    # Scale of the floor: the variance of a balanced one-hot target, 1 / n_targets.
+    floor = _MIN_NOISE / max(len(var), 1)
+    if multilabel:
+        return np.maximum(var, floor)
+    return float(max(var.mean(), floor))

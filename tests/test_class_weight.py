@@ -125,3 +125,19 @@ def test_merge_models_refuses_balanced_and_merges_a_mapping_exactly():
     )
     whole = FAASTClassifier(alpha=1.0, class_weight=cw).fit(X, y)
     np.testing.assert_allclose(merged.coef_, whole.coef_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 0.5, 3: 6.0}])
+def test_leave_one_out_with_class_weight_chooses_as_ridge_classifier_cv(class_weight):
+    # A class weight is how much a row counts, not how many copies of it there are: the
+    # whole row is left out, as RidgeClassifierCV does. (Leaving one unit out of a minority
+    # row of weight ~4 kept most of it in the fit, and the least ridge always won.)
+    from sklearn.linear_model import RidgeClassifierCV
+
+    alphas = np.logspace(-2, 6, 17)
+    X, y = _imbalanced(np.random.default_rng(1), 48, 80)  # classes of 30, 9, 5 and 4 rows
+    ref = RidgeClassifierCV(alphas=alphas, class_weight=class_weight).fit(X, y)
+    clf = FAASTClassifier(alpha=alphas, alpha_criterion="loo", class_weight=class_weight)
+    clf.fit(X, y)
+    assert alphas[0] < ref.alpha_ < alphas[-1]
+    assert clf.alpha_ == ref.alpha_

@@ -36,19 +36,61 @@ def _brute_loo(X, Y, alpha):
 
 @pytest.mark.parametrize("criterion", ["gcv", "loo", "loo_error", "loo_log_loss"])
 def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
+    from scipy.optimize import minimize_scalar
+
     X, y = few_shot
     clf = FAASTClassifier(alpha_criterion=criterion).fit(X, y)
     Y = (y[:, None] == clf.classes_).astype(float)
     loo = _brute_loo(X, Y, clf.alpha_)
+    # Rows whose class keeps at least two rows without them, with targets smoothed by a
+    # tenth of a pseudo-error (see solvers/_criteria.py).
+    rows = Y @ Y.sum(0) >= 3
+    assert 0 < rows.sum() < len(y)
+    eps = 0.1 / (rows.sum() + 1)
+    T = (1 - eps) * Y + eps * (1 - Y) / (Y.shape[1] - 1)
 
-    def log_loss(beta):
-        return -(log_softmax(beta * loo, axis=1) * Y).sum(1).mean()
+    def log_loss(log_beta):
+        return -(log_softmax(np.exp(log_beta) * loo[rows], axis=1) * T[rows]).sum(1).mean()
 
+    fitted = minimize_scalar(log_loss, bounds=(-10, 10), method="bounded", options={"xatol": 1e-9})
+    # Shrunk towards GCV's scale as if that had been fitted on n_classes rows.
+    n, n0 = rows.sum(), Y.shape[1]
+    expected = np.exp((n * fitted.x - n0 * np.log(clf.error_variance_)) / (n + n0))
     beta = clf.proba_scale_
-    assert log_loss(beta) < min(log_loss(0.97 * beta), log_loss(1.03 * beta))
+    np.testing.assert_allclose(beta, expected, rtol=1e-5)
     # predict_proba is the softmax of the linear predictions times that scale.
     raw = clf.decision_function(X) / beta
     np.testing.assert_allclose(clf.predict_log_proba(X), log_softmax(beta * raw, axis=1))
+
+
+def test_two_shots_keep_the_gcv_scale():
+    # Left out of a two-shot class, a row is predicted by a one-shot model: its temperature
+    # would be the wrong model's. GCV's error variance sets the scale.
+    X, y = load_digits(return_X_y=True)
+    idx = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(10)])
+    clf = FAASTClassifier().fit(X[idx], y[idx])
+    np.testing.assert_allclose(clf.proba_scale_, 1.0 / clf.error_variance_)
+    idx = np.concatenate([np.flatnonzero(y == c)[:3] for c in range(10)])
+    clf = FAASTClassifier().fit(X[idx], y[idx])
+    assert not np.isclose(clf.proba_scale_, 1.0 / clf.error_variance_)
+
+
+def test_separable_rows_get_a_finite_temperature():
+    # Every leave-one-out prediction right: the maximum-likelihood temperature would be
+    # infinite, and one wrong prediction on new rows would cost tens of nats.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 50)) * 3
+    y = np.repeat([0, 1], 10)
+    X = centres[y] + rng.normal(size=(20, 50))
+    clf = FAASTClassifier(alpha_criterion="loo").fit(X, y)
+    Y = np.eye(2)[y]
+    loo = _brute_loo(X, Y, clf.alpha_)
+    assert (loo.argmax(1) == y).all()  # separable
+    # Confident, not certain: about 0.1 / 21 pseudo-errors per row.
+    proba = clf.predict_proba(X)
+    assert 1e-4 < (1 - proba.max(1)).mean() < 0.05
+    outlier = centres[[1]] + 0.2 * (centres[[0]] - centres[[1]]) * 4  # past the boundary
+    assert -clf.predict_log_proba(outlier)[0, 1] < 50
 
 
 def test_criteria_choose_by_their_own_leave_one_out_scores(few_shot):
@@ -61,6 +103,18 @@ def test_criteria_choose_by_their_own_leave_one_out_scores(few_shot):
     by_err = FAASTClassifier(alpha=ALPHAS, alpha_criterion="loo_error").fit(X, y).alpha_
     assert np.isclose(sq[by_sq], min(sq.values()))
     assert np.isclose(err[by_err], min(err.values()))
+
+
+def test_auto_grid_choice_is_the_full_scan_minimum(few_shot):
+    # The 56 strengths of alpha="auto" are scanned coarse to fine: the choice must still be
+    # the minimum of the leave-one-out error over all of them.
+    X, y = few_shot
+    clf = FAASTClassifier(alpha_criterion="loo").fit(X, y)
+    assert len(clf.alphas_) > 16
+    Y = (y[:, None] == clf.classes_).astype(float)
+    scored = Y @ Y.sum(0) >= 2  # a one-shot row left out leaves no example of its class
+    sq = np.array([((_brute_loo(X, Y, a) - Y)[scored] ** 2).sum(1).mean() for a in clf.alphas_])
+    assert np.isclose(sq[np.argmin(np.abs(clf.alphas_ - clf.alpha_))], sq.min(), rtol=1e-9)
 
 
 def test_stream_with_kept_rows_equals_fit(few_shot):

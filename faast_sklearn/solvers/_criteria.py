@@ -9,10 +9,16 @@ columns are orthogonal to ``sqrt(w)``), so for every strength at once
     h_i = sum_k U_ik^2 s_k f_k (+ w_i / n)         r_i = perp_i + sum_k U_ik (1 - s_k f_k) (U^T Ys)_k
 
 and the exact leave-one-out residual of row ``i`` is ``r_i / (sqrt(w_i) (1 - h_i))`` (Allen's
-PRESS, as in scikit-learn's ``_RidgeGCV``). A weight counts as repetitions, as scikit-learn's
-sample weights do: "one out" is one unit of a row's weight (all of it below one), so that the
-residual is ``r_i / (sqrt(w_i) (1 - delta_i h_i / w_i))`` with ``delta_i = min(w_i, 1)``
-(Sherman-Morrison), and integer weights give exactly the criteria of repeated rows. This
+PRESS, as in scikit-learn's ``_RidgeGCV``). A sample weight counts as repetitions, as
+scikit-learn's sample weights do: "one out" is one unit of a row's weight (all of it below
+one), so that the residual is ``r_i / (sqrt(w_i) (1 - delta_i h_i / w_i))`` with
+``delta_i = min(w_i, u_i)`` (Sherman-Morrison), and integer weights give exactly the criteria
+of repeated rows. The unit ``u_i`` is the row's class weight (1 without ``class_weight``): a
+class weight says how much a row counts, not how many copies of it there are, so a row of
+weight ``k_c`` alone is left out whole. (Taking one unit of 1 from a minority row of balanced
+weight 3.7 left 2.7 of it in the fit: its "held-out" prediction was nearly the fitted value,
+and leave-one-out chose the least ridge on the grid: on an imbalanced 4-class image set, 20
+paired episodes, balanced accuracy 97.1 -> 98.3, RidgeClassifierCV's 98.4 on its grid.) This
 costs O(L N k D) for L strengths, the order of the kernel's own O(N^2 d) when L D is below d.
 
 With only moments (N > d, or a stream past its row budget) the rows, and so the hat matrix's
@@ -25,16 +31,27 @@ Criteria (lower is better), on one-hot class targets:
 - ``"loo_error"``: weighted leave-one-out classification error, ties broken by ``"loo"``;
 - ``"loo_log_loss"``: weighted log-loss of ``softmax(beta * y_loo)``, ``beta`` fitted per
   strength (a temperature on the log-odds).
+
+The temperature is fitted to slightly smoothed targets, ``1 - eps`` on the true class and
+``eps / (C - 1)`` on the others with ``eps = 0.1 / (n + 1)`` for ``n`` scored rows: when every
+leave-one-out prediction is right (separable rows, common at 5-20 shots on a good backbone),
+the plain maximum-likelihood ``beta`` is infinite, and the first wrong prediction on new rows
+costs tens of nats. A tenth of a pseudo-error keeps ``beta`` finite (on 12 paired episodes of
+a face/non-face set at 5-20 shots, held-out log-loss 0.21-0.38 -> 0.04, ECE unchanged) and
+moves it by well under 1% when the leave-one-out predictions do make errors.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax
 
 from ._stats import one_hot
 
 CRITERIA = ("gcv", "loo", "loo_error", "loo_log_loss")
+
+# Coarse step of a long grid's leave-one-out scan (see LeaveOneOut.__call__).
+_STEP = 4
 
 
 class LeaveOneOut:
@@ -51,22 +68,25 @@ class LeaveOneOut:
         The criterion ``__call__`` returns (``"gcv"``: none, only the predictions are kept).
     backend : Backend
         Where the spectrum's arrays live.
+    unit : None or ndarray of shape (n_rows,)
+        The weight of one copy of each row, left out at a time (its class weight; None: 1).
     """
 
-    def __init__(self, rows, n_targets: int, kind: str, backend):
+    def __init__(self, rows, n_targets: int, kind: str, backend, unit=None):
         Y, w = backend.fetch(*rows[1:])  # one transfer
         self.Y = np.asarray(one_hot(Y, n_targets), dtype=np.float64)
         w = np.asarray(w, dtype=np.float64)
         # A row alone in its class (one shot) leaves no example of it when left out: its
         # leave-one-out prediction says nothing about any strength or temperature. Such rows
         # are scored with weight 0; with none left, GCV decides.
+        self.unit = np.ones_like(w) if unit is None else np.asarray(unit, dtype=np.float64)
         own_class = self.Y @ (w @ self.Y)
-        self.valid = (w > 0) & (own_class - np.minimum(w, 1.0) > 1e-12 * own_class)
+        self.valid = (w > 0) & (own_class - np.minimum(w, self.unit) > 1e-12 * own_class)
         self.w = np.where(self.valid, w, 0.0)
         self.w_fit = w
         self.kind = kind
         self.backend = backend
-        self.loo = None  # (L, N, D) leave-one-out predictions once called
+        self.loo = {}  # grid index -> (N, D) leave-one-out predictions, once computed
         self.alphas = None
         self.spec = self.fitted = None
 
@@ -77,33 +97,62 @@ class LeaveOneOut:
         self.spec, self.alphas, self.fitted = spec, alphas, fitted
         if self.kind == "gcv":  # only the chosen strength's predictions are needed (at)
             return None
-        self.loo = _loo_predictions(spec, self.Y, self.w_fit, fitted, self.backend)
-        return _score(self.kind, self.loo, self.Y, self.w)
+        # A long grid (the 56 strengths of alpha="auto") is scored coarse to fine: every
+        # _STEP-th strength, then the neighbours of the best. The leave-one-out error is
+        # smooth in log(alpha) on that grid, and the predictions cost O(N k D) a strength.
+        L = len(alphas)
+        step = _STEP if L > 4 * _STEP else 1
+        scores = np.full(L, np.inf)
+        coarse = np.unique(np.r_[np.arange(0, L, step), L - 1])
+        scores[coarse] = self._scores(coarse)
+        if step > 1:
+            best = int(np.argmin(scores))
+            fine = np.arange(max(best - step + 1, 0), min(best + step, L))
+            fine = fine[~np.isin(fine, coarse)]
+            scores[fine] = self._scores(fine)
+        return scores
+
+    def _scores(self, idx):
+        return _score(self.kind, self._predict(idx), self.Y, self.w)
+
+    def _predict(self, idx):
+        loo = _loo_predictions(
+            self.spec, self.Y, self.w_fit, self.unit, self.fitted[idx], self.backend
+        )
+        self.loo.update(zip(idx.tolist(), loo, strict=True))
+        return loo
 
     def at(self, alpha: float) -> np.ndarray | None:
         """Leave-one-out predictions (N, D) at the chosen strength (None: not available)."""
         if self.alphas is None:
             return None
         i = int(np.argmin(np.abs(self.alphas - alpha)))
-        if self.loo is not None:
-            return self.loo[i]
-        return _loo_predictions(
-            self.spec, self.Y, self.w_fit, self.fitted[i : i + 1], self.backend
-        )[0]
+        if i not in self.loo:
+            self._predict(np.array([i]))
+        return self.loo[i]
 
-    def inverse_temperature(self, alpha: float) -> float | None:
-        """The factor on the predictions that minimises the log-loss of the leave-one-out
-        predictions at ``alpha`` (None: no row has one, e.g. one shot per class)."""
+    def inverse_temperature(self, alpha: float, prior: float) -> float | None:
+        """The factor on the predictions at ``alpha``: the one minimising the log-loss of the
+        leave-one-out predictions of the rows whose class keeps at least two rows without
+        them, shrunk towards ``prior`` (GCV's ``1 / error_variance``) as if ``prior`` had been
+        fitted on ``n_targets`` rows (geometric mean, weights ``n`` and ``n_targets``). None:
+        no such row (one or two shots per class): the caller keeps ``prior``."""
         loo = self.at(alpha)
         if loo is None:
             return None
-        w = np.where(np.isfinite(loo).all(1), self.w, 0.0)
+        # Left out of a two-shot class, a row is predicted by a one-shot model, less sure
+        # than the two-shot model it stands in for: its temperature is that of the wrong
+        # model (held-out log-loss worse than GCV's scale at 2 shots on three sets).
+        counts = self.Y.T @ (self.w_fit > 0)
+        w = np.where(np.isfinite(loo).all(1) & (self.Y @ counts >= 3), self.w, 0.0)
         if not w.any():
             return None
-        return max(float(fit_inverse_temperature(loo, self.Y, w)), 1e-12)
+        beta = max(float(fit_inverse_temperature(loo, self.Y, w)), 1e-12)
+        n, n0 = float(np.count_nonzero(w)), float(self.Y.shape[1])
+        return float(np.exp((n * np.log(beta) + n0 * np.log(prior)) / (n + n0)))
 
 
-def _loo_predictions(spec, Y, w, fitted, backend):
+def _loo_predictions(spec, Y, w, unit, fitted, backend):
     s = spec.s
     U = backend.to_numpy(spec.U_scaled) * np.sqrt(s)  # (N, k)
     sw = np.sqrt(w)
@@ -114,15 +163,14 @@ def _loo_predictions(spec, Y, w, fitted, backend):
     if spec.fit_intercept:
         h = h + w / spec.n
     pos = w > 0
-    h = h * np.where(pos, np.minimum(w, 1.0) / np.where(pos, w, 1.0), 0.0)  # delta_i h_i / w_i
-    shrink = 1.0 - fitted
-    loo = np.empty((len(fitted), *Y.shape))
-    for i in range(len(fitted)):
-        r = perp + (U * shrink[i]) @ UtY  # sqrt(w) times the residuals, (N, D)
-        denom = sw * (1.0 - h[i])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            e = np.where(pos[:, None], r / denom[:, None], 0.0)
-        loo[i] = Y - e
+    h = h * np.where(pos, np.minimum(w, unit) / np.where(pos, w, 1.0), 0.0)  # delta_i h_i / w_i
+    # sqrt(w) times the residuals of every strength at once, (L, N, D), from one GEMM.
+    L, (N, D) = len(fitted), Y.shape
+    A = (1.0 - fitted).T[:, :, None] * UtY[:, None, :]  # (k, L, D)
+    r = perp + (U @ A.reshape(len(A), L * D)).reshape(N, L, D).transpose(1, 0, 2)
+    denom = sw * (1.0 - h)  # (L, N)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loo = Y - np.where(pos[:, None], r / denom[:, :, None], 0.0)
     # A row its own fit interpolates (h = 1) has no leave-one-out prediction: infinite error.
     bad = (1.0 - h) <= 1e-10
     loo[bad] = np.nan
@@ -151,27 +199,48 @@ def _log_loss(z, Y, w):
     return -(log_softmax(z, axis=-1) * Y).sum(-1) @ w / w.sum()
 
 
+# Pseudo-errors added to the temperature's targets, in rows (see the module's docstring).
+_PSEUDO_ERRORS = 0.1
+
+
+def smoothed_targets(Y: np.ndarray, n: int) -> np.ndarray:
+    """One-hot ``Y`` with ``eps = _PSEUDO_ERRORS / (n + 1)`` of each row's mass spread over
+    the other classes (the temperature's targets; see the module's docstring)."""
+    C = Y.shape[1]
+    if C < 2:
+        return Y
+    eps = _PSEUDO_ERRORS / (n + 1)
+    return (1.0 - eps) * Y + eps * (1.0 - Y) / (C - 1)
+
+
 def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
-    """``beta >= 0`` minimising the weighted log-loss of ``softmax(beta z)`` (Newton, per
-    leading index of ``z``: (L, N, D) -> (L,); (N, D) -> scalar array). Convex in ``beta``:
-    where the slope at ``beta = 0`` is not negative (predictions no better than chance), the
-    minimum is 0, found without iterating."""
+    """``beta >= 0`` minimising the weighted cross-entropy of ``softmax(beta z)`` against the
+    smoothed one-hot ``Y`` (:func:`smoothed_targets`; Newton, per leading index of ``z``:
+    (L, N, D) -> (L,); (N, D) -> scalar array). Convex in ``beta``, and finite even when
+    every row of ``z`` is classified right; where the slope at ``beta = 0`` is not negative
+    (predictions no better than chance), the minimum is 0, found without iterating."""
     single = z.ndim == 2
     z = np.nan_to_num(z[None] if single else z)
     z, Y, w = z[:, w > 0], Y[w > 0], w[w > 0]
-    zy = (z * Y).sum(-1)  # (L, N)
+    # A shift of a row moves neither softmax(beta z) nor the gradient and curvature in beta
+    # (the targets and probabilities sum to one): with each row's maximum at 0, exp(beta z)
+    # cannot overflow and the softmax is a plain exp-and-normalise.
+    z = z - z.max(-1, keepdims=True)
+    T = smoothed_targets(Y, len(w))
+    zy = (z * T).sum(-1)  # (L, N)
     n = w.sum()
     beta = np.zeros(len(z))
     on = (z.mean(-1) - zy) @ w / n < 0  # the slope at beta = 0
     z, zy = z[on], zy[on]
     b = 1.0 / np.maximum(z.std(-1) @ w / n, 1e-12)  # log-odds of order one
     for _ in range(n_iter if on.any() else 0):
-        p = softmax(b[:, None, None] * z, axis=-1)
+        e = np.exp(b[:, None, None] * z)
+        p = e / e.sum(-1, keepdims=True)
         mean = (p * z).sum(-1)
         grad = (mean - zy) @ w / n
         hess = ((p * z * z).sum(-1) - mean * mean) @ w / n
         new = np.clip(b - grad / np.maximum(hess, 1e-300), b / 4, b * 4)
-        done = np.all(np.abs(new - b) <= 1e-13 * b)
+        done = np.all(np.abs(new - b) <= 1e-11 * b)
         b = new
         if done:
             break
