@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import StrOptions
 from . import _class_weight, _proba
 from . import targets as _targets
 from ._base import _BaseFAAST
+from ._class_targets import check_no_rows, encode_targets
 from .backbones import text_class_embeddings
 from .solvers import Statistics, _criteria
 from .utils._dask import partitionwise
@@ -323,65 +324,10 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         return len(self.classes_)
 
     def _encode_targets(self, y, w, *, first, partial, classes):
-        y_arr, multilabel = _targets.as_labels(y)
-        if multilabel:
-            return self._encode_multilabel(y_arr, first=first)
-        if not first and self._multilabel:
-            raise ValueError("The estimator was fitted on multilabel targets; got 1-D labels.")
-        old = None if first else self.classes_
-        ce = self._text_class_embeddings(old, y_arr, classes)
-        declared = _targets.embedding_classes(ce, y_arr, classes)
-        if declared is None and classes is not None:
-            declared = np.unique(np.asarray(classes))
-        new_classes, columns = _targets.union_classes(old, y_arr)
-        if declared is not None:
-            new_classes, _ = _targets.union_classes(declared, new_classes)
-            if old is not None:
-                columns = np.searchsorted(new_classes, old)
-        if ce is not None and isinstance(ce, Mapping):
-            missing = np.setdiff1d(new_classes, declared)
-            if len(missing):
-                raise ValueError(
-                    f"class_embeddings has no vector for labels {missing[:10].tolist()}."
-                )
-        # Every label is one of new_classes (a union with the labels seen): its sorted
-        # position is its code (np.unique's return_inverse costs a one-shot fit twice this).
-        codes = np.searchsorted(new_classes, y_arr)
-        if not partial:
-            # Classes with positive weight (weights are non-negative).
-            present = np.flatnonzero(np.bincount(codes, weights=w, minlength=len(new_classes)))
-            if len(present) < 2:
-                raise ValueError(
-                    f"{type(self).__name__} needs samples of at least 2 classes with positive "
-                    f"weight to fit; got 1 class ({new_classes[present].tolist()}). Use "
-                    "partial_fit to start a stream with one class."
-                )
-        state = {"classes_": new_classes, "_multilabel": False, "_label_dtype": y_arr.dtype}
-        if self.class_embeddings is not None:
-            state["_class_embedding"] = _targets.embedding_matrix(ce, new_classes)
-        return codes, len(new_classes), (None if first else columns), state
+        return encode_targets(self, y, w, first=first, partial=partial, classes=classes)
 
     def _check_no_rows(self, *, partial, first, classes):
-        # Zero rows: the prior alone predicts (r = 0), e.g. CLIP's zero-shot classifier.
-        name = type(self).__name__
-        if not partial:
-            raise ValueError(
-                f"Found array with 0 sample(s) while a minimum of 1 is required by {name}.fit. "
-                "To predict before any training row (zero-shot, from the prior alone), start "
-                "a stream instead: partial_fit(X[:0], y[:0], classes=[...]) with a prior."
-            )
-        if self.prior is None:
-            raise ValueError(
-                f"Found array with 0 sample(s): {name} can predict before any training row "
-                "only from a prior, and prior=None. Pass prior='identity' with "
-                "class_embeddings (CLIP zero-shot from class names: class_embeddings='text'), "
-                "or a callable or fitted estimator."
-            )
-        if first and classes is None and not isinstance(self.class_embeddings, Mapping):
-            raise ValueError(
-                "Found array with 0 sample(s) and no classes are known: pass classes=[...] to "
-                "partial_fit (or class_embeddings as a mapping label -> name or vector)."
-            )
+        check_no_rows(self, partial=partial, first=first, classes=classes)
 
     def _text_class_embeddings(self, old, y, classes):
         """``class_embeddings="text"`` or ``{label: name}``: the names through the CLIP text
@@ -426,19 +372,6 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         prior = 1.0 / _floored_variance(solution.error_variance, self._multilabel)
         beta = criterion.inverse_temperature(solution.alpha, float(np.mean(prior)))
         return {} if beta is None else {"proba_scale": beta}
-
-    def _encode_multilabel(self, y, *, first):
-        if self.class_embeddings is not None:
-            raise ValueError("class_embeddings cannot be combined with multilabel targets.")
-        n_labels = y.shape[1]
-        if not first:
-            if not self._multilabel or n_labels != len(self.classes_):
-                raise ValueError(
-                    f"y has {n_labels} label columns; the estimator was fitted on "
-                    f"{len(self.classes_)} {'labels' if self._multilabel else 'classes'}."
-                )
-        state = {"classes_": np.arange(n_labels), "_multilabel": True, "_label_dtype": y.dtype}
-        return np.asarray(y, dtype=np.float64), n_labels, None, state
 
     def _embedding(self):
         return self.__dict__.get("_class_embedding")
