@@ -55,7 +55,6 @@ from ._jpeg import JpegInfo, scan_jpeg
 ON_ERROR = ("raise", "skip")
 BACKENDS = ("auto", "tensor", "pil")
 _TORCH_MODES = ("bilinear", "bicubic", "nearest")
-_LOCAL = threading.local()
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = (5, 6, 7, 8)  # orientations that exchange width and height
 # A JPEG is decoded at a DCT scale that leaves it at least this many times the resized size.
@@ -143,13 +142,12 @@ def decode_pil(path: Any, cfg: dict, draft: float = DRAFT) -> np.ndarray:
 
 def _decode_turbo(data: Any, info: JpegInfo, cfg: dict) -> Any:
     """A plain JPEG's bytes -> (H, W, 3) uint8 CPU tensor: torchvision's libjpeg-turbo decode
-    and torch's uint8 antialiased resize (both release the GIL; 3x PIL's speed on one core)."""
+    and torch's uint8 antialiased resize (both release the GIL; 3x PIL's speed on one core).
+    The resize of one image runs on the calling thread (torch parallelises uint8 resizes over
+    the batch), so the worker threads need no change to torch's thread count."""
     torch = import_torch()
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    if not getattr(_LOCAL, "one_thread", False):  # a worker thread: no nested thread team
-        torch.set_num_threads(1)
-        _LOCAL.one_thread = True
     x = orient(decode_jpeg(data, mode=ImageReadMode.RGB), info.orientation)
     (nh, nw), (top, left, oh, ow) = resize_plan(x.shape[-2], x.shape[-1], cfg)
     if (nh, nw) != tuple(x.shape[-2:]):
