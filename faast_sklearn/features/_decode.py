@@ -19,7 +19,8 @@ the worker threads first; then, by ``backend``:
     outside the GIL, unless PIL's DCT scaling decodes them at half their size or less (small
     models); every other file (PNG, WebP, CMYK, cut short...) by PIL.
 ``"tensor"``
-    As ``"auto"``, all of the plain JPEG files on the device's decoder on CUDA.
+    As ``"auto"``, with every plain JPEG file that is not progressive on nvJPEG on CUDA
+    (torchvision decodes progressive files there one at a time, with a sync after each).
 ``"pil"``
     Every file decoded by PIL (JPEGs at the smallest DCT scale that leaves them ``draft``
     times the resized size, ``Image.draft``) and resized by PIL.
@@ -299,10 +300,18 @@ def decode_images(
     host = torch.empty((n, oh, ow, 3), dtype=torch.uint8, pin_memory=cuda)
     host_np = host.numpy()
 
+    ends: list = []  # when each host decode finished (list.append is thread-safe)
+
+    def timed(*args):
+        try:
+            return _host_work(*args)
+        finally:
+            ends.append(time.perf_counter())
+
     def submit(j: int, k: int):
         turbo = backend != "pil" and _turbo_ok(reads[k][1], cfg, draft if backend == "auto" else 0)
         args = (paths[k], reads[k], cfg, draft, turbo, j, index[k], host_np, on_error)
-        return workers.submit(_host_work, *args)
+        return workers.submit(timed, *args)
 
     start = time.perf_counter()
     futures = [submit(j, k) for j, k in enumerate(host_rows)]
@@ -316,12 +325,11 @@ def decode_images(
             images = [orient(img, reads[k][1].orientation) for k, img in kept]
             device_out = _device_resize(images, cfg)
     device_s = time.perf_counter() - start
-    host_s = 0.0
     failed = []
     for f in futures:
         failure = f.result()
         failed += [failure] if failure is not None else []
-    host_s = time.perf_counter() - start
+    host_s = max(ends, default=start) - start
     for j, k in enumerate(late, start=len(host_rows)):  # refused by the device decoder
         failure = submit(j, k).result()
         failed += [failure] if failure is not None else []
