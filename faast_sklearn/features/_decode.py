@@ -177,8 +177,11 @@ def _turbo_ok(info: JpegInfo | None, cfg: dict, draft: float) -> bool:
     at half its size or less (a 64 px model reading photographs)."""
     if info is None or cfg.get("interpolation", "bilinear") not in _TORCH_MODES:
         return False
-    (nh, nw), _ = resize_plan(info.height, info.width, cfg)
-    return not draft or min(info.height / nh, info.width / nw) < 2 * draft
+    h, w = (
+        (info.width, info.height) if info.orientation in _SWAPS_AXES else (info.height, info.width)
+    )
+    (nh, nw), _ = resize_plan(h, w, cfg)
+    return not draft or min(h / nh, w / nw) < 2 * draft
 
 
 def _host_work(path, read, cfg, draft, turbo, row, index, out, on_error):
@@ -236,13 +239,20 @@ def _tensor_decode(datas: list, device: str) -> list:
 
 
 def _device_resize(images: list, cfg: dict) -> Any:
-    """(3, h, w) uint8 device images -> one (N, 3, H, W) uint8 batch: per image a cast, an
-    antialiased resize and a copy of the crop into one float buffer; rounded once."""
+    """(3, h, w) uint8 device images -> one (N, 3, H, W) uint8 batch. Images of one size (a
+    camera's photographs) are resized together; each resize goes into one float buffer, which
+    is rounded once."""
     torch = import_torch()
     _, oh, ow = cfg["input_size"]
     buf = torch.empty((len(images), 3, oh, ow), dtype=torch.float32, device=images[0].device)
+    groups: dict = {}
     for k, x in enumerate(images):
-        buf[k] = resize_crop_tensor(x[None].float(), cfg, max_value=255.0)[0]
+        groups.setdefault(tuple(x.shape), []).append(k)
+    for rows in groups.values():
+        x = images[rows[0]][None] if len(rows) == 1 else torch.stack([images[k] for k in rows])
+        y = resize_crop_tensor(x.float(), cfg, max_value=255.0)
+        for i, k in enumerate(rows):
+            buf[k] = y[i]
     return buf.round_().clamp_(0, 255).to(torch.uint8)
 
 
