@@ -16,9 +16,11 @@ package uses it: convolutional nets on CUDA) throughout:
   compiled module survives it);
 * ``fit_arrays_compiled``: the same fit from the folder's images decoded at the input size
   and held in memory as one uint8 (N, H, W, 3) array (the issue's in-memory arrays), compiled;
-* ``decode_tensor`` / ``decode_pil``: ``faast_sklearn.features._decode.iter_decoded`` (nvJPEG
-  decode + device resize, or PIL in host threads into pinned memory), feeding the eager
-  network; ``*_only``: the same without the network (the decoder's own ceiling).
+* ``decode_auto`` / ``decode_tensor`` / ``decode_pil``: ``faast_sklearn.features._decode.
+  iter_decoded`` (the default: nvJPEG on part of each batch and libjpeg-turbo in host threads
+  on the rest at once; nvJPEG for every JPEG it takes; or PIL in host threads into pinned
+  memory), feeding the eager network; ``*_only``: the same without the network (the
+  decoder's own ceiling).
 
 bf16 autocast on CUDA (float32 on the CPU). Every figure is the best of ``--repeats`` passes
 after one warm-up pass (the page cache then holds the files). Results are written after each

@@ -174,7 +174,7 @@ def cpu_tv(path, cfg=CFG):
 
 
 def cpu_pil(path, cfg=CFG):
-    from faast_sklearn.features._decode import decode_pil
+    from faast_sklearn.features._host_decode import decode_pil
 
     return decode_pil(path, cfg)
 
