@@ -16,9 +16,11 @@ package uses it: convolutional nets on CUDA) throughout:
   compiled module survives it);
 * ``fit_arrays_compiled``: the same fit from the folder's images decoded at the input size
   and held in memory as one uint8 (N, H, W, 3) array (the issue's in-memory arrays), compiled;
-* ``decode_tensor`` / ``decode_pil``: ``faast_sklearn.features._decode.iter_decoded`` (nvJPEG
-  decode + device resize, or PIL in host threads into pinned memory), feeding the eager
-  network; ``*_only``: the same without the network (the decoder's own ceiling).
+* ``decode_auto`` / ``decode_tensor`` / ``decode_pil``: ``faast_sklearn.features._decode.
+  iter_decoded`` (the default: nvJPEG on part of each batch and libjpeg-turbo in host threads
+  on the rest at once; nvJPEG for every JPEG it takes; or PIL in host threads into pinned
+  memory), feeding the eager network; ``*_only``: the same without the network (the
+  decoder's own ceiling).
 
 bf16 autocast on CUDA (float32 on the CPU). Every figure is the best of ``--repeats`` passes
 after one warm-up pass (the page cache then holds the files). Results are written after each
@@ -82,6 +84,14 @@ def parse_args(argv=None):
         help="torch.compile modes measured besides the default (bare forward only)",
     )
     p.add_argument("--no-fit", action="store_true")
+    p.add_argument(
+        "--steps",
+        nargs="*",
+        default=None,
+        help="figures to measure (all by default; forward_eager always): forward_compiled, "
+        "timm_loader, fit_folder, fit_folder_compiled, fit_arrays_compiled, "
+        "decode_<auto|tensor|pil>[_only]; MODEL:STEP for one model only",
+    )
     p.add_argument("--deadline", type=float, default=None, help="seconds; later steps skipped")
     p.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
     p.add_argument("--smoke", action="store_true", help="CPU, tiny models, 8 files")
@@ -153,6 +163,10 @@ def bench_model(torch, name, paths, y, folder, args, rec: Results):
     from faast_sklearn.features._forward import use_channels_last
 
     device, bs, n = args.device, args.batch_size, len(paths)
+
+    def want(step: str) -> bool:
+        return args.steps is None or step in args.steps or f"{name}:{step}" in args.steps
+
     cuda = device.startswith("cuda")
     precision = "bfloat16" if cuda else "float32"  # CPUs without AMX crawl in bf16
 
@@ -209,10 +223,10 @@ def bench_model(torch, name, paths, y, folder, args, rec: Results):
         rate = n_batches * bs / best_of(lambda m=entry["model"]: bare(m), args.repeats)
         rec.record(name, f"forward_compiled{suffix}", rate)
 
-    if not args.no_compile:
+    if not args.no_compile and want("forward_compiled"):
         compiled_forward("default")
 
-    if rec.left() > 60:
+    if rec.left() > 60 and want("timm_loader"):
         from timm.data import ImageDataset, create_loader
 
         loader = create_loader(
@@ -246,28 +260,33 @@ def bench_model(torch, name, paths, y, folder, args, rec: Results):
             clear_cache()  # the features (and fits); compiled modules stay with the network
             FAASTClassifier(backbone=ext).fit(paths, y)
 
-        rec.record(name, "fit_folder", n / best_of(fit_folder, args.repeats))
-        if not args.no_compile and rec.left() > 45:
+        if want("fit_folder"):
+            rec.record(name, "fit_folder", n / best_of(fit_folder, args.repeats))
+        compiled = None
+        if not args.no_compile and rec.left() > 45 and want("fit_folder_compiled"):
             compiled = extractor(compile=True)
             rec.record(
                 name, "fit_folder_compiled", n / best_of(lambda: fit_folder(compiled), args.repeats)
             )
-            if rec.left() > 45:
-                arrays = decoded_arrays(paths, cfg, args)
-                rec.record(name, "arrays_decode_s", arrays[1])
+        if not args.no_compile and rec.left() > 45 and want("fit_arrays_compiled"):
+            compiled = compiled or extractor(compile=True)
+            arrays = decoded_arrays(paths, cfg, args)
+            rec.record(name, "arrays_decode_s", arrays[1])
 
-                def fit_arrays():
-                    clear_cache()
-                    FAASTClassifier(backbone=compiled).fit(arrays[0], y)
+            def fit_arrays():
+                clear_cache()
+                FAASTClassifier(backbone=compiled).fit(arrays[0], y)
 
-                rate = n / best_of(fit_arrays, args.repeats)
-                rec.record(name, "fit_arrays_compiled", rate)
-                del arrays
+            rate = n / best_of(fit_arrays, args.repeats)
+            rec.record(name, "fit_arrays_compiled", rate)
+            del arrays
 
-    backends = ["tensor", "pil"] if cuda else ["pil"]
+    backends = ["auto", "tensor", "pil"] if cuda else ["auto", "pil"]
     for backend in backends:
         for model in (eager, None):
             key = f"decode_{backend}" + ("" if model is not None else "_only")
+            if not want(key):
+                continue
             if rec.left() < 40:
                 log(f"{name}: skipping {key} (deadline)")
                 continue
@@ -283,7 +302,8 @@ def bench_model(torch, name, paths, y, folder, args, rec: Results):
                 sync(torch, device)
 
             rec.record(name, key, n / best_of(decode_pass, args.repeats))
-    return compiled_forward  # the other compile modes are measured after every model
+    # The other compile modes are measured after every model.
+    return compiled_forward if want("forward_compiled") else None
 
 
 def decoded_arrays(paths, cfg, args):
@@ -382,6 +402,8 @@ def main(argv=None):
         rec.save()
     for mode in [] if args.no_compile else args.extra_modes:
         for name, compiled_forward in more.items():
+            if compiled_forward is None:
+                continue
             if rec.left() < 120:
                 log(f"{name}: skipping compile mode {mode} (deadline)")
                 continue

@@ -6,6 +6,7 @@ exact; with it (the default), within 9 levels on a pixel and 1 on average over a
 tensor back-end (torch's antialiased resize instead of PIL's), within 8 and 0.5.
 """
 
+import io
 import os
 
 import numpy as np
@@ -17,6 +18,7 @@ torch = pytest.importorskip("torch")
 from PIL import Image, ImageOps  # noqa: E402
 
 from faast_sklearn.features._decode import decode_images, iter_decoded, orient  # noqa: E402
+from faast_sklearn.features._jpeg import scan_jpeg  # noqa: E402
 
 VIT = dict(  # vit_base_patch16_224's data configuration, with its mean/std
     input_size=(3, 224, 224),
@@ -104,7 +106,7 @@ def test_orient_matches_pil(orientation):
     np.testing.assert_array_equal(got.numpy(), want)
 
 
-@pytest.mark.parametrize("backend", ["pil", "tensor"])
+@pytest.mark.parametrize("backend", ["pil", "tensor", "auto"])
 def test_exif_orientation_honoured(tmp_path, backend):
     photo = Image.fromarray(_photos()[0][:, :400]).resize((1200, 700))  # drafted, not square
     paths = []
@@ -127,7 +129,7 @@ def test_other_modes(tmp_path, mode):
     path = tmp_path / ("x.jpg" if mode in ("L", "CMYK") else "x.png")
     photo.save(path)
     ref = _timm([str(path)], VIT)
-    for backend in ("pil", "tensor"):
+    for backend in ("pil", "tensor", "auto"):
         _check(decode_images([str(path)], VIT, backend=backend).images, ref, 9, 1.0)
 
 
@@ -142,7 +144,7 @@ def _bad_files(tmp_path, photo_files):
     return [str(corrupt), str(truncated), str(text)]
 
 
-@pytest.mark.parametrize("backend", ["pil", "tensor"])
+@pytest.mark.parametrize("backend", ["pil", "tensor", "auto"])
 def test_bad_file_named(tmp_path, photo_files, backend):
     for bad in _bad_files(tmp_path, photo_files):
         paths = [photo_files[0], photo_files[3], bad, photo_files[1]]
@@ -150,7 +152,7 @@ def test_bad_file_named(tmp_path, photo_files, backend):
             decode_images(paths, VIT, backend=backend)
 
 
-@pytest.mark.parametrize("backend", ["pil", "tensor"])
+@pytest.mark.parametrize("backend", ["pil", "tensor", "auto"])
 def test_bad_files_skipped(tmp_path, photo_files, backend):
     bad = _bad_files(tmp_path, photo_files)
     paths = [photo_files[0], bad[0], photo_files[3], bad[1], bad[2], photo_files[1]]
@@ -199,11 +201,85 @@ def test_iter_decoded_batches(tmp_path, photo_files):
 @pytest.mark.gpu
 def test_nvjpeg_matches_timm(photo_files, tmp_path):
     # nvJPEG's IDCT and colour conversion differ from libjpeg's by a level or two.
-    got = decode_images(photo_files, VIT, device="cuda")
+    ref = _timm(photo_files, VIT)
+    got = decode_images(photo_files, VIT, device="cuda", backend="tensor")
     assert got.images.is_cuda
-    _check(got.images, _timm(photo_files, VIT), 10, 1.0)
-    batches = list(iter_decoded(photo_files, VIT, batch_size=8, device="cuda"))
+    _check(got.images, ref, 10, 1.0)
+    batches = list(iter_decoded(photo_files, VIT, batch_size=8, device="cuda", backend="tensor"))
     assert torch.equal(torch.cat([b.images for b in batches]), got.images)
+    # "auto": part of each batch on nvJPEG, the rest on the host threads at once.
+    for share in (0.0, 0.5, 1.0):
+        mixed = decode_images(photo_files, VIT, device="cuda", device_share=share)
+        _check(mixed.images, ref, 10, 1.0)
+    batches = list(iter_decoded(photo_files * 3, VIT, batch_size=8, device="cuda"))
+    _check(torch.cat([b.images for b in batches]), torch.cat([ref] * 3), 10, 1.0)
     bad = _bad_files(tmp_path, photo_files)
     with pytest.raises(ValueError, match=rf"X\[1\] = '{bad[1]}'"):
         decode_images([photo_files[0], bad[1]], VIT, device="cuda")
+
+
+def _jpeg_bytes(img, **kwargs):
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_scan_jpeg_reads_headers(order):
+    img = Image.fromarray(_photos()[1]).resize((203, 131))
+    info = scan_jpeg(_jpeg_bytes(img))
+    assert (info.height, info.width, info.components, info.orientation) == (131, 203, 3, 1)
+    assert info.plain and not info.progressive
+    assert scan_jpeg(_jpeg_bytes(img, progressive=True)).progressive
+    assert scan_jpeg(_jpeg_bytes(img.convert("L"))).components == 1
+    cmyk = scan_jpeg(_jpeg_bytes(img.convert("CMYK")))
+    assert cmyk.components == 4 and not cmyk.plain
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        exif_bytes = exif.tobytes()
+        if order == ">":  # the same block written big-endian, as many cameras do
+            exif_bytes = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03" + (
+                b"\x00\x00\x00\x01" + orientation.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00"
+            )
+        data = _jpeg_bytes(img, exif=b"Exif\x00\x00" + exif_bytes if order == ">" else exif_bytes)
+        assert scan_jpeg(data).orientation == orientation
+        with Image.open(io.BytesIO(data)) as pil:
+            assert ImageOps.exif_transpose(pil).size == (
+                (131, 203) if orientation >= 5 else (203, 131)
+            )
+    # A damaged EXIF block: no orientation (PIL still shows the pixels).
+    bad = _jpeg_bytes(img, exif=b"Exif\x00\x00MM\x00\x2a\xff\xff\xff\xff")
+    assert scan_jpeg(bad).orientation == 1
+    # Not a JPEG, or cut short before its first scan.
+    png = io.BytesIO()
+    img.save(png, "PNG")
+    assert scan_jpeg(png.getvalue()) is None
+    assert scan_jpeg(_jpeg_bytes(img)[:40]) is None
+    assert scan_jpeg(b"") is None
+
+
+def test_auto_decodes_mixed_folders(tmp_path, photo_files):
+    """Progressive, grey, CMYK, oriented and cut-short JPEGs among PNG and WebP files."""
+    photo = Image.fromarray(_photos()[2]).resize((700, 420))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    kinds = {
+        "progressive.jpg": {"progressive": True},
+        "oriented.jpg": {"exif": exif},
+        "oriented_progressive.jpg": {"exif": exif, "progressive": True},
+    }
+    paths = []
+    for name, kwargs in kinds.items():
+        photo.save(tmp_path / name, "JPEG", quality=90, **kwargs)
+        paths.append(str(tmp_path / name))
+    photo.convert("L").save(tmp_path / "grey.jpg", quality=90)
+    photo.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=90)
+    paths += [str(tmp_path / "grey.jpg"), str(tmp_path / "cmyk.jpg")] + photo_files[:8]
+    for cfg in (VIT, SMALL):
+        got = decode_images(paths, cfg, num_workers=2)
+        _check(got.images, _timm(paths, cfg, transpose=True), 9, 1.0)
+    data = open(paths[0], "rb").read()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ValueError, match=r"X\[1\] = .*cut.jpg"):
+        decode_images([paths[1], str(tmp_path / "cut.jpg")], VIT)

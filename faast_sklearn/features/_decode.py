@@ -4,17 +4,28 @@ A batch of files becomes a uint8 ``(N, 3, H, W)`` tensor on the device, resized 
 cropped as timm's evaluation transform does (shorter side to ``size / crop_pct``, then a centre
 crop; the geometry is :func:`._images.resize_plan`'s), with the EXIF orientation applied.
 
-Two back-ends, chosen per batch by :func:`decode_images`:
+Each file's bytes are read and its JPEG header scanned (:func:`._jpeg.scan_jpeg`, no PIL) in
+the worker threads first; then, by ``backend``:
 
+``"auto"``
+    On CUDA, a share of the batch's plain JPEG files (8-bit, Huffman-coded, grey or YCbCr, not
+    progressive) is decoded together by nvJPEG (``torchvision.io.decode_jpeg`` on the device)
+    and resized there, while the worker threads decode the rest on the host at the same time;
+    :func:`iter_decoded` moves the share from batch to batch so that both sides finish
+    together. nvJPEG's IDCT differs from libjpeg's by a level or two, so which side took a
+    file shows in its pixels: pass ``"tensor"`` or ``"pil"`` for pixels that never vary.
+    On the host (and on CPU devices), plain JPEG files are decoded by libjpeg-turbo
+    (``torchvision.io.decode_jpeg``) and resized by torch's uint8 antialiased resize, both
+    outside the GIL, unless PIL's DCT scaling decodes them at half their size or less (small
+    models); every other file (PNG, WebP, CMYK, cut short...) by PIL.
 ``"tensor"``
-    JPEG files are decoded together by ``torchvision.io.decode_jpeg`` on the target device
-    (nvJPEG on CUDA, libjpeg-turbo on the CPU) and resized there (:func:`._images.
-    resize_crop_tensor`). Files it cannot take -- PNG, WebP, CMYK JPEGs, anything it refuses
-    -- fall back to the host back-end one by one; the rest of the batch stays on the device.
+    As ``"auto"``, with every plain JPEG file that is not progressive on nvJPEG on CUDA
+    (torchvision decodes progressive files there one at a time, with a sync after each).
 ``"pil"``
-    Files are decoded in the worker threads with PIL (JPEGs at the smallest DCT scale that
-    leaves them ``draft`` times the resized size, ``Image.draft``), resized with PIL and
-    written into one pinned host buffer, copied to the device in one transfer.
+    Every file decoded by PIL (JPEGs at the smallest DCT scale that leaves them ``draft``
+    times the resized size, ``Image.draft``) and resized by PIL.
+
+Host-decoded images go into one pinned buffer, copied to the device in one transfer.
 
 :func:`iter_decoded` decodes the batches in a background thread, ``prefetch`` batches ahead of
 the consumer, so that reading and decoding files overlap the forward pass.
@@ -26,11 +37,9 @@ A file that cannot be decoded raises a ValueError naming its index and path, or,
 from __future__ import annotations
 
 import contextlib
-import io
-import math
-import os
 import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,19 +48,11 @@ import numpy as np
 
 from ..utils._threads import pool
 from ..utils._torch import import_torch
-from ._images import resize_crop_pil, resize_crop_tensor, resize_plan
+from ._host_decode import DRAFT, _host_work, _read, _turbo_ok, orient
+from ._images import resize_crop_tensor
 
 ON_ERROR = ("raise", "skip")
 BACKENDS = ("auto", "tensor", "pil")
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_EXIF_ORIENTATION = 0x0112
-_SWAPS_AXES = (5, 6, 7, 8)  # orientations that exchange width and height
-# A JPEG is decoded at a DCT scale that leaves it at least this many times the resized size.
-# Measured against timm's transform on full decodes of photographs (tests/test_decode.py): a
-# margin of 1 errs by up to 53/255 on a pixel (2.9/255 on average over an image), 2 by 9/255
-# (0.55/255), and still decodes a 1500 px photo for a 224 px model at a quarter of its size.
-# At 64 px on a 2-core CPU, 1 decodes 300-800 px photographs about twice as fast as 2.
-DRAFT = 2
 
 
 @dataclass
@@ -68,116 +69,22 @@ class Decoded:
         ``(position, path, reason)`` of each file left out (``on_error="skip"`` only).
     ready : object or None
         A CUDA event the consumer's stream must wait for before reading ``images``.
+    timing : tuple
+        ``(n_device, device_s, n_host, host_s)``: files decoded on the device and the seconds
+        that took, files decoded on the host at the same time and the seconds until the last.
     """
 
     images: Any
     index: np.ndarray
     skipped: list = field(default_factory=list)
     ready: Any = None
+    timing: tuple = (0, 0.0, 0, 0.0)
 
 
 def check_on_error(on_error: str) -> str:
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}; got {on_error!r}.")
     return on_error
-
-
-def _error(index: int, path: Any, exc: BaseException) -> ValueError:
-    return ValueError(
-        f"Cannot read the image file X[{index}] = {os.fspath(path)!r}: {type(exc).__name__}: {exc}"
-    )
-
-
-def _orientation(img: Any) -> int:
-    try:
-        return int(img.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:  # a damaged EXIF block: the pixels may still be fine
-        return 1
-
-
-def decode_pil(path: Any, cfg: dict, draft: float = DRAFT) -> np.ndarray:
-    """One file -> (H, W, 3) uint8 at the input size, EXIF orientation applied (PIL).
-
-    With ``draft`` > 0, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that
-    leaves it at least ``draft`` times the resized size (0: a full decode), then resized to
-    the size planned from its full resolution: a scaled
-    decode rounds its size up, and planning from that size would move the crop.
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(os.fspath(path)) as img:
-        swap = _orientation(img) in _SWAPS_AXES
-        h, w = (img.width, img.height) if swap else (img.height, img.width)
-        (nh, nw), (top, left, oh, ow) = resize_plan(h, w, cfg)
-        if draft and img.format == "JPEG":
-            size = (nh, nw) if swap else (nw, nh)
-            img.draft(None, tuple(math.ceil(draft * v) for v in size))
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        if img.size == (w, h):
-            return resize_crop_pil(img, cfg)
-        # Drafted to ceil(w / s) x ceil(h / s): resize the part that is the w x h image.
-        s = 1 << round(np.log2(w / img.width))
-        resample = getattr(Image.Resampling, cfg.get("interpolation", "bilinear").upper(), None)
-        img = img.convert("RGB").resize(
-            (nw, nh), resample or Image.Resampling.BILINEAR, box=(0, 0, w / s, h / s)
-        )
-        return np.asarray(img.crop((left, top, left + ow, top + oh)), dtype=np.uint8)
-
-
-def _host_decode(paths, index, cfg, out, draft, num_workers, on_error) -> list:
-    """Decode ``paths`` into ``out`` (a uint8 (N, H, W, 3) array) in worker threads; the
-    ``(row, position, path, reason)`` of each failure, or a raised ValueError."""
-
-    def work(k: int):
-        try:
-            out[k] = decode_pil(paths[k], cfg, draft)
-        except Exception as exc:
-            if on_error == "raise":
-                raise _error(index[k], paths[k], exc) from exc
-            return (k, int(index[k]), os.fspath(paths[k]), f"{type(exc).__name__}: {exc}")
-        return None
-
-    return [f for f in pool(num_workers).map(work, range(len(paths))) if f is not None]
-
-
-def _probe(path: Any) -> tuple[Any, int] | None:
-    """The bytes of a JPEG the tensor back-end can take, as a CPU uint8 tensor, and its EXIF
-    orientation; None for any other file (the host back-end takes it, and names its errors)."""
-    torch = import_torch()
-    from PIL import Image
-
-    try:
-        data = np.fromfile(os.fspath(path), dtype=np.uint8)
-        if data[:3].tobytes() != _JPEG_MAGIC or b"\xff\xd9" not in data[-16:].tobytes():
-            return None  # not a JPEG, or one cut short (which nvJPEG might not notice)
-        with Image.open(io.BytesIO(data)) as img:
-            if img.mode not in ("RGB", "L"):  # CMYK, YCCK
-                return None
-            orientation = _orientation(img)
-    except Exception:
-        return None
-    return torch.from_numpy(data), orientation
-
-
-def orient(x: Any, orientation: int) -> Any:
-    """Apply an EXIF orientation to a (C, H, W) tensor, as ``PIL.ImageOps.exif_transpose``."""
-    torch = import_torch()
-    if orientation == 2:
-        return x.flip(-1)
-    if orientation == 3:
-        return x.flip(-2, -1)
-    if orientation == 4:
-        return x.flip(-2)
-    if orientation == 5:
-        return x.transpose(-2, -1)
-    if orientation == 6:
-        return torch.rot90(x, -1, (-2, -1))
-    if orientation == 7:
-        return x.transpose(-2, -1).flip(-2, -1)
-    if orientation == 8:
-        return torch.rot90(x, 1, (-2, -1))
-    return x
 
 
 def _tensor_decode(datas: list, device: str) -> list:
@@ -197,10 +104,31 @@ def _tensor_decode(datas: list, device: str) -> list:
         return out
 
 
-def _resize_uint8(x: Any, cfg: dict) -> Any:
-    """A (3, h, w) uint8 image -> (3, H, W) uint8 at the input size, on its device."""
-    y = resize_crop_tensor(x[None].float(), cfg, max_value=255.0)[0]
-    return y.round_().clamp_(0, 255).to(x.dtype)
+def _device_resize(images: list, cfg: dict) -> Any:
+    """(3, h, w) uint8 device images -> one (N, 3, H, W) uint8 batch. Images of one size (a
+    camera's photographs) are resized together; each resize goes into one float buffer, which
+    is rounded once."""
+    torch = import_torch()
+    _, oh, ow = cfg["input_size"]
+    buf = torch.empty((len(images), 3, oh, ow), dtype=torch.float32, device=images[0].device)
+    groups: dict = {}
+    for k, x in enumerate(images):
+        groups.setdefault(tuple(x.shape), []).append(k)
+    for rows in groups.values():
+        x = images[rows[0]][None] if len(rows) == 1 else torch.stack([images[k] for k in rows])
+        y = resize_crop_tensor(x.float(), cfg, max_value=255.0)
+        for i, k in enumerate(rows):
+            buf[k] = y[i]
+    return buf.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _rows(rows: Sequence[int], device: str) -> Any:
+    """Row numbers as a device index tensor, copied without stalling the stream's host."""
+    torch = import_torch()
+    t = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+    if str(device).startswith("cuda"):
+        return t.pin_memory().to(device, non_blocking=True)
+    return t
 
 
 def decode_images(
@@ -213,53 +141,100 @@ def decode_images(
     num_workers: int = 0,
     on_error: str = "raise",
     draft: float = DRAFT,
+    device_share: float = 0.5,
 ) -> Decoded:
     """Decode a batch of image files to a uint8 (N, 3, H, W) tensor on ``device``.
 
     ``cfg`` is the backbone's data configuration (timm's ``resolve_data_config``);
-    ``backend`` is ``"tensor"``, ``"pil"`` or ``"auto"`` (``"tensor"`` on CUDA, else
-    ``"pil"``); ``index`` gives the positions that errors name (default 0, 1, ...).
+    ``backend`` is ``"auto"``, ``"tensor"`` or ``"pil"`` (see the module's docstring);
+    ``index`` gives the positions that errors name (default 0, 1, ...); ``device_share`` the
+    share of the plain JPEG files that ``"auto"`` decodes with nvJPEG on CUDA (the rest at the
+    same time on the host). :attr:`Decoded.timing` tells how long each side took.
     """
     torch = import_torch()
     check_on_error(on_error)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}.")
-    if backend == "auto":
-        backend = "tensor" if str(device).startswith("cuda") else "pil"
     index = np.arange(len(paths)) if index is None else np.asarray(index)
     _, oh, ow = cfg["input_size"]
     n = len(paths)
     cuda = str(device).startswith("cuda")
-    on_host = list(range(n))
-    out = None
-    if backend == "tensor":
-        out = torch.empty((n, 3, oh, ow), dtype=torch.uint8, device=device)
-        probes = list(pool(num_workers).map(_probe, paths))
-        jpegs = [k for k in range(n) if probes[k] is not None]
-        decoded = _tensor_decode([probes[k][0] for k in jpegs], device) if jpegs else []
-        on_host = [k for k in range(n) if probes[k] is None]
-        for k, img in zip(jpegs, decoded, strict=True):
-            if img is None:
-                on_host.append(k)
-            else:
-                out[k] = _resize_uint8(orient(img, probes[k][1]), cfg)
-        on_host.sort()
+    workers = pool(num_workers)
+    if backend == "pil":
+        reads = [(None, None)] * n
+    else:
+        reads = list(workers.map(_read, paths))
+    plain = [k for k in range(n) if reads[k][1] is not None]
+    on_device = []
+    if cuda and backend != "pil":
+        # nvJPEG takes the plain JPEG files but progressive ones (its hybrid decoder does
+        # those on one host thread): all of them ("tensor"), or a share ("auto").
+        fit = [k for k in plain if not reads[k][1].progressive]
+        on_device = fit if backend == "tensor" else fit[: int(round(device_share * len(fit)))]
+    host_rows = sorted(set(range(n)).difference(on_device))
+    # One pinned buffer, one host-to-device copy; NHWC memory seen as NCHW (channels-last).
+    host = torch.empty((n, oh, ow, 3), dtype=torch.uint8, pin_memory=cuda)
+    host_np = host.numpy()
+
+    ends: list = []  # when each host decode finished (list.append is thread-safe)
+
+    def timed(*args):
+        try:
+            return _host_work(*args)
+        finally:
+            ends.append(time.perf_counter())
+
+    def submit(j: int, k: int):
+        turbo = backend != "pil" and _turbo_ok(reads[k][1], cfg, draft if backend == "auto" else 0)
+        args = (paths[k], reads[k], cfg, draft, turbo, j, index[k], host_np, on_error)
+        return workers.submit(timed, *args)
+
+    start = time.perf_counter()
+    futures = [submit(j, k) for j, k in enumerate(host_rows)]
+    device_out, device_rows, late = None, [], []
+    if on_device:
+        decoded = _tensor_decode([reads[k][0] for k in on_device], device)
+        kept = [(k, img) for k, img in zip(on_device, decoded, strict=True) if img is not None]
+        late = [k for k, img in zip(on_device, decoded, strict=True) if img is None]
+        if kept:
+            device_rows = [k for k, _ in kept]
+            images = [orient(img, reads[k][1].orientation) for k, img in kept]
+            device_out = _device_resize(images, cfg)
+    device_s = time.perf_counter() - start
     failed = []
-    if on_host:
-        # One pinned buffer, one host-to-device copy; NHWC memory seen as NCHW (channels-last).
-        host = torch.empty((len(on_host), oh, ow, 3), dtype=torch.uint8, pin_memory=cuda)
-        args = (index[on_host], cfg, host.numpy(), draft, num_workers, on_error)
-        failed = _host_decode([paths[k] for k in on_host], *args)
-        failed = [(on_host[f[0]], *f[1:]) for f in failed]
-        moved = host.to(device, non_blocking=cuda).permute(0, 3, 1, 2)
-        if out is None:
-            out = moved
-        else:
-            out[torch.as_tensor(on_host, device=device)] = moved
+    for f in futures:
+        failure = f.result()
+        failed += [failure] if failure is not None else []
+    host_s = max(ends, default=start) - start
+    for j, k in enumerate(late, start=len(host_rows)):  # refused by the device decoder
+        failure = submit(j, k).result()
+        failed += [failure] if failure is not None else []
+    host_rows = host_rows + late
+    failed = [(host_rows[f[0]], *f[1:]) for f in failed]
+    moved = host[: len(host_rows)].to(device, non_blocking=cuda).permute(0, 3, 1, 2)
+    if device_out is None and host_rows == list(range(n)):
+        out = moved
+    else:
+        out = torch.empty((n, 3, oh, ow), dtype=torch.uint8, device=device)
+        if host_rows:
+            out.index_copy_(0, _rows(host_rows, device), moved)
+        if device_out is not None:
+            out.index_copy_(0, _rows(device_rows, device), device_out)
     keep = np.setdiff1d(np.arange(n), [f[0] for f in failed])
     if len(keep) < n:
-        out = out[torch.as_tensor(keep, device=device)]
-    return Decoded(out, index[keep], [f[1:] for f in failed])
+        out = out.index_select(0, _rows(keep, device))
+    timing = (len(device_rows), device_s, len(host_rows) - len(late), host_s)
+    return Decoded(out, index[keep], [f[1:] for f in failed], timing=timing)
+
+
+def _balance(share: float, timing: tuple) -> float:
+    """The device's share of the next batch, so that both sides finish together: half-way
+    from ``share`` to the device's part of the two sides' measured rates."""
+    n_device, device_s, n_host, host_s = timing
+    if not (n_device and n_host and device_s > 0 and host_s > 0):
+        return share
+    device_rate, host_rate = n_device / device_s, n_host / host_s
+    return float(np.clip(0.5 * share + 0.5 * device_rate / (device_rate + host_rate), 0.05, 0.95))
 
 
 def iter_decoded(
@@ -304,15 +279,22 @@ def iter_decoded(
 
     def produce() -> None:
         stream = torch.cuda.Stream(device=device) if cuda else None
+        share = kwargs.pop("device_share", 0.5)
         try:
             for idx in batches:
                 with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
                     batch = decode_images(
-                        [paths[i] for i in idx.tolist()], cfg, device=device, index=idx, **kwargs
+                        [paths[i] for i in idx.tolist()],
+                        cfg,
+                        device=device,
+                        index=idx,
+                        device_share=share,
+                        **kwargs,
                     )
                     if cuda:
                         batch.ready = torch.cuda.Event()
                         batch.ready.record(stream)
+                share = _balance(share, batch.timing)
                 if not put(batch):
                     return
         except BaseException as exc:  # handed to the consumer, raised there
