@@ -11,8 +11,10 @@ _POOLS_LOCK = threading.Lock()
 
 
 def n_threads(num_workers: int) -> int:
-    """``num_workers`` if positive, else up to 8 threads (one per CPU core)."""
-    return num_workers if num_workers > 0 else max(1, min(8, os.cpu_count() or 1))
+    """``num_workers`` if positive, else one thread per CPU core this process may use."""
+    if num_workers > 0:
+        return num_workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def pool(num_workers: int) -> ThreadPoolExecutor:
