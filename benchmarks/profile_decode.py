@@ -450,16 +450,6 @@ def main(argv=None) -> None:
             dev,
             budget,
         )
-    if cuda:  # the device's share that iter_decoded settles on, batch by batch
-        shares, share = [], 0.5
-        from faast_sklearn.features._decode import _balance
-
-        for b in batches:
-            got = decode_images(b, CFG, device=dev, num_workers=W, device_share=share)
-            share = _balance(share, got.timing)
-            shares.append((round(share, 3), [round(t, 4) for t in got.timing]))
-        RESULTS["auto_shares"] = shares
-        log(f"auto shares (share, (n_device, device_s, n_host, host_s)): {shares}")
     if cuda:
         # A stand-in forward pass on the default stream: ~ViT-B/16 at 8,400 images/s.
         a = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)

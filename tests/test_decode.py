@@ -200,22 +200,31 @@ def test_iter_decoded_batches(tmp_path, photo_files):
 
 @pytest.mark.gpu
 def test_nvjpeg_matches_timm(photo_files, tmp_path):
-    # nvJPEG's IDCT and colour conversion differ from libjpeg's by a level or two.
     ref = _timm(photo_files, VIT)
-    got = decode_images(photo_files, VIT, device="cuda", backend="tensor")
-    assert got.images.is_cuda
-    _check(got.images, ref, 10, 1.0)
-    batches = list(iter_decoded(photo_files, VIT, batch_size=8, device="cuda", backend="tensor"))
-    assert torch.equal(torch.cat([b.images for b in batches]), got.images)
-    # "auto": part of each batch on nvJPEG, the rest on the host threads at once.
-    for share in (0.0, 0.5, 1.0):
-        mixed = decode_images(photo_files, VIT, device="cuda", device_share=share)
-        _check(mixed.images, ref, 10, 1.0)
+    # "auto" sends nvJPEG only what it decodes as libjpeg does (grey, 4:4:4): timm's pixels.
+    auto = decode_images(photo_files, VIT, device="cuda")
+    assert auto.images.is_cuda
+    _check(auto.images, ref, 10, 1.0)
     batches = list(iter_decoded(photo_files * 3, VIT, batch_size=8, device="cuda"))
     _check(torch.cat([b.images for b in batches]), torch.cat([ref] * 3), 10, 1.0)
+    full = [_save(tmp_path / f"444_{i}.jpg", p, subsampling=0) for i, p in enumerate(photo_files)]
+    _check(decode_images(full, VIT, device="cuda").images, _timm(full, VIT), 10, 1.0)
+    # "tensor": every baseline JPEG on nvJPEG, whose 4:2:0 chroma is repeated, not
+    # interpolated: up to 40 levels from timm's on a pixel (H100), little on average.
+    got = decode_images(photo_files, VIT, device="cuda", backend="tensor")
+    _check(got.images, ref, 64, 4.0)
+    batches = list(iter_decoded(photo_files, VIT, batch_size=8, device="cuda", backend="tensor"))
+    assert torch.equal(torch.cat([b.images for b in batches]), got.images)
     bad = _bad_files(tmp_path, photo_files)
     with pytest.raises(ValueError, match=rf"X\[1\] = '{bad[1]}'"):
         decode_images([photo_files[0], bad[1]], VIT, device="cuda")
+
+
+def _save(path, source, **kwargs):
+    """``source`` (any image file) re-saved as a JPEG at ``path`` with PIL's ``kwargs``."""
+    with Image.open(source) as img:
+        img.convert("RGB").save(path, "JPEG", quality=90, **kwargs)
+    return str(path)
 
 
 def _jpeg_bytes(img, **kwargs):
@@ -232,6 +241,10 @@ def test_scan_jpeg_reads_headers(order):
     assert info.plain and not info.progressive
     assert scan_jpeg(_jpeg_bytes(img, progressive=True)).progressive
     assert scan_jpeg(_jpeg_bytes(img.convert("L"))).components == 1
+    # Chroma at a lower resolution than luma (PIL's subsampling: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0).
+    assert info.subsampled and not scan_jpeg(_jpeg_bytes(img.convert("L"))).subsampled
+    for subsampling, expected in ((0, False), (1, True), (2, True)):
+        assert scan_jpeg(_jpeg_bytes(img, subsampling=subsampling)).subsampled == expected
     cmyk = scan_jpeg(_jpeg_bytes(img.convert("CMYK")))
     assert cmyk.components == 4 and not cmyk.plain
     for orientation in range(1, 9):

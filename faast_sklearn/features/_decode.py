@@ -8,18 +8,20 @@ Each file's bytes are read and its JPEG header scanned (:func:`._jpeg.scan_jpeg`
 the worker threads first; then, by ``backend``:
 
 ``"auto"``
-    On CUDA, a share of the batch's plain JPEG files (8-bit, Huffman-coded, grey or YCbCr, not
-    progressive) is decoded together by nvJPEG (``torchvision.io.decode_jpeg`` on the device)
-    and resized there, while the worker threads decode the rest on the host at the same time;
-    :func:`iter_decoded` moves the share from batch to batch so that both sides finish
-    together. nvJPEG's IDCT differs from libjpeg's by a level or two, so which side took a
-    file shows in its pixels: pass ``"tensor"`` or ``"pil"`` for pixels that never vary.
+    On CUDA, the plain JPEG files (8-bit, Huffman-coded, not progressive) whose colour is
+    stored at full resolution (grey, 4:4:4) are decoded together by nvJPEG
+    (``torchvision.io.decode_jpeg`` on the device) and resized there, while the worker threads
+    decode the rest on the host at the same time. nvJPEG gives libjpeg's pixels for those; for
+    subsampled colour (4:2:0, 4:2:2: most photographs) it upsamples the chroma by repetition
+    where libjpeg and PIL interpolate, and its pixels differ from timm's by up to 40 levels
+    (H100, measured on photographs), so those are decoded on the host.
     On the host (and on CPU devices), plain JPEG files are decoded by libjpeg-turbo
     (``torchvision.io.decode_jpeg``) and resized by torch's uint8 antialiased resize, both
     outside the GIL, unless PIL's DCT scaling decodes them at half their size or less (small
     models); every other file (PNG, WebP, CMYK, cut short...) by PIL.
 ``"tensor"``
-    As ``"auto"``, with every plain JPEG file that is not progressive on nvJPEG on CUDA
+    As ``"auto"``, with every plain JPEG file that is not progressive on nvJPEG on CUDA,
+    subsampled ones included: several times faster on a GPU, at the cost of those pixels
     (torchvision decodes progressive files there one at a time, with a sync after each).
 ``"pil"``
     Every file decoded by PIL (JPEGs at the smallest DCT scale that leaves them ``draft``
@@ -39,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,16 +70,12 @@ class Decoded:
         ``(position, path, reason)`` of each file left out (``on_error="skip"`` only).
     ready : object or None
         A CUDA event the consumer's stream must wait for before reading ``images``.
-    timing : tuple
-        ``(n_device, device_s, n_host, host_s)``: files decoded on the device and the seconds
-        that took, files decoded on the host at the same time and the seconds until the last.
     """
 
     images: Any
     index: np.ndarray
     skipped: list = field(default_factory=list)
     ready: Any = None
-    timing: tuple = (0, 0.0, 0, 0.0)
 
 
 def check_on_error(on_error: str) -> str:
@@ -141,15 +138,12 @@ def decode_images(
     num_workers: int = 0,
     on_error: str = "raise",
     draft: float = DRAFT,
-    device_share: float = 0.5,
 ) -> Decoded:
     """Decode a batch of image files to a uint8 (N, 3, H, W) tensor on ``device``.
 
     ``cfg`` is the backbone's data configuration (timm's ``resolve_data_config``);
     ``backend`` is ``"auto"``, ``"tensor"`` or ``"pil"`` (see the module's docstring);
-    ``index`` gives the positions that errors name (default 0, 1, ...); ``device_share`` the
-    share of the plain JPEG files that ``"auto"`` decodes with nvJPEG on CUDA (the rest at the
-    same time on the host). :attr:`Decoded.timing` tells how long each side took.
+    ``index`` gives the positions that errors name (default 0, 1, ...).
     """
     torch = import_torch()
     check_on_error(on_error)
@@ -168,28 +162,23 @@ def decode_images(
     on_device = []
     if cuda and backend != "pil":
         # nvJPEG takes the plain JPEG files but progressive ones (its hybrid decoder does
-        # those on one host thread): all of them ("tensor"), or a share ("auto").
-        fit = [k for k in plain if not reads[k][1].progressive]
-        on_device = fit if backend == "tensor" else fit[: int(round(device_share * len(fit)))]
+        # those on one host thread): all of them ("tensor"), or those it decodes as libjpeg
+        # does ("auto": colour at full resolution).
+        on_device = [
+            k
+            for k in plain
+            if not reads[k][1].progressive and (backend == "tensor" or not reads[k][1].subsampled)
+        ]
     host_rows = sorted(set(range(n)).difference(on_device))
     # One pinned buffer, one host-to-device copy; NHWC memory seen as NCHW (channels-last).
     host = torch.empty((n, oh, ow, 3), dtype=torch.uint8, pin_memory=cuda)
     host_np = host.numpy()
 
-    ends: list = []  # when each host decode finished (list.append is thread-safe)
-
-    def timed(*args):
-        try:
-            return _host_work(*args)
-        finally:
-            ends.append(time.perf_counter())
-
     def submit(j: int, k: int):
         turbo = backend != "pil" and _turbo_ok(reads[k][1], cfg, draft if backend == "auto" else 0)
         args = (paths[k], reads[k], cfg, draft, turbo, j, index[k], host_np, on_error)
-        return workers.submit(timed, *args)
+        return workers.submit(_host_work, *args)
 
-    start = time.perf_counter()
     futures = [submit(j, k) for j, k in enumerate(host_rows)]
     device_out, device_rows, late = None, [], []
     if on_device:
@@ -200,12 +189,10 @@ def decode_images(
             device_rows = [k for k, _ in kept]
             images = [orient(img, reads[k][1].orientation) for k, img in kept]
             device_out = _device_resize(images, cfg)
-    device_s = time.perf_counter() - start
     failed = []
     for f in futures:
         failure = f.result()
         failed += [failure] if failure is not None else []
-    host_s = max(ends, default=start) - start
     for j, k in enumerate(late, start=len(host_rows)):  # refused by the device decoder
         failure = submit(j, k).result()
         failed += [failure] if failure is not None else []
@@ -223,18 +210,7 @@ def decode_images(
     keep = np.setdiff1d(np.arange(n), [f[0] for f in failed])
     if len(keep) < n:
         out = out.index_select(0, _rows(keep, device))
-    timing = (len(device_rows), device_s, len(host_rows) - len(late), host_s)
-    return Decoded(out, index[keep], [f[1:] for f in failed], timing=timing)
-
-
-def _balance(share: float, timing: tuple) -> float:
-    """The device's share of the next batch, so that both sides finish together: half-way
-    from ``share`` to the device's part of the two sides' measured rates."""
-    n_device, device_s, n_host, host_s = timing
-    if not (n_device and n_host and device_s > 0 and host_s > 0):
-        return share
-    device_rate, host_rate = n_device / device_s, n_host / host_s
-    return float(np.clip(0.5 * share + 0.5 * device_rate / (device_rate + host_rate), 0.05, 0.95))
+    return Decoded(out, index[keep], [f[1:] for f in failed])
 
 
 def iter_decoded(
@@ -279,7 +255,6 @@ def iter_decoded(
 
     def produce() -> None:
         stream = torch.cuda.Stream(device=device) if cuda else None
-        share = kwargs.pop("device_share", 0.5)
         try:
             for idx in batches:
                 with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
@@ -288,13 +263,11 @@ def iter_decoded(
                         cfg,
                         device=device,
                         index=idx,
-                        device_share=share,
                         **kwargs,
                     )
                     if cuda:
                         batch.ready = torch.cuda.Event()
                         batch.ready.record(stream)
-                share = _balance(share, batch.timing)
                 if not put(batch):
                     return
         except BaseException as exc:  # handed to the consumer, raised there

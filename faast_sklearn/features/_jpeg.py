@@ -42,6 +42,8 @@ class JpegInfo:
         The colour transform of an Adobe APP14 segment, if any.
     xmp_orientation : bool
         An XMP packet mentions an orientation (PIL reads it where EXIF has none).
+    subsampled : bool
+        The colour components are stored at a lower resolution than the first (4:2:0, 4:2:2).
     """
 
     height: int
@@ -52,6 +54,7 @@ class JpegInfo:
     orientation: int = 1
     adobe_transform: int | None = None
     xmp_orientation: bool = False
+    subsampled: bool = False
 
     @property
     def progressive(self) -> bool:
@@ -118,7 +121,8 @@ def scan_jpeg(data: bytes | memoryview) -> JpegInfo | None:
             if len(seg) < 6:
                 return None
             precision, height, width, components = unpack_from(">BHHB", seg)
-            frame = (height, width, components, marker, precision)
+            sampling = {seg[6 + 3 * c + 1] for c in range(components) if 8 + 3 * c < len(seg)}
+            frame = (height, width, components, marker, precision, len(sampling) > 1)
         elif marker == 0xE1 and orientation is None and bytes(seg[:6]) == _EXIF:
             orientation = exif_orientation(seg[6:])
         elif marker == 0xE1 and bytes(seg[: len(_XMP)]) == _XMP:
@@ -128,6 +132,7 @@ def scan_jpeg(data: bytes | memoryview) -> JpegInfo | None:
         elif marker == 0xDA:  # start of scan: the header is over
             if frame is None:
                 return None
-            return JpegInfo(*frame, orientation or 1, adobe, xmp)
+            *size, subsampled = frame
+            return JpegInfo(*size, orientation or 1, adobe, xmp, subsampled)
         pos = end
     return None
