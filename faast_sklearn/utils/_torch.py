@@ -48,11 +48,13 @@ def import_timm() -> ModuleType:
     return timm
 
 
+@functools.cache
 def _gpu_driver_present() -> bool:
     """False only where no GPU can exist: on Linux, no NVIDIA or ROCm device node.
 
     CUDA needs the NVIDIA driver's ``/dev/nvidiactl`` (ROCm, ``/dev/kfd``), so their absence
     answers ``torch.cuda.is_available()`` without importing torch. Elsewhere, True (ask torch).
+    Probed once per process, as torch probes CUDA once.
     """
     if not sys.platform.startswith("linux"):
         return True
