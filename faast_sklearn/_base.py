@@ -1,7 +1,7 @@
 """Machinery shared by the estimators: the fit path and the prediction.
 
 A fit reads top to bottom (:meth:`_BaseFAAST._fit_batch`): inputs -> features
-(:meth:`~_BaseFAAST._features`) -> validated arrays (:meth:`~_BaseFAAST._validate_features`,
+(:meth:`~_BaseFAAST._features`) -> validated arrays (:func:`._validation.validate_features`,
 :func:`._validation.validate_weights`, ``_encode_targets``) -> statistics
 (:func:`._fit.fit_statistics`, cached per fold) -> spectrum -> solve -> fitted attributes,
 assigned last: a call that fails leaves the estimator exactly as it was. ``fit`` solves at
@@ -101,7 +101,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
 
                 X, y, sample_weight, x_key = drop_skipped(self.backbone, X, y, sample_weight, x_key)
             # NaN and infinity are checked where the statistics are computed: see check_rows
-            X = self._validate_features(X, reset=first, finite=False, empty=empty)
+            X = validate_features(self, X, reset=first, finite=False, empty=empty)
             check_consistent_length(X, y)
             w = validate_weights(sample_weight, X)
             targets, n_targets, columns, state = self._encode_targets(
@@ -161,10 +161,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         if is_tensor(X) and X.device.type == "cpu":
             X = X.numpy()
         return X, key
-
-    def _validate_features(self, X, *, reset: bool, finite: bool = True, empty: bool = False):
-        """2-D float features (:func:`._validation.validate_features`)."""
-        return validate_features(self, X, reset=reset, finite=finite, empty=empty)
 
     def _validate_X(self, X, *, reset: bool):
         """Features of ``X``, validated (for prediction)."""
