@@ -10,6 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from _hf_vocab import byte_chars  # noqa: E402
+
 from faast_sklearn import FAASTClassifier  # noqa: E402
 from faast_sklearn.backbones import (  # noqa: E402
     BackboneSpec,
@@ -21,17 +23,8 @@ from faast_sklearn.features import FeatureExtractor  # noqa: E402
 TEXTS = ["a", "hello there", "the film was long, slow and very good", "bad."]
 
 
-def _byte_chars():
-    """GPT-2's byte -> printable character table (a byte-level vocabulary with no merges)."""
-    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    extra = [b for b in range(256) if b not in keep]
-    chars = {b: chr(b) for b in keep}
-    chars.update({b: chr(256 + i) for i, b in enumerate(extra)})
-    return [chars[b] for b in range(256)]
-
-
 def make_tiny_gpt2(folder, *, n_layer=2, n_positions=64):
-    vocab = {c: i for i, c in enumerate(_byte_chars())}
+    vocab = {c: i for i, c in enumerate(byte_chars())}
     vocab["<|endoftext|>"] = len(vocab)
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")

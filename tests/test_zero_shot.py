@@ -8,6 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from _hf_vocab import byte_chars  # noqa: E402
+
 from faast_sklearn import FAASTClassifier  # noqa: E402
 from faast_sklearn.backbones import (  # noqa: E402
     IMAGENET_TEMPLATES,
@@ -26,17 +28,9 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def _byte_chars():
-    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    extra = [b for b in range(256) if b not in keep]
-    chars = {b: chr(b) for b in keep}
-    chars.update({b: chr(256 + i) for i, b in enumerate(extra)})
-    return [chars[b] for b in range(256)]
-
-
 def make_tiny_clip(folder, *, seed=0, projection_dim=16):
     """A random two-layer CLIP (16-d joint space) saved with a byte-level CLIP tokenizer."""
-    chars = _byte_chars()
+    chars = byte_chars()
     vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars])}
     vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
     (folder / "vocab.json").write_text(json.dumps(vocab))
