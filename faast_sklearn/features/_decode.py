@@ -9,20 +9,18 @@ the worker threads first; then, by ``backend``:
 
 ``"auto"``
     On CUDA, the plain JPEG files (8-bit, Huffman-coded, not progressive) whose colour is
-    stored at full resolution (grey, 4:4:4) are decoded together by nvJPEG
-    (``torchvision.io.decode_jpeg`` on the device) and resized there, while the worker threads
-    decode the rest on the host at the same time. nvJPEG gives libjpeg's pixels for those; for
-    subsampled colour (4:2:0, 4:2:2: most photographs) it upsamples the chroma by repetition
-    where libjpeg and PIL interpolate, and its pixels differ from timm's by up to 40 levels
-    (H100, measured on photographs), so those are decoded on the host.
+    stored at full resolution (grey, 4:4:4) or at half of it (4:2:0, 4:2:2: most photographs)
+    are decoded together by nvJPEG (``torchvision.io.decode_jpeg`` on the device) and resized
+    there, while the worker threads decode the rest on the host at the same time. nvJPEG
+    repeats subsampled chroma where libjpeg (and so PIL and timm) interpolates it;
+    :func:`._chroma.libjpeg_chroma` turns its output into libjpeg's pixels on the device.
     On the host (and on CPU devices), plain JPEG files are decoded by libjpeg-turbo
     (``torchvision.io.decode_jpeg``) and resized by torch's uint8 antialiased resize, both
     outside the GIL, unless PIL's DCT scaling decodes them at half their size or less (small
     models); every other file (PNG, WebP, CMYK, cut short...) by PIL.
 ``"tensor"``
-    As ``"auto"``, with every plain JPEG file that is not progressive on nvJPEG on CUDA,
-    subsampled ones included: several times faster on a GPU, at the cost of those pixels
-    (torchvision decodes progressive files there one at a time, with a sync after each).
+    As ``"auto"``, with the other chroma layouts (4:1:1, 4:4:0: rare) on nvJPEG too, their
+    chroma repeated.
 ``"pil"``
     Every file decoded by PIL (JPEGs at the smallest DCT scale that leaves them ``draft``
     times the resized size, ``Image.draft``) and resized by PIL.
@@ -49,11 +47,16 @@ import numpy as np
 
 from ..utils._threads import pool
 from ..utils._torch import import_torch
+from ._chroma import libjpeg_chroma
 from ._host_decode import DRAFT, _host_work, _read, _turbo_ok, orient
 from ._images import resize_crop_tensor
 
 ON_ERROR = ("raise", "skip")
 BACKENDS = ("auto", "tensor", "pil")
+# Chroma layouts whose nvJPEG output :func:`libjpeg_chroma` turns into libjpeg's pixels.
+_NVJPEG_SAMPLING = ((1, 1), (2, 2), (2, 1))
+# Pixels rebuilt at once: bounds the padded chunk and its temporaries (about 60 bytes a pixel).
+_CHUNK_PIXELS = 1 << 24
 
 
 @dataclass
@@ -99,6 +102,35 @@ def _tensor_decode(datas: list, device: str) -> list:
             except Exception:
                 out.append(None)
         return out
+
+
+def _as_libjpeg(images: list, samplings: list) -> list:
+    """nvJPEG's images -> libjpeg's: those with subsampled chroma rebuilt, in padded chunks of
+    images of one layout and similar sizes."""
+    torch = import_torch()
+    out = list(images)
+    for sampling in {s for s in samplings if s in _NVJPEG_SAMPLING[1:]}:
+        rows = sorted(
+            (k for k, s in enumerate(samplings) if s == sampling),
+            key=lambda k: images[k].shape[-2] * images[k].shape[-1],
+        )
+        while rows:
+            chunk, hp, wp = [], 0, 0
+            for k in rows:
+                h, w = images[k].shape[-2:]
+                h2, w2 = max(hp, h + h % 2), max(wp, w + w % 2)
+                if chunk and (len(chunk) + 1) * h2 * w2 > _CHUNK_PIXELS:
+                    break
+                chunk, hp, wp = chunk + [k], h2, w2
+            rows = rows[len(chunk) :]
+            pad = torch.empty((len(chunk), 3, hp, wp), dtype=torch.uint8, device=images[0].device)
+            for j, k in enumerate(chunk):
+                pad[j, :, : images[k].shape[-2], : images[k].shape[-1]] = images[k]
+            sizes = [tuple(images[k].shape[-2:]) for k in chunk]
+            done = libjpeg_chroma(pad, torch.tensor(sizes, device=pad.device), sampling)
+            for j, (k, (h, w)) in enumerate(zip(chunk, sizes, strict=True)):
+                out[k] = done[j, :, :h, :w]
+    return out
 
 
 def _device_resize(images: list, cfg: dict) -> Any:
@@ -162,12 +194,13 @@ def decode_images(
     on_device = []
     if cuda and backend != "pil":
         # nvJPEG takes the plain JPEG files but progressive ones (its hybrid decoder does
-        # those on one host thread): all of them ("tensor"), or those it decodes as libjpeg
-        # does ("auto": colour at full resolution).
+        # those on one host thread): all of them ("tensor"), or those whose pixels are
+        # libjpeg's or can be made so ("auto").
         on_device = [
             k
             for k in plain
-            if not reads[k][1].progressive and (backend == "tensor" or not reads[k][1].subsampled)
+            if not reads[k][1].progressive
+            and (backend == "tensor" or reads[k][1].sampling in _NVJPEG_SAMPLING)
         ]
     host_rows = sorted(set(range(n)).difference(on_device))
     # One pinned buffer, one host-to-device copy; NHWC memory seen as NCHW (channels-last).
@@ -187,7 +220,13 @@ def decode_images(
         late = [k for k, img in zip(on_device, decoded, strict=True) if img is None]
         if kept:
             device_rows = [k for k, _ in kept]
-            images = [orient(img, reads[k][1].orientation) for k, img in kept]
+            images = _as_libjpeg(
+                [img for _, img in kept], [reads[k][1].sampling for k in device_rows]
+            )
+            images = [
+                orient(img, reads[k][1].orientation)
+                for k, img in zip(device_rows, images, strict=True)
+            ]
             device_out = _device_resize(images, cfg)
     failed = []
     for f in futures:

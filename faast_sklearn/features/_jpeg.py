@@ -42,8 +42,10 @@ class JpegInfo:
         The colour transform of an Adobe APP14 segment, if any.
     xmp_orientation : bool
         An XMP packet mentions an orientation (PIL reads it where EXIF has none).
-    subsampled : bool
-        The colour components are stored at a lower resolution than the first (4:2:0, 4:2:2).
+    sampling : tuple of (int, int) or None
+        How many luma samples (across, down) share one chroma sample where both chroma
+        components have one sampling factor: (1, 1) for 4:4:4 and grey, (2, 2) for 4:2:0,
+        (2, 1) for 4:2:2; None for other layouts.
     """
 
     height: int
@@ -54,7 +56,12 @@ class JpegInfo:
     orientation: int = 1
     adobe_transform: int | None = None
     xmp_orientation: bool = False
-    subsampled: bool = False
+    sampling: tuple[int, int] | None = (1, 1)
+
+    @property
+    def subsampled(self) -> bool:
+        """The colour is stored at a lower resolution than the luma (4:2:0, 4:2:2, ...)."""
+        return self.sampling != (1, 1)
 
     @property
     def progressive(self) -> bool:
@@ -72,6 +79,18 @@ class JpegInfo:
             and self.height > 0
             and self.width > 0
         )
+
+
+def _sampling(factors: list) -> tuple[int, int] | None:
+    """Luma samples per chroma sample, (across, down), from the components' sampling bytes."""
+    if len(set(factors)) == 1:
+        return (1, 1)
+    if len(factors) != 3 or factors[1] != factors[2]:
+        return None
+    (h0, v0), (h1, v1) = divmod(factors[0], 16), divmod(factors[1], 16)
+    if h1 == 0 or v1 == 0 or h0 % h1 or v0 % v1:
+        return None
+    return (h0 // h1, v0 // v1)
 
 
 def exif_orientation(exif: bytes | memoryview) -> int:
@@ -121,8 +140,8 @@ def scan_jpeg(data: bytes | memoryview) -> JpegInfo | None:
             if len(seg) < 6:
                 return None
             precision, height, width, components = unpack_from(">BHHB", seg)
-            sampling = {seg[6 + 3 * c + 1] for c in range(components) if 8 + 3 * c < len(seg)}
-            frame = (height, width, components, marker, precision, len(sampling) > 1)
+            factors = [seg[6 + 3 * c + 1] for c in range(components) if 8 + 3 * c < len(seg)]
+            frame = (height, width, components, marker, precision, _sampling(factors))
         elif marker == 0xE1 and orientation is None and bytes(seg[:6]) == _EXIF:
             orientation = exif_orientation(seg[6:])
         elif marker == 0xE1 and bytes(seg[: len(_XMP)]) == _XMP:
@@ -132,7 +151,7 @@ def scan_jpeg(data: bytes | memoryview) -> JpegInfo | None:
         elif marker == 0xDA:  # start of scan: the header is over
             if frame is None:
                 return None
-            *size, subsampled = frame
-            return JpegInfo(*size, orientation or 1, adobe, xmp, subsampled)
+            *size, sampling = frame
+            return JpegInfo(*size, orientation or 1, adobe, xmp, sampling)
         pos = end
     return None
