@@ -53,6 +53,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--out", default="chroma.json")
+    p.add_argument("--compile", action="store_true", help="also time the rebuild compiled")
     args = p.parse_args(argv)
     paths = sorted(str(f) for f in Path(args.folder).rglob("*.jpg"))[: args.n_files]
     workers = pool(args.workers)
@@ -98,6 +99,15 @@ def main(argv=None) -> None:
         lambda: decode_jpeg(batch, mode=ImageReadMode.RGB, device="cuda"), len(sub)
     )
     rates["rebuild"] = timed(lambda: _as_libjpeg(nv, samplings), len(sub))
+    if args.compile:
+        from faast_sklearn.features import _decode
+
+        t = time.perf_counter()
+        _decode.libjpeg_chroma = torch.compile(_decode.libjpeg_chroma, dynamic=True)
+        _as_libjpeg(nv, samplings)
+        torch.cuda.synchronize()
+        out["rebuild_compile_s"] = round(time.perf_counter() - t, 1)
+        rates["rebuild_compiled"] = timed(lambda: _as_libjpeg(nv, samplings), len(sub))
     rates["resize"] = timed(lambda: _device_resize(rebuilt, CFG), len(sub))
     rates["decode_images"] = timed(
         lambda: decode_images(sub, CFG, device="cuda", num_workers=args.workers), len(sub)

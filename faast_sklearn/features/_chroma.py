@@ -22,47 +22,43 @@ from ..utils._torch import import_torch
 
 # FIX(x) = round(x * 2**16): libjpeg's fixed-point colour conversion constants.
 _CR_R, _CB_B, _CR_G, _CB_G, _HALF = 91881, 116130, 46802, 22554, 1 << 15
+# RGB -> (Cb, Cr) - 128, JFIF's full-range BT.601.
+_TO_CBCR = ((-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
 
 
-def _ycc_to_rgb(y: Any, cb: Any, cr: Any) -> Any:
-    """libjpeg's YCbCr -> RGB on int32 planes: (..., 3, H, W) uint8."""
+def _offsets(cb: Any, cr: Any) -> Any:
+    """What libjpeg adds to the luma for R, G and B (``jdcolor.c``'s tables), from int32
+    chroma planes centred on 0: stacked on a new axis 1."""
     torch = import_torch()
-    cb, cr = cb - 128, cr - 128
-    r = y + ((_CR_R * cr + _HALF) >> 16)
-    g = y + ((-_CB_G * cb - _CR_G * cr + _HALF) >> 16)
-    b = y + ((_CB_B * cb + _HALF) >> 16)
-    return torch.stack([r, g, b], dim=-3).clamp_(0, 255).to(torch.uint8)
+    r = (_CR_R * cr + _HALF) >> 16
+    g = (-_CB_G * cb - _CR_G * cr + _HALF) >> 16
+    b = (_CB_B * cb + _HALF) >> 16
+    return torch.stack([r, g, b], dim=1)
 
 
 def _shifted(x: Any, dim: int, step: int) -> Any:
     """``x`` moved one sample along ``dim``, its edge sample repeated (libjpeg's edges)."""
     torch = import_torch()
     n = x.shape[dim]
-    if step < 0:  # the previous sample
+    if step < 0:  # each sample's previous one
         return torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim=dim)
     return torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
 
 
-def _interleave(even: Any, odd: Any, dim: int) -> Any:
+def _upsample(c: Any, sampling: tuple[int, int]) -> Any:
+    """libjpeg's fancy upsampling (``jdsample.c``: h2v2 for 4:2:0, h2v1 for 4:2:2) of int32
+    (N, 2, h, w) chroma planes, in block layout (N, 2, h, down, w, across)."""
     torch = import_torch()
-    out = torch.stack([even, odd], dim=dim + 1 if dim >= 0 else dim)
-    shape = list(even.shape)
-    shape[dim] *= 2
-    return out.reshape(shape)
-
-
-def _fancy_upsample(c: Any, sampling: tuple[int, int]) -> Any:
-    """libjpeg's h2v2 (4:2:0) and h2v1 (4:2:2) fancy upsampling of int32 (..., h, w) planes."""
-    if sampling == (2, 2):
-        col = 3 * c
-        s = _interleave(col + _shifted(c, -2, -1), col + _shifted(c, -2, 1), -2)
-        this = 3 * s
-        return _interleave(
-            (this + _shifted(s, -1, -1) + 8) >> 4, (this + _shifted(s, -1, 1) + 7) >> 4, -1
-        )
-    this = 3 * c
-    return _interleave(
-        (this + _shifted(c, -1, -1) + 1) >> 2, (this + _shifted(c, -1, 1) + 2) >> 2, -1
+    if sampling == (2, 2):  # each output row: 3 x its chroma row + the nearer neighbour row
+        three = 3 * c
+        v = torch.stack([three + _shifted(c, 2, -1), three + _shifted(c, 2, 1)], dim=3)
+        left, right, bias = _shifted(v, 4, -1), _shifted(v, 4, 1), (8, 7, 4)
+    else:
+        v = c[:, :, :, None]
+        left, right, bias = _shifted(v, 4, -1), _shifted(v, 4, 1), (1, 2, 2)
+    three = 3 * v
+    return torch.stack(
+        [(three + left + bias[0]) >> bias[2], (three + right + bias[1]) >> bias[2]], dim=5
     )
 
 
@@ -86,52 +82,31 @@ def libjpeg_chroma(images: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
     torch = import_torch()
     n, _, hp, wp = images.shape
     sx, sy = sampling
+    hc, wc = hp // sy, wp // sx
     dev = images.device
-    rows = torch.arange(hp, device=dev)
-    cols = torch.arange(wp, device=dev)
-    inside = (rows[None, :, None] < sizes[:, 0, None, None]) & (
-        cols[None, None, :] < sizes[:, 1, None, None]
+    blocks = images.view(n, 3, hc, sy, wc, sx)  # one chroma sample's pixels on axes 3 and 5
+    inside = (
+        torch.arange(hp, device=dev).view(1, hc, sy, 1, 1) < sizes[:, :1, None, None, None]
+    ) & (torch.arange(wp, device=dev).view(1, 1, 1, wc, sx) < sizes[:, 1:, None, None, None])
+    free = (blocks - 1) < 254  # 0 < v < 255 (uint8 wraps 0 to 255): not clipped
+    # Each chroma sample: the mean over its block of the pixels no channel clips (all the
+    # block's pixels inside the image where every one clips), rounded.
+    weight = (free.all(1) & inside).float() + 1e-6 * inside
+    cbcr = torch.einsum("kc,nchiwj->nkhiwj", torch.tensor(_TO_CBCR, device=dev), blocks.float())
+    chroma = (cbcr * weight[:, None]).sum((3, 5)) / weight.sum((2, 4))[:, None].clamp_(min=1e-9)
+    chroma = (chroma + 128).round_().clamp_(0, 255).to(torch.int32)
+    # Each image's last chroma row and column repeated into the padding, as libjpeg's edges.
+    crow = torch.minimum(torch.arange(hc, device=dev), (sizes[:, :1] + sy - 1) // sy - 1)
+    ccol = torch.minimum(torch.arange(wc, device=dev), (sizes[:, 1:] + sx - 1) // sx - 1)
+    chroma = chroma.gather(2, crow[:, None, :, None].expand(-1, 2, -1, wc))
+    chroma = chroma.gather(3, ccol[:, None, None, :].expand(-1, 2, hc, -1)) - 128
+    # The luma: exact, given the chroma, from a channel that does not clip (G first).
+    y = blocks.to(torch.int32) - _offsets(chroma[:, 0], chroma[:, 1])[:, :, :, None, :, None]
+    y = torch.where(
+        free[:, 1],
+        y[:, 1],
+        torch.where(free[:, 0], y[:, 0], torch.where(free[:, 2], y[:, 2], y[:, 1])),
     )
-    rgb = images.float()
-    r, g, b = rgb.unbind(1)
-    unclipped = ((rgb > 0) & (rgb < 255)).all(1)
-    trust = (unclipped & inside).float()
-    # Chroma of each pixel (BT.601 full range, as JFIF), averaged over each block's trusted
-    # pixels (all its pixels inside the image where none is trusted).
-    ycc = torch.stack(
-        [
-            -0.168736 * r - 0.331264 * g + 0.5 * b + 128.0,
-            0.5 * r - 0.418688 * g - 0.081312 * b + 128.0,
-        ],
-        dim=1,
-    )
-    pool = torch.nn.functional.avg_pool2d
-    kernel = (sy, sx)
-    wsum = pool(trust[:, None], kernel) * (sx * sy)
-    csum = pool(ycc * trust[:, None], kernel) * (sx * sy)
-    fallback = pool(ycc * inside[:, None], kernel) / pool(inside[:, None].float(), kernel).clamp_(
-        min=1e-6
-    )
-    chroma = torch.where(wsum > 0, csum / wsum.clamp(min=1), fallback).round_().clamp_(0, 255)
-    chroma = chroma.to(torch.int32)
-    # Repeat each image's last chroma row and column into the padding.
-    hc = (sizes[:, 0] + sy - 1) // sy
-    wc = (sizes[:, 1] + sx - 1) // sx
-    crow = torch.minimum(torch.arange(chroma.shape[-2], device=dev)[None], hc[:, None] - 1)
-    ccol = torch.minimum(torch.arange(chroma.shape[-1], device=dev)[None], wc[:, None] - 1)
-    chroma = chroma.gather(2, crow[:, None, :, None].expand(-1, 2, -1, chroma.shape[-1]))
-    chroma = chroma.gather(3, ccol[:, None, None, :].expand(-1, 2, chroma.shape[-2], -1))
-    # Luma: exact from any channel that does not clip, given the block's chroma.
-    rep = chroma.repeat_interleave(sy, dim=-2).repeat_interleave(sx, dim=-1)[..., :hp, :wp]
-    cb, cr = rep[:, 0] - 128, rep[:, 1] - 128
-    rgb_i = images.to(torch.int32)
-    y_r = rgb_i[:, 0] - ((_CR_R * cr + _HALF) >> 16)
-    y_g = rgb_i[:, 1] - ((-_CB_G * cb - _CR_G * cr + _HALF) >> 16)
-    y_b = rgb_i[:, 2] - ((_CB_B * cb + _HALF) >> 16)
-    free = (images > 0) & (images < 255)
-    y = (0.299 * r + 0.587 * g + 0.114 * b).round_().to(torch.int32)
-    y = torch.where(free[:, 2], y_b, y)
-    y = torch.where(free[:, 0], y_r, y)
-    y = torch.where(free[:, 1], y_g, y).clamp_(0, 255)
-    up = _fancy_upsample(chroma, sampling)[..., :hp, :wp]
-    return _ycc_to_rgb(y, up[:, 0], up[:, 1])
+    up = _upsample(chroma, sampling)
+    rgb = y[:, None] + _offsets(up[:, 0], up[:, 1])
+    return rgb.clamp_(0, 255).to(torch.uint8).view(n, 3, hp, wp)

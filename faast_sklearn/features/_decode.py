@@ -170,12 +170,14 @@ def decode_images(
     num_workers: int = 0,
     on_error: str = "raise",
     draft: float = DRAFT,
+    reads: Sequence | None = None,
 ) -> Decoded:
     """Decode a batch of image files to a uint8 (N, 3, H, W) tensor on ``device``.
 
     ``cfg`` is the backbone's data configuration (timm's ``resolve_data_config``);
     ``backend`` is ``"auto"``, ``"tensor"`` or ``"pil"`` (see the module's docstring);
-    ``index`` gives the positions that errors name (default 0, 1, ...).
+    ``index`` gives the positions that errors name (default 0, 1, ...); ``reads`` the files'
+    :func:`._host_decode._read` results, or futures of them, where they were read ahead.
     """
     torch = import_torch()
     check_on_error(on_error)
@@ -188,8 +190,10 @@ def decode_images(
     workers = pool(num_workers)
     if backend == "pil":
         reads = [(None, None)] * n
-    else:
+    elif reads is None:
         reads = list(workers.map(_read, paths))
+    else:
+        reads = [r.result() if hasattr(r, "result") else r for r in reads]
     plain = [k for k in range(n) if reads[k][1] is not None]
     on_device = []
     if cuda and backend != "pil":
@@ -292,16 +296,26 @@ def iter_decoded(
                 continue
         return False
 
+    def read_ahead(k: int) -> list | None:
+        """Start reading batch ``k``'s files, to overlap the decoding of the one before."""
+        if k >= len(batches) or kwargs.get("backend") == "pil":
+            return None
+        workers = pool(kwargs.get("num_workers", 0))
+        return [workers.submit(_read, paths[i]) for i in batches[k].tolist()]
+
     def produce() -> None:
         stream = torch.cuda.Stream(device=device) if cuda else None
         try:
-            for idx in batches:
+            ahead = read_ahead(0)
+            for k, idx in enumerate(batches):
+                reads, ahead = ahead, read_ahead(k + 1)
                 with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
                     batch = decode_images(
                         [paths[i] for i in idx.tolist()],
                         cfg,
                         device=device,
                         index=idx,
+                        reads=reads,
                         **kwargs,
                     )
                     if cuda:
