@@ -99,6 +99,10 @@ def main(argv=None) -> None:
         lambda: decode_jpeg(batch, mode=ImageReadMode.RGB, device="cuda"), len(sub)
     )
     rates["rebuild"] = timed(lambda: _as_libjpeg(nv, samplings), len(sub))
+    rates["resize"] = timed(lambda: _device_resize(rebuilt, CFG), len(sub))
+    rates["decode_images"] = timed(
+        lambda: decode_images(sub, CFG, device="cuda", num_workers=args.workers), len(sub)
+    )
     if args.compile:
         from faast_sklearn.features import _decode
 
@@ -108,10 +112,6 @@ def main(argv=None) -> None:
         torch.cuda.synchronize()
         out["rebuild_compile_s"] = round(time.perf_counter() - t, 1)
         rates["rebuild_compiled"] = timed(lambda: _as_libjpeg(nv, samplings), len(sub))
-    rates["resize"] = timed(lambda: _device_resize(rebuilt, CFG), len(sub))
-    rates["decode_images"] = timed(
-        lambda: decode_images(sub, CFG, device="cuda", num_workers=args.workers), len(sub)
-    )
     print(json.dumps(out, indent=1))
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
