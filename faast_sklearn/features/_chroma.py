@@ -4,10 +4,10 @@ nvJPEG (``torchvision.io.decode_jpeg`` on CUDA) decodes luma and chroma as libjp
 converts them to RGB with libjpeg's integer tables, but it enlarges 4:2:0 and 4:2:2 chroma by
 repeating each sample, where libjpeg (and so PIL and timm) interpolates ("fancy upsampling").
 The repeated samples can be read back: :func:`libjpeg_chroma` recovers the luma and the
-stored chroma planes from nvJPEG's RGB (each chroma sample is the mean over its block of the
-pixels that no channel clips, rounded; each luma value is exact given the chroma, from a
-channel that does not clip), then upsamples the chroma and converts to RGB with libjpeg's own
-integer arithmetic (``jdsample.c``, ``jdcolor.c``). Where a whole block clips on every channel
+stored chroma planes from nvJPEG's RGB (each chroma sample from the pixels of its block that
+no channel clips, whose R - G and B - G the tables determine; each luma value, given the
+chroma, from a channel that does not clip), then upsamples the chroma and converts to RGB
+with libjpeg's own integer arithmetic (``jdsample.c``, ``jdcolor.c``). Where a whole block clips on every channel
 the chroma is estimated, so saturated areas can differ by a few levels.
 
 The images of a batch are padded to one size and processed together, with the padding filled
@@ -89,17 +89,27 @@ def libjpeg_chroma(images: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
         torch.arange(hp, device=dev).view(1, hc, sy, 1, 1) < sizes[:, :1, None, None, None]
     ) & (torch.arange(wp, device=dev).view(1, 1, 1, wc, sx) < sizes[:, 1:, None, None, None])
     free = (blocks - 1) < 254  # 0 < v < 255 (uint8 wraps 0 to 255): not clipped
-    # Each chroma sample: the mean over its block of the pixels no channel clips (all the
-    # block's pixels inside the image where every one clips), rounded.
+    # Each chroma sample from its block's pixels that no channel clips (all its pixels inside
+    # the image where every one clips). For those, R - G and B - G depend on the chroma alone:
+    # the sample is the one next to JFIF's estimate whose libjpeg tables give those differences.
     weight = (free.all(1) & inside).float() + 1e-6 * inside
-    cbcr = torch.einsum("kc,nchiwj->nkhiwj", torch.tensor(_TO_CBCR, device=dev), blocks.float())
-    chroma = (cbcr * weight[:, None]).sum((3, 5)) / weight.sum((2, 4))[:, None].clamp_(min=1e-9)
-    chroma = (chroma + 128).round_().clamp_(0, 255).to(torch.int32)
+    total = weight.sum((2, 4)).clamp_(min=1e-9)[:, None]
+    x = blocks.float()
+    cbcr = torch.einsum("kc,nchiwj->nkhiwj", torch.tensor(_TO_CBCR, device=dev), x)
+    guess = ((cbcr * weight[:, None]).sum((3, 5)) / total).round_().to(torch.int32)
+    diff = ((x[:, 0::2] - x[:, 1:2]) * weight[:, None]).sum((3, 5)) / total  # R - G, B - G
+    diff = diff.round_().to(torch.int32)[..., None]
+    steps = torch.tensor([(a, b) for a in (0, -1, 1) for b in (0, -1, 1)], device=dev).T
+    cand = guess[..., None] + steps[None, :, None, None, :]  # (N, 2, hc, wc, 9)
+    off = _offsets(cand[:, 0], cand[:, 1])
+    match = (off[:, 0] - off[:, 1] == diff[:, 0]) & (off[:, 2] - off[:, 1] == diff[:, 1])
+    pick = match.int().argmax(-1, keepdim=True)  # the first that matches; the estimate if none
+    chroma = cand.gather(-1, pick[:, None].expand(-1, 2, -1, -1, -1))[..., 0].clamp_(-128, 127)
     # Each image's last chroma row and column repeated into the padding, as libjpeg's edges.
     crow = torch.minimum(torch.arange(hc, device=dev), (sizes[:, :1] + sy - 1) // sy - 1)
     ccol = torch.minimum(torch.arange(wc, device=dev), (sizes[:, 1:] + sx - 1) // sx - 1)
     chroma = chroma.gather(2, crow[:, None, :, None].expand(-1, 2, -1, wc))
-    chroma = chroma.gather(3, ccol[:, None, None, :].expand(-1, 2, hc, -1)) - 128
+    chroma = chroma.gather(3, ccol[:, None, None, :].expand(-1, 2, hc, -1))
     # The luma: exact, given the chroma, from a channel that does not clip (G first).
     y = blocks.to(torch.int32) - _offsets(chroma[:, 0], chroma[:, 1])[:, :, :, None, :, None]
     y = torch.where(
