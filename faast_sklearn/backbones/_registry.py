@@ -21,7 +21,8 @@ import threading
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from copy import deepcopy
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..utils._cache import Unkeyable, content_key
@@ -102,11 +103,6 @@ class BackboneSpec:
     name: str
     image_size: int | None = None
     model_kwargs: Mapping[str, Any] | None = field(default=None)
-
-    def key(self) -> tuple:
-        """A hashable, deterministic identity of this spec (used for caches)."""
-        kwargs = tuple(sorted((self.model_kwargs or {}).items()))
-        return (self.name, self.image_size, repr(kwargs))
 
 
 @dataclass(frozen=True)
@@ -407,20 +403,22 @@ def load_backbone(
 
 
 def _move(backbone: Backbone, device: str, *, copy: bool) -> Backbone:
-    import copy as _copy
-
     torch = import_torch()
-    model = _copy.deepcopy(backbone.model) if copy else backbone.model
+    model = deepcopy(backbone.model) if copy else backbone.model
     model = model.to(torch.device(device)).eval()
     model.requires_grad_(False)
-    return Backbone(
-        model=model,
-        n_features=backbone.n_features,
-        modality=backbone.modality,
-        data_config=backbone.data_config,
-        tokenizer=backbone.tokenizer,
-        description=backbone.description,
-    )
+    return replace(backbone, model=model)
+
+
+def bound_factory(factory: Callable[..., Backbone], name: str, **fixed: Any):
+    """``factory`` with the keyword arguments ``fixed`` given, for :func:`register_backbone`
+    (a closure, so that :func:`model_key` keys it by content)."""
+
+    def bound(**kwargs: Any) -> Backbone:
+        return factory(**fixed, **kwargs)
+
+    bound.__name__ = name
+    return bound
 
 
 def clear_backbone_cache() -> None:
