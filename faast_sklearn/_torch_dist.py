@@ -12,6 +12,7 @@ rank after the header exchange, so no rank is left waiting in a collective.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import reduce
 
 import numpy as np
 from sklearn.base import clone
@@ -153,9 +154,7 @@ def distributed_fit(estimator, X, y, sample_weight=None, *, group=None):
             reindexed({**s, "stats_": replace(s["stats_"], rows=headers[r]["rows"])}, classes)
             for r, s in zip(full, states, strict=True)
         ]
-        merged = parts[0]
-        for part in parts[1:]:
-            merged = merged.merge(part)
+        merged = reduce(Statistics.merge, parts)
     else:
         merged = _all_reduce_moments(torch, dist, group, headers, full, stats, shell, classes)
     return adopt(estimator, assemble(template, merged, n_samples, classes))

@@ -74,7 +74,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         Threads decoding files, PIL images and dataset items and hashing inputs. 0 means
         ``min(8, os.cpu_count())`` (decoding scaled no further on a 16-core host).
     verbose : int, default=0
-        Show a progress bar (tqdm if installed) with the throughput in images/s.
+        Show a progress bar (tqdm) with the throughput in images/s.
     on_error : {"raise", "skip"}, default="raise"
         What an image file that cannot be read or decoded does: ``"raise"`` a ValueError
         naming it and its position in ``X``; ``"skip"`` leaves it out with a warning (their
@@ -108,28 +108,15 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
     Notes
     -----
     Images follow the backbone's pretrained configuration (timm's data config): shorter side
-    resized to ``size / crop_pct``, centre crop, mean/std normalisation. Arrays and tensors of
-    one shape are resized on the device; PIL images and dataset items on the host, in worker
-    threads. Image files (JPEG, PNG, WebP, ... of any size and mode) are decoded with their
-    EXIF orientation applied: JPEGs on a CUDA device by nvJPEG, in batches, and resized there;
-    other files, and all files elsewhere, by PIL in worker threads (JPEGs at a reduced DCT
-    scale, 1/2 to 1/8, no smaller than twice the resize target) into pinned memory. A file
-    that cannot be decoded raises a ValueError naming it and its position in ``X``. uint8
-    images are read as 0-255, floating point images as 0-1; grey images are repeated to 3
-    channels and alpha channels dropped.
+    resized to ``size / crop_pct``, centre crop, mean/std normalisation. uint8 images are read
+    as 0-255, floating point ones as 0-1; grey images are repeated to 3 channels. Image files
+    are decoded with their EXIF orientation applied (see :ref:`image_folders`).
 
-    The cache is keyed per row, by content: the bytes of each image (arrays, tensors, PIL
-    images, decoded dataset items) or string; for image files, the absolute path, size,
-    modification and change times and inode; together with the backbone (a named one by its
-    registry key and weights, a callable by its code, defaults, closure and the globals it
-    reads) and the precision. A cross-validation fold is a subset of rows seen before, so
-    ``GridSearchCV`` runs the backbone once per distinct input. Features stay on the device
-    that computed them, so folds are gathered on the GPU. A callable that cannot be keyed
-    (it reads an unpicklable object) is not cached, with a warning once; set its
-    ``__faast_key__`` attribute to a key that changes whenever its output would, or
-    register it with :func:`~faast_sklearn.backbones.register_backbone`. The rows of a
-    :class:`LazyRows` are keyed once, however many folds hold them, and its folds are views:
-    wrap large image arrays in it before a grid search.
+    Features are cached per row, by content, together with the backbone and the precision
+    (see :ref:`caching`). A callable that cannot be keyed is not cached, with a warning once:
+    set its ``__faast_key__`` to a key that changes whenever its output would, or register it
+    with :func:`~faast_sklearn.backbones.register_backbone`. Wrap large image arrays in
+    :class:`LazyRows` before a grid search: its rows are keyed once and its folds are views.
 
     Examples
     --------

@@ -4,7 +4,6 @@ autocast, the model, and on CUDA out-of-memory a halved batch; plus the progress
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 import warnings
 from typing import Any
@@ -17,56 +16,22 @@ from ..utils._torch import import_torch, is_tensor
 from ._images import to_nchw_float
 from ._store import count_forward
 
-_PRECISIONS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-
 
 def resolve_precision(precision: str, device: str) -> str:
     """Resolve ``precision="auto"``: bfloat16 on CUDA (float16 where unsupported), else float32."""
     if precision != "auto":
-        return _PRECISIONS[precision]
+        return precision
     if device.startswith("cuda"):
         torch = import_torch()
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     return "float32"
 
 
-class Progress:
-    """tqdm when installed, else one refreshed stderr line; silent when verbose is 0."""
+def progress_bar(total: int, verbose: int, desc: str) -> Any:
+    """A tqdm bar counting the rows done, with their rate; disabled when ``verbose`` is 0."""
+    from tqdm.auto import tqdm
 
-    def __init__(self, total: int, verbose: int, desc: str):
-        self.total, self.done, self.verbose = total, 0, verbose
-        self.start = self.last = time.perf_counter()
-        self.bar = None
-        if verbose:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, desc=desc, unit="img", leave=True)
-            except ImportError:
-                self.desc = desc
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.verbose:
-            return
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.perf_counter()
-        if now - self.last > 1.0 or self.done >= self.total:
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            end = "\n" if self.done >= self.total else ""
-            print(
-                f"\r{self.desc}: {self.done}/{self.total} ({rate:.0f} images/s)",
-                end=end,
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    return tqdm(total=total, desc=desc, unit="img", disable=not verbose)
 
 
 def callable_compute(fn: Any, source: Any, device: str):
