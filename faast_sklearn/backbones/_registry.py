@@ -1,17 +1,12 @@
-"""Backbone registry, picklable specs, and the per-process model cache.
+"""Backbone registry, picklable specs, and the per-process model table.
 
 A backbone reaches the estimators as a *name* or a small :class:`BackboneSpec`, never as an
-``nn.Module``: ``clone()`` deep-copies parameters, so a module parameter would copy the network
-for every grid point. Names resolve to factories here; URL-like names (``"timm:<model>"``,
-``"hf:<model>"``) resolve to the factory their adapter registered with :func:`register_scheme`,
-so this module imports no adapter (timm's ``_registry.py`` is the model).
-
-:func:`model_key` is the network's identity by content: the factory (its code, defaults,
-closure and the globals it reads), its keyword arguments, the weights file (path, size,
-``mtime_ns``, inode, ``ctime_ns``) and ``pretrained``. The feature cache and the ``memory=``
-disk cache are keyed under it, so a replaced factory or weights file can never be served old
-features. The loaded module lives in a per-process table keyed by (name, model key, device), so
-clones, folds and unpickled estimators share one copy and a pickle never carries weights.
+``nn.Module`` (``clone()`` would copy the network for every grid point). Names resolve to
+factories here; ``"<scheme>:<model>"`` names to the factory their adapter registered with
+:func:`register_scheme`, so this module imports no adapter (timm's ``_registry.py`` is the
+model). :func:`model_key` is a network's identity by content; loaded modules are shared per
+(name, model key, device), so clones, folds and unpickled estimators share one copy and a
+pickle never carries weights.
 """
 
 from __future__ import annotations
