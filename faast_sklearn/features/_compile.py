@@ -22,14 +22,11 @@ _LOCK = threading.Lock()
 
 
 def compile_mode(compile: bool | str) -> str | None:
-    """The ``torch.compile`` mode of a ``compile=`` parameter, None for no compilation."""
-    if compile is False or compile is None:
-        return None
-    if compile is True:
-        return "default"
-    if compile not in MODES:
-        raise ValueError(f"compile must be a bool or one of {MODES}; got {compile!r}.")
-    return compile
+    """The ``torch.compile`` mode of a ``compile=`` parameter (validated by the extractor),
+    None for no compilation."""
+    return (
+        None if compile is False or compile is None else "default" if compile is True else compile
+    )
 
 
 def compiled_model(backbone: Backbone, device: str, mode: str) -> dict:
@@ -44,6 +41,3 @@ def compiled_model(backbone: Backbone, device: str, mode: str) -> dict:
             model = torch.compile(backbone.model, mode=mode, dynamic=False)
             entry = entries[mode] = {"model": model, "warmup_s": None}
     return entry
-
-
-__all__ = ["MODES", "compile_mode", "compiled_model"]

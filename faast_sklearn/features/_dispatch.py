@@ -65,8 +65,6 @@ def _callable_source(X: Any, num_workers: int) -> Any:
             f"Unsupported input {describe(X)}; a callable backbone takes an array, a tensor, "
             "a list of samples or a torch Dataset."
         )
-    if len(X) == 0:
-        raise ValueError("X has no samples.")
     return ItemSource(list(X), None, num_workers, "dataset" if _sample_pairs(X) else "object")
 
 
@@ -113,9 +111,7 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
     if is_dataset(X):
         return ItemSource(X, cfg, num_workers, "dataset")
     if isinstance(X, (list, tuple)):
-        if len(X) == 0:
-            raise ValueError("X has no samples.")
-        if all(is_pil(x) for x in X):
+        if all(is_pil(x) for x in X):  # also an empty X: ItemSource says it has no samples
             return ItemSource(X, cfg, num_workers, "pil")
         if all(isinstance(x, (str, os.PathLike)) for x in X):
             return ItemSource(X, cfg, num_workers, "path")

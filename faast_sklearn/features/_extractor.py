@@ -341,24 +341,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
 
 
 def as_extractor(backbone, *, device="auto", batch_size=64, verbose=0) -> FeatureExtractor:
-    """Return ``backbone`` if it is a FeatureExtractor, else a FeatureExtractor around it.
-
-    Estimators call this with their own ``backbone``, ``device``, ``batch_size`` and
-    ``verbose`` parameters. A FeatureExtractor passed as ``backbone`` is returned unchanged
-    (its own settings win), so a user-configured extractor survives ``clone``.
-
-    Parameters
-    ----------
-    backbone : str, BackboneSpec, callable or FeatureExtractor
-        See :class:`FeatureExtractor`.
-    device : str, default="auto"
-    batch_size : int, default=64
-    verbose : int, default=0
-
-    Returns
-    -------
-    extractor : FeatureExtractor
-    """
+    """Return ``backbone`` if it is a FeatureExtractor (its own settings win, so a
+    user-configured extractor survives ``clone``), else a FeatureExtractor around it with the
+    estimator's ``device``, ``batch_size`` and ``verbose``."""
     if isinstance(backbone, FeatureExtractor):
         return backbone
     return FeatureExtractor(backbone, device=device, batch_size=batch_size, verbose=verbose)
