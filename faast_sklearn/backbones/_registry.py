@@ -23,20 +23,6 @@ from typing import Any
 from ..utils._cache import Unkeyable, content_key
 from ..utils._torch import import_torch
 
-__all__ = [
-    "Backbone",
-    "BackboneSpec",
-    "clear_backbone_cache",
-    "get_backbone_meta",
-    "list_backbones",
-    "load_backbone",
-    "model_key",
-    "register_backbone",
-    "register_scheme",
-    "resolve_backbone",
-    "unregister_backbone",
-]
-
 
 @dataclass(eq=False)
 class Backbone:

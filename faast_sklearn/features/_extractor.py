@@ -64,9 +64,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         Autocast precision of the forward pass. ``"auto"`` is bfloat16 on CUDA (float16 where
         bfloat16 is unsupported) and float32 on the CPU. Features are always returned as float32.
     cache : bool, default=True
-        Reuse the features of inputs seen before, from the package's one in-memory cache
-        (bounded, least recently used first out; see :func:`faast_sklearn.set_config`,
-        :func:`faast_sklearn.clear_cache`). ``set_config(cache=False)`` also turns it off.
+        Reuse the features of inputs seen before from the package's in-memory cache (see
+        :func:`faast_sklearn.set_config`); ``set_config(cache=False)`` also turns it off.
     memory : str, joblib.Memory or None, default=None
         Also cache the features of each call on disk with :class:`joblib.Memory`, shared across
         processes and sessions (named backbones and specs only, not callables).
@@ -76,19 +75,13 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
     verbose : int, default=0
         Show a progress bar (tqdm) with the throughput in images/s.
     on_error : {"raise", "skip"}, default="raise"
-        What an image file that cannot be read or decoded does: ``"raise"`` a ValueError
-        naming it and its position in ``X``; ``"skip"`` leaves it out with a warning (their
-        count and the first paths). ``transform`` keeps one row per input, NaN for a skipped
-        file; the estimators' ``fit`` drops those rows together with their ``y`` and
-        ``sample_weight``. Other inputs always raise.
+        An image file that cannot be decoded: ``"raise"`` a ValueError naming it; ``"skip"``
+        it with a warning, as a NaN row of ``transform`` that the estimators' ``fit`` drops
+        with its ``y`` and ``sample_weight``.
     compile : bool or str, default=False
         Run the backbone through ``torch.compile`` (``True``: its default mode, or a mode
-        such as ``"max-autotune-no-cudagraphs"`` or ``"reduce-overhead"``). The compiled
-        network is made once per process, device and mode and reused by every later call
-        and fit; batches are padded to ``batch_size`` so that it compiles once. The first
-        call pays the compilation (tens of seconds for a large model on a GPU), reported in
-        ``compile_warmup_s_``. Ignored for callable backbones. Estimators take it through
-        ``backbone=FeatureExtractor(name, compile=True)``.
+        such as ``"reduce-overhead"``), compiled once per process, device and mode; the
+        first call pays for it (``compile_warmup_s_``). Ignored for callable backbones.
 
     Attributes
     ----------
