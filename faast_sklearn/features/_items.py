@@ -91,12 +91,10 @@ class ItemSource:
         memo = self._memo
         return [memo.pop(int(i)) if int(i) in memo else self._item(i) for i in idx]
 
-    def prefetch(self, batches: list[np.ndarray], device: str) -> bool:
-        """Image files: start decoding ``batches`` (index arrays, in the order :meth:`load`
-        will ask for them) in a background thread, so that reading and decoding batch k+1
-        overlaps the forward pass of batch k. False (nothing started) for other items."""
-        if self.what != "path":
-            return False
+    def prefetch(self, batches: list[np.ndarray], device: str) -> None:
+        """Image files only: start decoding ``batches`` (index arrays, in the order
+        :meth:`load` will ask for them) in a background thread, so that reading and decoding
+        batch k+1 overlaps the forward pass of batch k."""
         self.close()
         self._decoding = (
             iter_decoded(
@@ -109,7 +107,6 @@ class ItemSource:
             ),
             [np.asarray(b) for b in reversed(batches)],
         )
-        return True
 
     def close(self) -> None:
         """Stop decoding ahead (the loop is done, or left early on an error)."""
