@@ -79,33 +79,25 @@ def _local_folder(model_id: str, weights: str | os.PathLike | None = None) -> st
 
 def _read_sentence_transformers(folder: str) -> tuple[str, str, bool, int | None]:
     """(transformer folder, pooling mode, normalize, max_seq_length) of a model folder."""
-    modules_file = os.path.join(folder, "modules.json")
-    if not os.path.exists(modules_file):
-        return folder, "mean", False, None
-    with open(modules_file) as f:
-        modules = json.load(f)
     transformer_dir, pooling, normalize, max_len = folder, "mean", False, None
+    modules_file = Path(folder, "modules.json")
+    modules = json.loads(modules_file.read_text()) if modules_file.exists() else []
     for module in modules:
         kind = module.get("type", "")
         path = os.path.join(folder, module.get("path", ""))
         if kind.endswith("Transformer"):
             transformer_dir = path
             for name in ("sentence_bert_config.json", "sentence_xlnet_config.json"):
-                cfg_file = os.path.join(path, name)
-                if os.path.exists(cfg_file):
-                    with open(cfg_file) as f:
-                        max_len = json.load(f).get("max_seq_length", max_len)
+                cfg_file = Path(path, name)
+                if cfg_file.exists():
+                    max_len = json.loads(cfg_file.read_text()).get("max_seq_length", max_len)
         elif kind.endswith("Pooling"):
-            with open(os.path.join(path, "config.json")) as f:
-                cfg = json.load(f)
-            modes = [
-                m
-                for m in ("cls_token", "mean_tokens", "max_tokens")
-                if cfg.get(f"pooling_mode_{m}")
-            ]
+            cfg = json.loads(Path(path, "config.json").read_text())
+            names = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max"}
+            modes = [mode for key, mode in names.items() if cfg.get(f"pooling_mode_{key}")]
             if len(modes) != 1:
                 raise ValueError(f"Unsupported sentence-transformers pooling in {path}: {cfg}.")
-            pooling = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max"}[modes[0]]
+            pooling = modes[0]
         elif kind.endswith("Normalize"):
             normalize = True
         else:
