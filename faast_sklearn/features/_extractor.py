@@ -176,8 +176,6 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = []  # always float32, whatever the input
         return tags
 
-    # ------------------------------------------------------------------ public API
-
     def fit(self, X=None, y=None):
         """Validate the parameters, load the backbone and record its feature dimension.
 
@@ -307,8 +305,6 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
             n = self._load(resolve_device(self.device)).n_features
         prefix = type(self).__name__.lower()
         return np.asarray([f"{prefix}{i}" for i in range(n)], dtype=object)
-
-    # ------------------------------------------------------------------ internals
 
     def _load(self, device: str) -> Backbone:
         if isinstance(self.backbone, FeatureExtractor):

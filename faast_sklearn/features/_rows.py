@@ -149,7 +149,6 @@ class LazyRows:
             )
         self._base, self._rows = base, None
 
-    # ------------------------------------------------------------------ array-like protocol
     def __len__(self) -> int:
         return self._base.n if self._rows is None else len(self._rows)
 
