@@ -17,9 +17,8 @@ from ..utils._cache import content_key
 from ..utils._dask import partitionwise
 from ..utils._params import ParamsMixin
 from ..utils._torch import resolve_device
-from ._compile import MODES, compile_mode, compiled_model
 from ._dispatch import make_source
-from ._forward import backbone_compute, callable_compute, resolve_precision
+from ._forward import MODES, backbone_compute, callable_compute, compiled_model, resolve_precision
 from ._loop import disk_extract, extract_rows
 from ._namespace import (
     backbone_name,
@@ -262,13 +261,13 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
             if hasattr(source, "on_error"):  # image files
                 source.on_error = self.on_error
             self._check_range(source)
-            namespace, compiled, mode = None, None, compile_mode(self.compile)
+            namespace = None
             if store or self.memory is not None:
                 namespace = backbone_namespace(
                     self.backbone, self.pretrained, self.weights, precision
                 )
-            if mode is not None:
-                compiled = compiled_model(backbone, device, mode)
+            mode = "default" if self.compile is True else self.compile or None
+            compiled = compiled_model(backbone, device, mode) if mode else None
             compute = backbone_compute(source, backbone, device, precision, compiled)
             if self.memory is None:
                 feats, keys = extract_rows(

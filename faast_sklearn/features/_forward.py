@@ -4,6 +4,7 @@ autocast, the model, and on CUDA out-of-memory a halved batch; plus the progress
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import warnings
 from typing import Any
@@ -67,7 +68,7 @@ def backbone_compute(
     """``compute(idx, state)``: features of rows ``idx`` of ``source``. Its set-up (the
     normalisation constants on the device, a copy stream, the compiled model) is made at the
     first call: a call whose rows all come from the cache (each fold of a grid search) needs
-    none. ``compiled`` is the entry of :func:`._compile.compiled_model`, or None (eager)."""
+    none. ``compiled`` is the entry of :func:`compiled_model`, or None (eager)."""
     parts = None
 
     def compute(idx: np.ndarray, state: dict):
@@ -221,3 +222,24 @@ def _slice(raw: Any, a: int, b: int) -> Any:
 
 def raw_device(raw: Any) -> Any:
     return next(iter(raw.values())).device if isinstance(raw, dict) else raw.device
+
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_COMPILE_LOCK = threading.Lock()
+
+
+def compiled_model(backbone: Backbone, device: str, mode: str) -> dict:
+    """``{"model": compiled module, "warmup_s": seconds of the compiling call or None}``:
+    ``torch.compile`` of this loaded backbone in ``mode``, made once and kept on it, so that
+    every later call and fit reuses it until :func:`~faast_sklearn.backbones.clear_backbone_cache`
+    (it shares the network's parameters; batches are padded to one shape so that it compiles
+    once, and the compiling call is timed)."""
+    torch = import_torch()
+    use_channels_last(backbone, device)  # before compiling: it changes the weights' strides
+    with _COMPILE_LOCK:
+        entries = backbone.__dict__.setdefault("_faast_compiled", {})
+        entry = entries.get(mode)
+        if entry is None:
+            model = torch.compile(backbone.model, mode=mode, dynamic=False)
+            entry = entries[mode] = {"model": model, "warmup_s": None}
+    return entry
