@@ -227,10 +227,8 @@ def get_backbone_meta(name: str) -> dict:
 
 
 def _scheme_of(name: str) -> str | None:
-    prefix, colon, _ = name.partition(":")
-    if colon and prefix + colon in _SCHEMES:
-        return prefix + colon
-    return None
+    prefix = name.partition(":")[0] + ":"
+    return prefix if ":" in name and prefix in _SCHEMES else None
 
 
 def _check_known(name: str) -> None:

@@ -62,12 +62,9 @@ class _Base:
 class LazyRows:
     """Samples whose ``X[indices]`` is a view of them, not a copy.
 
-    scikit-learn's cross-validation indexes X once per fold and grid point: for images held in
-    memory that is a copy of every fold's pixels for each fit and each score (50 pairs of
-    gigabyte copies for a 10-value grid with ``cv=5`` on 8,000 images of 224 x 224), which costs
-    more than the search itself. Wrapped in ``LazyRows``, X indexes into a view that records
-    which rows it holds; the feature extractor then keys each row of the wrapped data once, and
-    every later fold is served from the feature cache by row number.
+    scikit-learn's cross-validation copies every fold's pixels for each fit and score; folds of
+    a ``LazyRows`` are views that record which rows they hold, so each row is keyed once and
+    served from the feature cache by row number (see :ref:`gpu`).
 
     Parameters
     ----------
