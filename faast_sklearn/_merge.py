@@ -113,13 +113,9 @@ def check_compatible(first, other, where: str, first_name: str = "the first") ->
 
 def union_of_classes(states: list[dict]) -> np.ndarray | None:
     """Sorted union of the ``classes_`` of classifier states (None for regressors/multilabel)."""
-    first = states[0]
-    if "_multilabel" not in first or first["_multilabel"]:
+    if states[0].get("_multilabel", True):
         return None
-    classes = None
-    for state in states:
-        classes, _ = _targets.union_classes(classes, state["classes_"])
-    return classes
+    return reduce(lambda c, s: _targets.union_classes(c, s["classes_"])[0], states, None)
 
 
 def reindexed(state: dict, classes: np.ndarray | None):
