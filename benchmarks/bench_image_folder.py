@@ -159,8 +159,7 @@ def bench_model(torch, name, paths, y, folder, args, rec: Results):
     from faast_sklearn import FAASTClassifier, clear_cache
     from faast_sklearn.backbones import BackboneSpec
     from faast_sklearn.features import FeatureExtractor
-    from faast_sklearn.features._compile import compiled_model
-    from faast_sklearn.features._forward import use_channels_last
+    from faast_sklearn.features._forward import compiled_model, use_channels_last
 
     device, bs, n = args.device, args.batch_size, len(paths)
 

@@ -71,32 +71,13 @@ def _merge_partitions(*parts):
 
 
 def fit_dask(estimator, X, y, sample_weight=None, *, partial: bool, classes=None):
-    """``estimator.fit`` (or ``partial_fit``) on Dask collections, without rows on the client.
+    """``estimator.fit`` (``partial=False``) or ``partial_fit`` on Dask collections.
 
-    Each partition of ``X`` (with the matching partitions of ``y`` and ``sample_weight``) is
-    fitted by a task on the worker that holds it; the partial models merge in a tree; only
-    the merged statistics come back. The result equals ``fit`` on all the rows (to float64
-    round-off) whatever the partitioning. Runs on the current Dask scheduler (a
-    ``distributed.Client`` if one is active). ``estimator`` is left as it was if the
-    computation fails (a lost worker, bad rows).
-
-    Parameters
-    ----------
-    estimator : FAASTClassifier or FAASTRegressor
-    X : dask.array.Array or dask.dataframe.DataFrame
-        Features, or backbone input (images chunked along rows only, texts).
-    y : dask.array.Array, dask.dataframe.Series or DataFrame
-        Arrays are rechunked to ``X``'s row chunks; dataframes must be partitioned alike.
-    sample_weight : dask.array.Array, dask.dataframe.Series or None
-    partial : bool
-        ``False``: like ``fit`` (solved at once). ``True``: like ``partial_fit`` (the rows
-        are added to the statistics fitted so far; solved at first use).
-    classes : array-like or None
-        ``partial_fit``'s declared labels (classifier).
-
-    Returns
-    -------
-    estimator
+    ``X`` is a dask array (chunked along rows only) or dataframe; ``y`` an array (rechunked
+    to ``X``'s row chunks) or a dataframe partitioned alike; ``sample_weight`` likewise or
+    None; ``classes`` is ``partial_fit``'s. Runs on the current Dask scheduler; the result
+    equals ``fit`` on all the rows (to float64 round-off) whatever the partitioning, and
+    ``estimator`` is left as it was if the computation fails.
     """
     dask, da = import_dask()
     estimator._validated_alpha()

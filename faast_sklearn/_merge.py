@@ -113,13 +113,9 @@ def check_compatible(first, other, where: str, first_name: str = "the first") ->
 
 def union_of_classes(states: list[dict]) -> np.ndarray | None:
     """Sorted union of the ``classes_`` of classifier states (None for regressors/multilabel)."""
-    first = states[0]
-    if "_multilabel" not in first or first["_multilabel"]:
+    if states[0].get("_multilabel", True):
         return None
-    classes = None
-    for state in states:
-        classes, _ = _targets.union_classes(classes, state["classes_"])
-    return classes
+    return reduce(lambda c, s: _targets.union_classes(c, s["classes_"])[0], states, None)
 
 
 def reindexed(state: dict, classes: np.ndarray | None):
@@ -136,17 +132,14 @@ def assemble(template, stats, n_samples: int, classes):
     The solve is deferred to the model's first use, as after ``partial_fit``.
     """
     model = clone(template)
-    state = {k: v for k, v in template.__dict__.items() if k not in _MERGED and k != "_lock"}
+    drop = _MERGED if classes is not None else ()  # else: the template's classes_ stay
+    state = {k: v for k, v in template.__dict__.items() if k not in drop and k != "_lock"}
     if classes is not None:
         state["classes_"] = classes
         if template.get_params().get("class_embeddings") is not None:
             state["_class_embedding"] = _targets.embedding_matrix(
                 template.class_embeddings, classes
             )
-    elif "classes_" in template.__dict__:
-        state["classes_"] = template.classes_
-        if "_class_embedding" in template.__dict__:
-            state["_class_embedding"] = template._class_embedding
     backend = resolve_backend(template.solver, template.device)
     state.update(
         stats_=stats,

@@ -61,7 +61,6 @@ def _estimator_classes() -> dict[str, type]:
     return {cls.__name__: cls for cls in (FAASTClassifier, FAASTRegressor)}
 
 
-# --------------------------------------------------------------------------------- encoding
 class _Encoder:
     """Turns a value into JSON, moving its arrays to ``self.arrays``."""
 
@@ -141,7 +140,6 @@ def _digest(metadata: dict, arrays: dict[str, np.ndarray]) -> str:
     return content_key(text, sorted(arrays.items())).hex()
 
 
-# --------------------------------------------------------------------------------- save
 def save(estimator, path) -> None:
     """Save a faast_sklearn estimator to a file that loads without running code.
 
@@ -234,7 +232,6 @@ def _write_atomic(path: str, metadata: dict, arrays: dict[str, np.ndarray]) -> N
             os.close(dir_fd)
 
 
-# --------------------------------------------------------------------------------- load
 def load(path):
     """Load an estimator written by :func:`save`, running no code from the file.
 

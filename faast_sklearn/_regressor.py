@@ -145,11 +145,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
     def _encode_targets(self, y, w, *, first, partial, classes):
         if is_tensor(y):
             y = y.detach().cpu().numpy()
-        y = check_array(
-            y, ensure_2d=False, dtype=np.float64, input_name="y", ensure_all_finite=True
-        )
-        if y.ndim > 2:
-            raise ValueError(f"y must be 1-D or 2-D; got shape {y.shape}.")
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         y_1d = y.ndim == 1
         Y = y[:, None] if y_1d else y
         if not first and (Y.shape[1] != self.stats_.n_targets or y_1d != self._y_1d):

@@ -12,6 +12,7 @@ rank after the header exchange, so no rank is left waiting in a collective.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import reduce
 
 import numpy as np
 from sklearn.base import clone
@@ -110,9 +111,7 @@ def distributed_fit(estimator, X, y, sample_weight=None, *, group=None):
     :func:`shard`); shares may differ in size and a rank may have none (``X`` of length 0 or
     ``None``). Every rank's ``estimator`` becomes the same fitted model, equal (to float64
     round-off) to ``estimator.fit`` on the concatenation of the shares in rank order. The
-    statistics travel once: a header of O(n_features + n_classes) values per rank
-    (``all_gather_object``) and one all-reduce of the O(n_features**2 + n_features n_classes)
-    co-moments (on the current CUDA device for the NCCL back-end, else on the CPU).
+    co-moments are all-reduced on the current CUDA device for NCCL, else on the CPU.
 
     Parameters
     ----------
@@ -153,9 +152,7 @@ def distributed_fit(estimator, X, y, sample_weight=None, *, group=None):
             reindexed({**s, "stats_": replace(s["stats_"], rows=headers[r]["rows"])}, classes)
             for r, s in zip(full, states, strict=True)
         ]
-        merged = parts[0]
-        for part in parts[1:]:
-            merged = merged.merge(part)
+        merged = reduce(Statistics.merge, parts)
     else:
         merged = _all_reduce_moments(torch, dist, group, headers, full, stats, shell, classes)
     return adopt(estimator, assemble(template, merged, n_samples, classes))

@@ -1,11 +1,5 @@
-"""Real labelled images that need no download, for the demo, examples and benchmarks.
-
-- :func:`load_fashion_mnist`: all 70,000 Fashion-MNIST images from the Debian package
-  ``dataset-fashion-mnist`` (IDX ``.gz`` files under ``/usr/share/datasets/fashion-mnist``);
-- :func:`load_demo_images`: Fashion-MNIST where that package is installed, scikit-learn's
-  digits otherwise;
-- :func:`load_image_folder`: the file paths and labels of your own images, sorted into one
-  sub-folder per class (the layout torchvision's ``ImageFolder`` reads).
+"""Real labelled images that need no download (Fashion-MNIST from the Debian package
+``dataset-fashion-mnist``, scikit-learn's digits), and the paths and labels of an image folder.
 """
 
 from __future__ import annotations
@@ -91,17 +85,8 @@ def load_demo_images():
 
 # Extensions read as images (those of torchvision's ImageFolder that Pillow decodes), any case.
 IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".webp",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".ppm",
-    ".pgm",
-)
+    ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
+)  # fmt: skip
 
 
 def load_image_folder(path: str | os.PathLike, *, return_X_y: bool = False):

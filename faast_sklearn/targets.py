@@ -18,12 +18,9 @@ from sklearn.utils.validation import column_or_1d
 from .utils._torch import is_tensor
 
 _CLASSIFICATION_TARGETS = (
-    "binary",
-    "multiclass",
-    "multiclass-multioutput",
-    "multilabel-indicator",
+    "binary", "multiclass", "multiclass-multioutput", "multilabel-indicator",
     "multilabel-sequences",
-)
+)  # fmt: skip
 # NumPy kinds of labels that type_of_target always finds discrete when 1-D: bool, signed and
 # unsigned integers, strings.
 _DISCRETE_KINDS = "biuU"

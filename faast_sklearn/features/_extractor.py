@@ -17,9 +17,8 @@ from ..utils._cache import content_key
 from ..utils._dask import partitionwise
 from ..utils._params import ParamsMixin
 from ..utils._torch import resolve_device
-from ._compile import MODES, compile_mode, compiled_model
 from ._dispatch import make_source
-from ._forward import backbone_compute, callable_compute, resolve_precision
+from ._forward import MODES, backbone_compute, callable_compute, compiled_model, resolve_precision
 from ._loop import disk_extract, extract_rows
 from ._namespace import (
     backbone_name,
@@ -64,9 +63,8 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         Autocast precision of the forward pass. ``"auto"`` is bfloat16 on CUDA (float16 where
         bfloat16 is unsupported) and float32 on the CPU. Features are always returned as float32.
     cache : bool, default=True
-        Reuse the features of inputs seen before, from the package's one in-memory cache
-        (bounded, least recently used first out; see :func:`faast_sklearn.set_config`,
-        :func:`faast_sklearn.clear_cache`). ``set_config(cache=False)`` also turns it off.
+        Reuse the features of inputs seen before from the package's in-memory cache (see
+        :func:`faast_sklearn.set_config`); ``set_config(cache=False)`` also turns it off.
     memory : str, joblib.Memory or None, default=None
         Also cache the features of each call on disk with :class:`joblib.Memory`, shared across
         processes and sessions (named backbones and specs only, not callables).
@@ -74,21 +72,15 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         Threads decoding files, PIL images and dataset items and hashing inputs. 0 means
         ``min(8, os.cpu_count())`` (decoding scaled no further on a 16-core host).
     verbose : int, default=0
-        Show a progress bar (tqdm if installed) with the throughput in images/s.
+        Show a progress bar (tqdm) with the throughput in images/s.
     on_error : {"raise", "skip"}, default="raise"
-        What an image file that cannot be read or decoded does: ``"raise"`` a ValueError
-        naming it and its position in ``X``; ``"skip"`` leaves it out with a warning (their
-        count and the first paths). ``transform`` keeps one row per input, NaN for a skipped
-        file; the estimators' ``fit`` drops those rows together with their ``y`` and
-        ``sample_weight``. Other inputs always raise.
+        An image file that cannot be decoded: ``"raise"`` a ValueError naming it; ``"skip"``
+        it with a warning, as a NaN row of ``transform`` that the estimators' ``fit`` drops
+        with its ``y`` and ``sample_weight``.
     compile : bool or str, default=False
         Run the backbone through ``torch.compile`` (``True``: its default mode, or a mode
-        such as ``"max-autotune-no-cudagraphs"`` or ``"reduce-overhead"``). The compiled
-        network is made once per process, device and mode and reused by every later call
-        and fit; batches are padded to ``batch_size`` so that it compiles once. The first
-        call pays the compilation (tens of seconds for a large model on a GPU), reported in
-        ``compile_warmup_s_``. Ignored for callable backbones. Estimators take it through
-        ``backbone=FeatureExtractor(name, compile=True)``.
+        such as ``"reduce-overhead"``), compiled once per process, device and mode; the
+        first call pays for it (``compile_warmup_s_``). Ignored for callable backbones.
 
     Attributes
     ----------
@@ -108,28 +100,15 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
     Notes
     -----
     Images follow the backbone's pretrained configuration (timm's data config): shorter side
-    resized to ``size / crop_pct``, centre crop, mean/std normalisation. Arrays and tensors of
-    one shape are resized on the device; PIL images and dataset items on the host, in worker
-    threads. Image files (JPEG, PNG, WebP, ... of any size and mode) are decoded with their
-    EXIF orientation applied: JPEGs on a CUDA device by nvJPEG, in batches, and resized there;
-    other files, and all files elsewhere, by PIL in worker threads (JPEGs at a reduced DCT
-    scale, 1/2 to 1/8, no smaller than twice the resize target) into pinned memory. A file
-    that cannot be decoded raises a ValueError naming it and its position in ``X``. uint8
-    images are read as 0-255, floating point images as 0-1; grey images are repeated to 3
-    channels and alpha channels dropped.
+    resized to ``size / crop_pct``, centre crop, mean/std normalisation. uint8 images are read
+    as 0-255, floating point ones as 0-1; grey images are repeated to 3 channels. Image files
+    are decoded with their EXIF orientation applied (see :ref:`image_folders`).
 
-    The cache is keyed per row, by content: the bytes of each image (arrays, tensors, PIL
-    images, decoded dataset items) or string; for image files, the absolute path, size,
-    modification and change times and inode; together with the backbone (a named one by its
-    registry key and weights, a callable by its code, defaults, closure and the globals it
-    reads) and the precision. A cross-validation fold is a subset of rows seen before, so
-    ``GridSearchCV`` runs the backbone once per distinct input. Features stay on the device
-    that computed them, so folds are gathered on the GPU. A callable that cannot be keyed
-    (it reads an unpicklable object) is not cached, with a warning once; set its
-    ``__faast_key__`` attribute to a key that changes whenever its output would, or
-    register it with :func:`~faast_sklearn.backbones.register_backbone`. The rows of a
-    :class:`LazyRows` are keyed once, however many folds hold them, and its folds are views:
-    wrap large image arrays in it before a grid search.
+    Features are cached per row, by content, together with the backbone and the precision
+    (see :ref:`caching`). A callable that cannot be keyed is not cached, with a warning once:
+    set its ``__faast_key__`` to a key that changes whenever its output would, or register it
+    with :func:`~faast_sklearn.backbones.register_backbone`. Wrap large image arrays in
+    :class:`LazyRows` before a grid search: its rows are keyed once and its folds are views.
 
     Examples
     --------
@@ -195,8 +174,6 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.string = not callable_backbone
         tags.transformer_tags.preserves_dtype = []  # always float32, whatever the input
         return tags
-
-    # ------------------------------------------------------------------ public API
 
     def fit(self, X=None, y=None):
         """Validate the parameters, load the backbone and record its feature dimension.
@@ -284,13 +261,13 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
             if hasattr(source, "on_error"):  # image files
                 source.on_error = self.on_error
             self._check_range(source)
-            namespace, compiled, mode = None, None, compile_mode(self.compile)
+            namespace = None
             if store or self.memory is not None:
                 namespace = backbone_namespace(
                     self.backbone, self.pretrained, self.weights, precision
                 )
-            if mode is not None:
-                compiled = compiled_model(backbone, device, mode)
+            mode = "default" if self.compile is True else self.compile or None
+            compiled = compiled_model(backbone, device, mode) if mode else None
             compute = backbone_compute(source, backbone, device, precision, compiled)
             if self.memory is None:
                 feats, keys = extract_rows(
@@ -328,8 +305,6 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         prefix = type(self).__name__.lower()
         return np.asarray([f"{prefix}{i}" for i in range(n)], dtype=object)
 
-    # ------------------------------------------------------------------ internals
-
     def _load(self, device: str) -> Backbone:
         if isinstance(self.backbone, FeatureExtractor):
             raise TypeError("backbone cannot be a FeatureExtractor; use it directly instead.")
@@ -354,24 +329,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
 
 
 def as_extractor(backbone, *, device="auto", batch_size=64, verbose=0) -> FeatureExtractor:
-    """Return ``backbone`` if it is a FeatureExtractor, else a FeatureExtractor around it.
-
-    Estimators call this with their own ``backbone``, ``device``, ``batch_size`` and
-    ``verbose`` parameters. A FeatureExtractor passed as ``backbone`` is returned unchanged
-    (its own settings win), so a user-configured extractor survives ``clone``.
-
-    Parameters
-    ----------
-    backbone : str, BackboneSpec, callable or FeatureExtractor
-        See :class:`FeatureExtractor`.
-    device : str, default="auto"
-    batch_size : int, default=64
-    verbose : int, default=0
-
-    Returns
-    -------
-    extractor : FeatureExtractor
-    """
+    """Return ``backbone`` if it is a FeatureExtractor (its own settings win, so a
+    user-configured extractor survives ``clone``), else a FeatureExtractor around it with the
+    estimator's ``device``, ``batch_size`` and ``verbose``."""
     if isinstance(backbone, FeatureExtractor):
         return backbone
     return FeatureExtractor(backbone, device=device, batch_size=batch_size, verbose=verbose)

@@ -4,7 +4,7 @@ autocast, the model, and on CUDA out-of-memory a halved batch; plus the progress
 from __future__ import annotations
 
 import contextlib
-import sys
+import threading
 import time
 import warnings
 from typing import Any
@@ -17,56 +17,22 @@ from ..utils._torch import import_torch, is_tensor
 from ._images import to_nchw_float
 from ._store import count_forward
 
-_PRECISIONS = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-
 
 def resolve_precision(precision: str, device: str) -> str:
     """Resolve ``precision="auto"``: bfloat16 on CUDA (float16 where unsupported), else float32."""
     if precision != "auto":
-        return _PRECISIONS[precision]
+        return precision
     if device.startswith("cuda"):
         torch = import_torch()
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     return "float32"
 
 
-class Progress:
-    """tqdm when installed, else one refreshed stderr line; silent when verbose is 0."""
+def progress_bar(total: int, verbose: int, desc: str) -> Any:
+    """A tqdm bar counting the rows done, with their rate; disabled when ``verbose`` is 0."""
+    from tqdm.auto import tqdm
 
-    def __init__(self, total: int, verbose: int, desc: str):
-        self.total, self.done, self.verbose = total, 0, verbose
-        self.start = self.last = time.perf_counter()
-        self.bar = None
-        if verbose:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, desc=desc, unit="img", leave=True)
-            except ImportError:
-                self.desc = desc
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.verbose:
-            return
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.perf_counter()
-        if now - self.last > 1.0 or self.done >= self.total:
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            end = "\n" if self.done >= self.total else ""
-            print(
-                f"\r{self.desc}: {self.done}/{self.total} ({rate:.0f} images/s)",
-                end=end,
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    return tqdm(total=total, desc=desc, unit="img", disable=not verbose)
 
 
 def callable_compute(fn: Any, source: Any, device: str):
@@ -102,7 +68,7 @@ def backbone_compute(
     """``compute(idx, state)``: features of rows ``idx`` of ``source``. Its set-up (the
     normalisation constants on the device, a copy stream, the compiled model) is made at the
     first call: a call whose rows all come from the cache (each fold of a grid search) needs
-    none. ``compiled`` is the entry of :func:`._compile.compiled_model`, or None (eager)."""
+    none. ``compiled`` is the entry of :func:`compiled_model`, or None (eager)."""
     parts = None
 
     def compute(idx: np.ndarray, state: dict):
@@ -256,3 +222,24 @@ def _slice(raw: Any, a: int, b: int) -> Any:
 
 def raw_device(raw: Any) -> Any:
     return next(iter(raw.values())).device if isinstance(raw, dict) else raw.device
+
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_COMPILE_LOCK = threading.Lock()
+
+
+def compiled_model(backbone: Backbone, device: str, mode: str) -> dict:
+    """``{"model": compiled module, "warmup_s": seconds of the compiling call or None}``:
+    ``torch.compile`` of this loaded backbone in ``mode``, made once and kept on it, so that
+    every later call and fit reuses it until :func:`~faast_sklearn.backbones.clear_backbone_cache`
+    (it shares the network's parameters; batches are padded to one shape so that it compiles
+    once, and the compiling call is timed)."""
+    torch = import_torch()
+    use_channels_last(backbone, device)  # before compiling: it changes the weights' strides
+    with _COMPILE_LOCK:
+        entries = backbone.__dict__.setdefault("_faast_compiled", {})
+        entry = entries.get(mode)
+        if entry is None:
+            model = torch.compile(backbone.model, mode=mode, dynamic=False)
+            entry = entries[mode] = {"model": model, "warmup_s": None}
+    return entry

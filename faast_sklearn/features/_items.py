@@ -68,35 +68,27 @@ class ItemSource:
         if self.what == "path":
             # A stat per path, in this thread: threads would cost more than the system call.
             return [path_key(self.X[i]) for i in idx.tolist()]
-        if self.what == "pil":
 
-            def key(i: int) -> bytes:
-                return pil_key(self.X[int(i)])
-        elif self.cfg is None:  # a callable's items, as they are (read once: kept for raw)
-
-            def key(i: int) -> bytes:
-                item = self._item(int(i))
-                self._memo[int(i)] = item
+        def key(i: int) -> bytes:
+            if self.what == "pil":
+                return pil_key(self.X[i])
+            if self.cfg is None:  # a callable's items, as they are (read once: kept for raw)
+                item = self._memo[i] = self._item(i)
                 return item_key(item)
-        else:
             # A dataset item is only known once loaded: decode now, keep it for load().
-            def key(i: int) -> bytes:
-                arr = self._decoded(int(i))
-                self._memo[int(i)] = arr
-                return content_key("decoded", arr)
+            arr = self._memo[i] = self._decoded(i)
+            return content_key("decoded", arr)
 
-        return list(pool(self.num_workers).map(key, idx))
+        return list(pool(self.num_workers).map(key, idx.tolist()))
 
     def raw(self, idx: np.ndarray) -> list:
         memo = self._memo
         return [memo.pop(int(i)) if int(i) in memo else self._item(i) for i in idx]
 
-    def prefetch(self, batches: list[np.ndarray], device: str) -> bool:
-        """Image files: start decoding ``batches`` (index arrays, in the order :meth:`load`
-        will ask for them) in a background thread, so that reading and decoding batch k+1
-        overlaps the forward pass of batch k. False (nothing started) for other items."""
-        if self.what != "path":
-            return False
+    def prefetch(self, batches: list[np.ndarray], device: str) -> None:
+        """Image files only: start decoding ``batches`` (index arrays, in the order
+        :meth:`load` will ask for them) in a background thread, so that reading and decoding
+        batch k+1 overlaps the forward pass of batch k."""
         self.close()
         self._decoding = (
             iter_decoded(
@@ -109,7 +101,6 @@ class ItemSource:
             ),
             [np.asarray(b) for b in reversed(batches)],
         )
-        return True
 
     def close(self) -> None:
         """Stop decoding ahead (the loop is done, or left early on an error)."""

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_memory
 
 from ..utils._torch import import_torch
 from . import _store
-from ._forward import Progress
+from ._forward import progress_bar
 
 
 def extract_rows(
@@ -46,7 +46,7 @@ def extract_rows(
     first: dict[bytes, int] = {}
     pending: list[int] = []
     computed: list[tuple[np.ndarray, Any]] = []
-    progress = Progress(n, verbose, desc)
+    progress = progress_bar(n, verbose, desc)
     try:
         for start in range(0, n, chunk):
             idx = np.arange(start, min(n, start + chunk))
@@ -92,25 +92,22 @@ def extract_rows(
     pos = np.concatenate([p for p, _ in computed]) if computed else np.empty(0, np.int64)
     feats = torch.cat([f for _, f in computed]) if computed else None
     skipped = [s[0] for s in getattr(source, "skipped", ())]
-    if skipped and feats is not None:
-        # Files left out (on_error="skip"): their rows are NaN and never cached.
-        bad = np.isin(pos, skipped)
-        good = torch.as_tensor(np.flatnonzero(~bad), device=feats.device)
-        feats[torch.as_tensor(np.flatnonzero(bad), device=feats.device)] = float("nan")
-        if store and len(good):
-            block = feats[good]
-            block = block.numpy() if block.device.type == "cpu" else block
-            _store.put(namespace, [all_keys[i] for i in pos[~bad].tolist()], block)
-        store = False
     stored = False
-    if store and feats is not None:
-        # feats is this call's own tensor, never written to below: the block is feats itself
-        # (its NumPy view on the host), on the device where it was computed.
-        block = feats.numpy() if feats.device.type == "cpu" else feats
-        _store.put(namespace, [all_keys[i] for i in pos.tolist()], block)
-        stored = True
+    if feats is not None:
+        block, kept = feats, pos
+        if skipped:  # files left out (on_error="skip"): their rows are NaN and never cached
+            bad = np.isin(pos, skipped)
+            feats[torch.as_tensor(np.flatnonzero(bad), device=feats.device)] = float("nan")
+            block = feats[torch.as_tensor(np.flatnonzero(~bad), device=feats.device)]
+            kept = pos[~bad]
+        if store and len(kept):
+            # Without skips the block is this call's own tensor, never written to below (its
+            # NumPy view on the host), on the device where it was computed.
+            value = block.numpy() if block.device.type == "cpu" else block
+            _store.put(namespace, [all_keys[i] for i in kept.tolist()], value)
+            stored = block is feats
     hits = np.concatenate(hit_pos) if hit_pos else np.empty(0, np.int64)
-    if feats is not None and len(pos) == n and not len(hits) and not dups and _in_order(pos):
+    if feats is not None and not len(hits) and not dups and np.array_equal(pos, np.arange(n)):
         return _whole(feats, device, as_tensor, stored), all_keys
     d = feats.shape[1] if feats is not None else next(iter(blocks.values())).shape[1]
     if as_tensor:
@@ -138,10 +135,6 @@ def _takes(pending: list[int], state: dict, flush: bool):
         take = np.asarray(pending[: state["batch_size"]], dtype=np.int64)
         del pending[: len(take)]
         yield take
-
-
-def _in_order(pos: np.ndarray) -> bool:
-    return bool(np.all(pos == np.arange(len(pos))))
 
 
 def _whole(feats: Any, device: str, as_tensor: bool, stored: bool) -> Any:

@@ -62,12 +62,9 @@ class _Base:
 class LazyRows:
     """Samples whose ``X[indices]`` is a view of them, not a copy.
 
-    scikit-learn's cross-validation indexes X once per fold and grid point: for images held in
-    memory that is a copy of every fold's pixels for each fit and each score (50 pairs of
-    gigabyte copies for a 10-value grid with ``cv=5`` on 8,000 images of 224 x 224), which costs
-    more than the search itself. Wrapped in ``LazyRows``, X indexes into a view that records
-    which rows it holds; the feature extractor then keys each row of the wrapped data once, and
-    every later fold is served from the feature cache by row number.
+    scikit-learn's cross-validation copies every fold's pixels for each fit and score; folds of
+    a ``LazyRows`` are views that record which rows they hold, so each row is keyed once and
+    served from the feature cache by row number (see :ref:`gpu`).
 
     Parameters
     ----------
@@ -149,7 +146,6 @@ class LazyRows:
             )
         self._base, self._rows = base, None
 
-    # ------------------------------------------------------------------ array-like protocol
     def __len__(self) -> int:
         return self._base.n if self._rows is None else len(self._rows)
 
@@ -194,33 +190,20 @@ class LazyRows:
         return view
 
     def _select(self, key) -> np.ndarray:
-        """Positions in the wrapped data of ``self[key]`` for a slice, list or index array."""
-        n = len(self)
-        if isinstance(key, slice):
-            picked = np.arange(n)[key]
-        else:
-            if is_tensor(key):
-                key = key.detach().cpu().numpy()
-            picked = np.asarray(key)
-            if picked.dtype == bool:
-                if picked.shape != (n,):
-                    raise IndexError(
-                        f"boolean index of shape {picked.shape} does not match {n} samples"
-                    )
-                picked = np.flatnonzero(picked)
-            elif picked.size == 0:
-                picked = picked.reshape(0)  # [] is a float array
-            elif picked.ndim != 1 or not np.issubdtype(picked.dtype, np.integer):
+        """Positions in the wrapped data of ``self[key]`` for a slice, list or index array
+        (NumPy's rules and bounds errors, along the first axis)."""
+        if not isinstance(key, slice):
+            what = type(key).__name__
+            key = np.asarray(key.detach().cpu() if is_tensor(key) else key)
+            if key.size == 0 and key.dtype != bool:
+                key = key.reshape(0).astype(np.int64)  # [] is a float array
+            if key.ndim != 1 or key.dtype.kind not in "biu":
                 raise IndexError(
                     "LazyRows indexes samples with an integer, a slice, or a 1-D integer or "
-                    f"boolean array; got {type(key).__name__}"
-                    + (f" of dtype {picked.dtype} and shape {picked.shape}" if picked.ndim else "")
+                    f"boolean array; got {what}"
+                    + (f" of dtype {key.dtype} and shape {key.shape}" if key.ndim else "")
                 )
-            picked = picked.astype(np.int64, copy=False)  # int8 indices: picked + n overflows
-            if picked.size and (picked.min() < -n or picked.max() >= n):
-                bad = picked[(picked < -n) | (picked >= n)][0]
-                raise IndexError(f"index {bad} is out of bounds for {n} samples")
-            picked = np.where(picked < 0, picked + n, picked)
+        picked = np.arange(len(self))[key]
         return picked if self._rows is None else self._rows[picked]
 
     def __iter__(self):

@@ -61,13 +61,9 @@ def _probe(X, da):
 
 
 def map_partitions(estimator, X, method: str):
-    """``estimator.<method>`` over the row partitions of the Dask collection ``X``, lazily.
-
-    Returns a Dask array for an array ``X`` (its row chunks kept, its other axes joined), a
-    Dask Series or DataFrame (with ``X``'s index) for a dataframe. The method runs once on the
-    client on one row (of zeros for a numeric array, see :func:`_probe`) for the output's
-    shape and dtype.
-    """
+    """``estimator.<method>`` over the row partitions of the Dask collection ``X``, lazily:
+    a Dask array (``X``'s row chunks) or Series/DataFrame (``X``'s index). The method runs
+    once on the client on one row (:func:`_probe`) for the output's shape and dtype."""
     _, da = import_dask()
     if is_frame(X):
         from dask.dataframe.utils import meta_nonempty
