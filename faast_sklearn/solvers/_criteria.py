@@ -255,13 +255,11 @@ def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     z, zy = z[on], zy[on]
     b = 1.0 / np.maximum(z.std(-1) @ w / n, 1e-12)  # log-odds of order one
     for _ in range(n_iter if on.any() else 0):
-        p = np.exp(b[:, None, None] * z)
-        p /= p.sum(-1, keepdims=True)
-        pz = p * z
-        mean = pz.sum(-1)
+        e = np.exp(b[:, None, None] * z)
+        p = e / e.sum(-1, keepdims=True)
+        mean = (p * z).sum(-1)
         grad = (mean - zy) @ w / n
-        pz *= z  # p z^2, in place (the same products as p * z * z)
-        hess = (pz.sum(-1) - mean * mean) @ w / n
+        hess = ((p * z * z).sum(-1) - mean * mean) @ w / n
         new = np.clip(b - grad / np.maximum(hess, 1e-300), b / 4, b * 4)
         done = np.all(np.abs(new - b) <= 1e-11 * b)
         b = new
