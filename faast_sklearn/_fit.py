@@ -89,7 +89,9 @@ class FitEntry:
 
     def store(self) -> None:
         if self.key is not None:
-            nbytes = self.stats.nbytes + nbytes_of([self.X, *self.spectra.values()])
+            shared = self.stats.rows is not None and self.X is self.stats.rows[0]
+            extra = [*self.spectra.values()] + ([] if shared else [self.X])
+            nbytes = self.stats.nbytes + nbytes_of(extra)
             STORE.put(self.key, self, nbytes=nbytes, device=self.device)
 
 
@@ -123,10 +125,24 @@ def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> Fi
     entry = STORE.get(key, accept=(lambda e: _same(e.X, X)) if sampled else None)
     if entry is None:
         stats = checked_statistics(backend, X, targets, w, n_targets)
-        copy = (X.detach().clone() if is_tensor(X) else np.array(X, copy=True)) if sampled else None
+        copy = _private_copy(X, stats) if sampled else None
         entry = FitEntry(stats, key, backend.device, X=copy)
         entry.store()
     return entry
+
+
+def _private_copy(X, stats: Statistics):
+    """A copy of ``X`` for the entry's comparisons: the kept rows themselves where they are
+    one (batch_statistics' private copy, in X's kind, dtype and device), else a new one."""
+    kept = stats.rows[0] if stats.rows is not None else None
+    if (
+        kept is not None
+        and is_tensor(kept) == is_tensor(X)
+        and kept.dtype == X.dtype
+        and (not is_tensor(X) or kept.device == X.device)
+    ):
+        return kept
+    return X.detach().clone() if is_tensor(X) else np.array(X, copy=True)
 
 
 def _sample(X) -> tuple:

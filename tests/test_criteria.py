@@ -168,3 +168,33 @@ def test_noise_gives_uniform_probabilities():
     X, y = rng.standard_normal((50, 768)), np.arange(50) % 10
     clf = FAASTClassifier(alpha_criterion="loo_log_loss").fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(X[:5]), 0.1, rtol=1e-9)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_integer_weights_choose_as_repeated_rows(few_shot, fit_intercept):
+    # A sample weight counts as repetitions: leaving one unit of a weight-2 row out scores
+    # as leaving one of its two copies out (the squared error is computed from the residuals
+    # alone, never from formed predictions: it must still be the repeated rows' criterion).
+    X, y = few_shot[0][:30], few_shot[1][:30]
+    k = np.random.default_rng(1).integers(1, 3, len(y))
+    kw = dict(alpha=ALPHAS, alpha_criterion="loo", fit_intercept=fit_intercept)
+    weighted = FAASTClassifier(**kw).fit(X, y, sample_weight=k)
+    repeated = FAASTClassifier(**kw).fit(np.repeat(X, k, axis=0), np.repeat(y, k))
+    assert weighted.alpha_ == repeated.alpha_
+    # The same fit (its probability scale counts rows, not weights: compare the predictions).
+    raw = {m: m.decision_function(X) / m.proba_scale_ for m in (weighted, repeated)}
+    np.testing.assert_allclose(raw[weighted], raw[repeated], atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_solve_leaves_the_kept_rows_as_they_were(few_shot, dtype, fit_intercept):
+    # The solve centres and weights a copy of the rows in place: never the rows kept in
+    # stats_ (a float64 batch is kept as it is), which later batches and pickles need.
+    X, y = few_shot[0].astype(dtype), few_shot[1]
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(y))
+    clf = FAASTClassifier(fit_intercept=fit_intercept).fit(X, y, sample_weight=w)
+    before = clf.predict_proba(X)
+    np.testing.assert_array_equal(clf.stats_.rows[0], X)
+    again = FAASTClassifier(fit_intercept=fit_intercept).fit(X, y, sample_weight=w)
+    np.testing.assert_array_equal(again.predict_proba(X), before)

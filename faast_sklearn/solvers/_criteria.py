@@ -88,13 +88,14 @@ class LeaveOneOut:
         self.backend = backend
         self.loo = {}  # grid index -> (N, D) leave-one-out predictions, once computed
         self.alphas = None
-        self.spec = self.fitted = None
+        self.spec = self.fitted = self.basis = None
 
     def __call__(self, spec, alphas, fitted):
         """Scores of every strength (lower is better), or None: GCV decides."""
         if spec.V is not None or not self.valid.any():
             return None
         self.spec, self.alphas, self.fitted = spec, alphas, fitted
+        self.basis = _LooBasis(spec, self.Y, self.w_fit, self.unit, self.backend)
         if self.kind == "gcv":  # only the chosen strength's predictions are needed (at)
             return None
         # A long grid (the 56 strengths of alpha="auto") is scored coarse to fine: every
@@ -113,12 +114,12 @@ class LeaveOneOut:
         return scores
 
     def _scores(self, idx):
+        if self.kind == "loo":  # from the residuals: no predictions formed
+            return self.basis.squared_error(self.fitted[idx], self.w)
         return _score(self.kind, self._predict(idx), self.Y, self.w)
 
     def _predict(self, idx):
-        loo = _loo_predictions(
-            self.spec, self.Y, self.w_fit, self.unit, self.fitted[idx], self.backend
-        )
+        loo = self.basis.predictions(self.fitted[idx], self.Y)
         self.loo.update(zip(idx.tolist(), loo, strict=True))
         return loo
 
@@ -152,29 +153,49 @@ class LeaveOneOut:
         return float(np.exp((n * np.log(beta) + n0 * np.log(prior)) / (n + n0)))
 
 
-def _loo_predictions(spec, Y, w, unit, fitted, backend):
-    s = spec.s
-    U = backend.to_numpy(spec.U_scaled) * np.sqrt(s)  # (N, k)
-    sw = np.sqrt(w)
-    Ys = sw[:, None] * (Y - spec.mean_y)
-    UtY = spec.P / np.sqrt(s)[:, None]  # U^T Ys, (k, D)
-    perp = Ys - U @ UtY
-    h = fitted @ (U * U).T  # (L, N)
-    if spec.fit_intercept:
-        h = h + w / spec.n
-    pos = w > 0
-    h = h * np.where(pos, np.minimum(w, unit) / np.where(pos, w, 1.0), 0.0)  # delta_i h_i / w_i
-    # sqrt(w) times the residuals of every strength at once, (L, N, D), from one GEMM.
-    L, (N, D) = len(fitted), Y.shape
-    A = (1.0 - fitted).T[:, :, None] * UtY[:, None, :]  # (k, L, D)
-    r = perp + (U @ A.reshape(len(A), L * D)).reshape(N, L, D).transpose(1, 0, 2)
-    denom = sw * (1.0 - h)  # (L, N)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        loo = Y - np.where(pos[:, None], r / denom[:, :, None], 0.0)
-    # A row its own fit interpolates (h = 1) has no leave-one-out prediction: infinite error.
-    bad = (1.0 - h) <= 1e-10
-    loo[bad] = np.nan
-    return loo
+class _LooBasis:
+    """What every strength's leave-one-out residuals share (computed once per spectrum):
+    ``U`` (N, k), ``U^T Ys`` (k, D), the residual outside the span ``perp`` (N, D), ``U^2``
+    and the scale ``delta_i / w_i`` of the leverages (see the module's docstring)."""
+
+    def __init__(self, spec, Y, w, unit, backend):
+        s = spec.s
+        self.U = backend.to_numpy(spec.U_scaled) * np.sqrt(s)  # (N, k)
+        self.sw = np.sqrt(w)
+        self.UtY = spec.P / np.sqrt(s)[:, None]  # U^T Ys, (k, D)
+        self.perp = self.sw[:, None] * (Y - spec.mean_y) - self.U @ self.UtY
+        self.U2 = (self.U * self.U).T  # (k, N)
+        self.h0 = w / spec.n if spec.fit_intercept else 0.0
+        self.pos = w > 0
+        self.frac = np.where(self.pos, np.minimum(w, unit) / np.where(self.pos, w, 1.0), 0.0)
+
+    def residuals(self, fitted):
+        """``sqrt(w)`` times the residuals (L, N, D) and the scaled leverages ``delta h / w``
+        (L, N) of every strength at once, from one GEMM."""
+        h = (fitted @ self.U2 + self.h0) * self.frac
+        L, (N, D) = len(fitted), self.perp.shape
+        A = (1.0 - fitted).T[:, :, None] * self.UtY[:, None, :]  # (k, L, D)
+        r = self.perp + (self.U @ A.reshape(len(A), L * D)).reshape(N, L, D).transpose(1, 0, 2)
+        return r, h
+
+    def predictions(self, fitted, Y):
+        """Leave-one-out predictions (L, N, D); NaN for a row its own fit interpolates."""
+        r, h = self.residuals(fitted)
+        denom = self.sw * (1.0 - h)  # (L, N)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loo = Y - np.where(self.pos[:, None], r / denom[:, :, None], 0.0)
+        loo[(1.0 - h) <= 1e-10] = np.nan
+        return loo
+
+    def squared_error(self, fitted, w):
+        """``_score("loo", predictions(fitted), Y, w)`` without forming the predictions:
+        ``w_i |loo_i - y_i|^2 = |r_i|^2 / (1 - h_i)^2`` on the scored rows (``w > 0``)."""
+        keep = w > 0
+        r, h = self.residuals(fitted)
+        r, g = r[:, keep], 1.0 - h[:, keep]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = ((r * r).sum(2) / (g * g)).sum(1) / w.sum()
+        return np.where((g > 1e-10).all(1) & np.isfinite(out), out, np.inf)
 
 
 def _score(kind, loo, Y, w):

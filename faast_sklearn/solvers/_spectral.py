@@ -144,22 +144,33 @@ def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     X, Y, w = stats.rows
     # The rows are centred (and weighted) where they live: a few-shot fit is so small that
     # every N x d host temporary (fresh pages from the allocator) costs as much as its
-    # arithmetic. What comes back is k x D at most.
+    # arithmetic, so there is one, the float64 copy, edited in place. What comes back is
+    # k x D at most.
     Xs, Ys = backend.asarray(X), backend.asarray(one_hot(Y, stats.n_targets))
+    own = Xs.dtype != X.dtype  # a converted copy, not stats' own rows: ours to overwrite
     if embedding is not None:
         Ys = Ys @ backend.asarray(embedding)
     wd, w = backend.asarray(w), backend.to_numpy(w)  # w's sums are needed on the host: once
     n = float(w.sum())
     if fit_intercept:
         mean_xd, mean_yd = (wd @ Xs) / n, (wd @ Ys) / n
-        Xs, Ys = Xs - mean_xd, Ys - mean_yd
+        if own:
+            Xs -= mean_xd
+        else:
+            Xs, own = Xs - mean_xd, True
+        Ys = Ys - mean_yd
         mean_x, mean_y = backend.fetch(mean_xd, mean_yd)
     else:
         mean_x, mean_y = np.zeros(X.shape[1]), np.zeros(Ys.shape[1])
-    if not (w == 1.0).all():  # sqrt(w) on both sides; new arrays (Xs may be stats' X)
+    if not (w == 1.0).all():  # sqrt(w) on both sides
         root = wd[:, None] ** 0.5
-        Xs, Ys = Xs * root, Ys * root
-    evals, U = backend.eigh(Xs @ Xs.T)
+        if own:
+            Xs *= root
+        else:
+            Xs = Xs * root
+        Ys = Ys * root
+    # The kernel is a fresh array: the eigendecomposition may overwrite it.
+    evals, U = backend.eigh(backend.gram(Xs), overwrite=True)
     s = backend.to_numpy(evals)
     trace = float(s.sum())  # trace(Xs^T Xs) = trace(K), the sum of all its eigenvalues
     first = _first_kept(s, X.shape)
