@@ -362,7 +362,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         if stats.rows is None or self._multilabel or self._embedding() is not None:
             return None
         unit = _class_weight.row_factors(self.class_weight, stats.rows[1], self.classes_, backend)
-        return _criteria.LeaveOneOut(
+        # None (one shot per class): GCV chooses and scales.
+        return _criteria.leave_one_out(
             stats.rows, stats.n_targets, self.alpha_criterion, backend, unit=unit
         )
 

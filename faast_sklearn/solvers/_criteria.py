@@ -43,6 +43,8 @@ moves it by well under 1% when the leave-one-out predictions do make errors.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.special import log_softmax
 
@@ -54,14 +56,36 @@ CRITERIA = ("gcv", "loo", "loo_error", "loo_log_loss")
 _STEP = 4
 
 
+def leave_one_out(rows, n_targets: int, kind: str, backend, unit=None) -> LeaveOneOut | None:
+    """The :class:`LeaveOneOut` of the kept ``rows`` (X, Y, w), in ``backend``'s arrays, or
+    None where it would score no row: then the criterion and the temperature both leave
+    ``alpha`` and the scale to GCV, and nothing more need be computed.
+
+    A row alone in its class (one shot) leaves no example of it when left out: its
+    leave-one-out prediction says nothing about any strength or temperature. With class codes
+    ``Y``, a class with at most one row of positive weight, of weight at most one copy
+    (``unit``), is known to be such without the one-hot targets: that row's class weight is
+    its own weight exactly, so that :class:`LeaveOneOut` would find it unscored too.
+    """
+    Y, w = backend.fetch(*rows[1:])  # one transfer
+    w = np.asarray(w, dtype=np.float64)
+    if Y.ndim == 1:
+        rows_per_class = np.bincount(Y[w > 0].astype(np.intp))
+        if rows_per_class.max(initial=0) <= 1 and (w <= (1.0 if unit is None else unit)).all():
+            return None
+    loo = LeaveOneOut(Y, w, n_targets, kind, backend, unit)
+    return loo if loo.valid.any() else None
+
+
 class LeaveOneOut:
     """Leave-one-out predictions of a kernel-side spectrum, for :func:`solve`'s ``criterion``.
 
     Parameters
     ----------
-    rows : tuple (X, Y, w)
-        The kept rows (``Y`` one-hot or class codes), in ``backend``'s arrays; ``Y`` (as a
-        one-hot N x T) and ``w`` are copied to NumPy.
+    Y : ndarray of shape (n_rows,) or (n_rows, n_targets)
+        The kept rows' class codes or one-hot targets.
+    w : ndarray of shape (n_rows,)
+        Their weights.
     n_targets : int
         The number of classes (columns of the one-hot targets).
     kind : one of ``CRITERIA``
@@ -72,29 +96,32 @@ class LeaveOneOut:
         The weight of one copy of each row, left out at a time (its class weight; None: 1).
     """
 
-    def __init__(self, rows, n_targets: int, kind: str, backend, unit=None):
-        Y, w = backend.fetch(*rows[1:])  # one transfer
+    def __init__(self, Y, w, n_targets: int, kind: str, backend, unit=None):
         self.Y = np.asarray(one_hot(Y, n_targets), dtype=np.float64)
-        w = np.asarray(w, dtype=np.float64)
-        # A row alone in its class (one shot) leaves no example of it when left out: its
-        # leave-one-out prediction says nothing about any strength or temperature. Such rows
-        # are scored with weight 0; with none left, GCV decides.
+        # Rows alone in their class (see leave_one_out) are scored with weight 0; with none
+        # left, GCV decides.
         self.unit = np.ones_like(w) if unit is None else np.asarray(unit, dtype=np.float64)
         own_class = self.Y @ (w @ self.Y)
         self.valid = (w > 0) & (own_class - np.minimum(w, self.unit) > 1e-12 * own_class)
         self.w = np.where(self.valid, w, 0.0)
         self.w_fit = w
+        # Left out of a two-shot class, a row is predicted by a one-shot model, less sure
+        # than the two-shot model it stands in for: its temperature is that of the wrong
+        # model (held-out log-loss worse than GCV's scale at 2 shots on three sets). The
+        # temperature is fitted on the scored rows of classes of at least 3 rows.
+        counts = self.Y.T @ (w > 0)
+        self.calibrated = self.valid & (self.Y @ counts >= 3)
         self.kind = kind
         self.backend = backend
         self.loo = {}  # grid index -> (N, D) leave-one-out predictions, once computed
         self.alphas = None
-        self.spec = self.fitted = None
+        self.spec = self.fitted = self._basis = None
 
     def __call__(self, spec, alphas, fitted):
         """Scores of every strength (lower is better), or None: GCV decides."""
-        if spec.V is not None or not self.valid.any():
+        if spec.V is not None:
             return None
-        self.spec, self.alphas, self.fitted = spec, alphas, fitted
+        self.spec, self.alphas, self.fitted, self._basis = spec, alphas, fitted, None
         if self.kind == "gcv":  # only the chosen strength's predictions are needed (at)
             return None
         # A long grid (the 56 strengths of alpha="auto") is scored coarse to fine: every
@@ -103,12 +130,14 @@ class LeaveOneOut:
         L = len(alphas)
         step = _STEP if L > 4 * _STEP else 1
         scores = np.full(L, np.inf)
-        coarse = np.unique(np.r_[np.arange(0, L, step), L - 1])
+        coarse = np.arange(0, L, step)
+        if coarse[-1] != L - 1:
+            coarse = np.r_[coarse, L - 1]
         scores[coarse] = self._scores(coarse)
         if step > 1:
             best = int(np.argmin(scores))
             fine = np.arange(max(best - step + 1, 0), min(best + step, L))
-            fine = fine[~np.isin(fine, coarse)]
+            fine = fine[(fine % step != 0) & (fine != L - 1)]  # not scored yet
             scores[fine] = self._scores(fine)
         return scores
 
@@ -116,9 +145,9 @@ class LeaveOneOut:
         return _score(self.kind, self._predict(idx), self.Y, self.w)
 
     def _predict(self, idx):
-        loo = _loo_predictions(
-            self.spec, self.Y, self.w_fit, self.unit, self.fitted[idx], self.backend
-        )
+        if self._basis is None:  # once per spectrum (one transfer from a GPU)
+            self._basis = _Basis.of(self.spec, self.Y, self.w_fit, self.unit, self.backend)
+        loo = _loo_predictions(self._basis, self.Y, self.fitted[idx])
         self.loo.update(zip(idx.tolist(), loo, strict=True))
         return loo
 
@@ -137,14 +166,12 @@ class LeaveOneOut:
         them, shrunk towards ``prior`` (GCV's ``1 / error_variance``) as if ``prior`` had been
         fitted on ``n_targets`` rows (geometric mean, weights ``n`` and ``n_targets``). None:
         no such row (one or two shots per class): the caller keeps ``prior``."""
+        if not self.calibrated.any():  # checked before any prediction is computed
+            return None
         loo = self.at(alpha)
         if loo is None:
             return None
-        # Left out of a two-shot class, a row is predicted by a one-shot model, less sure
-        # than the two-shot model it stands in for: its temperature is that of the wrong
-        # model (held-out log-loss worse than GCV's scale at 2 shots on three sets).
-        counts = self.Y.T @ (self.w_fit > 0)
-        w = np.where(np.isfinite(loo).all(1) & (self.Y @ counts >= 3), self.w, 0.0)
+        w = np.where(np.isfinite(loo).all(1) & self.calibrated, self.w, 0.0)
         if not w.any():
             return None
         beta = max(float(fit_inverse_temperature(loo, self.Y, w)), 1e-12)
@@ -152,36 +179,68 @@ class LeaveOneOut:
         return float(np.exp((n * np.log(beta) + n0 * np.log(prior)) / (n + n0)))
 
 
-def _loo_predictions(spec, Y, w, unit, fitted, backend):
-    s = spec.s
-    U = backend.to_numpy(spec.U_scaled) * np.sqrt(s)  # (N, k)
-    sw = np.sqrt(w)
-    Ys = sw[:, None] * (Y - spec.mean_y)
-    UtY = spec.P / np.sqrt(s)[:, None]  # U^T Ys, (k, D)
-    perp = Ys - U @ UtY
-    h = fitted @ (U * U).T  # (L, N)
-    if spec.fit_intercept:
-        h = h + w / spec.n
-    pos = w > 0
-    h = h * np.where(pos, np.minimum(w, unit) / np.where(pos, w, 1.0), 0.0)  # delta_i h_i / w_i
+class _Basis(NamedTuple):
+    """What the leave-one-out predictions of every strength share (see the module docstring):
+    ``U`` (N, k), ``(U * U)^T``, ``U^T Ys`` (k, D), the part of ``Ys`` outside the span of
+    ``U``, ``sqrt(w)``, the rows with a positive weight, and ``h``'s offset (``w / n`` with an
+    intercept, else None) and factor (``delta_i / w_i``)."""
+
+    U: np.ndarray
+    UU_T: np.ndarray
+    UtY: np.ndarray
+    perp: np.ndarray
+    sw: np.ndarray
+    pos: np.ndarray | None  # None: every row
+    h_offset: np.ndarray | None
+    h_factor: np.ndarray
+
+    @classmethod
+    def of(cls, spec, Y, w, unit, backend) -> _Basis:
+        root_s = np.sqrt(spec.s)
+        U = backend.to_numpy(spec.U_scaled) * root_s  # (N, k)
+        sw = np.sqrt(w)
+        Ys = sw[:, None] * (Y - spec.mean_y)
+        UtY = spec.P / root_s[:, None]  # U^T Ys, (k, D)
+        pos = w > 0
+        h_factor = np.where(pos, np.minimum(w, unit) / np.where(pos, w, 1.0), 0.0)
+        return cls(
+            U=U,
+            UU_T=(U * U).T,
+            UtY=UtY,
+            perp=Ys - U @ UtY,
+            sw=sw,
+            pos=None if pos.all() else pos,
+            h_offset=w / spec.n if spec.fit_intercept else None,
+            h_factor=h_factor,
+        )
+
+
+def _loo_predictions(b: _Basis, Y: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """Leave-one-out predictions (L, N, D) of the strengths whose ``s_k f_k`` are ``fitted``."""
+    h = fitted @ b.UU_T  # (L, N)
+    if b.h_offset is not None:
+        h = h + b.h_offset
+    h = h * b.h_factor  # delta_i h_i / w_i
     # sqrt(w) times the residuals of every strength at once, (L, N, D), from one GEMM.
     L, (N, D) = len(fitted), Y.shape
-    A = (1.0 - fitted).T[:, :, None] * UtY[:, None, :]  # (k, L, D)
-    r = perp + (U @ A.reshape(len(A), L * D)).reshape(N, L, D).transpose(1, 0, 2)
-    denom = sw * (1.0 - h)  # (L, N)
+    A = (1.0 - fitted).T[:, :, None] * b.UtY[:, None, :]  # (k, L, D)
+    r = b.perp + (b.U @ A.reshape(len(A), L * D)).reshape(N, L, D).transpose(1, 0, 2)
+    one_h = 1.0 - h
+    denom = b.sw * one_h  # (L, N)
     with np.errstate(divide="ignore", invalid="ignore"):
-        loo = Y - np.where(pos[:, None], r / denom[:, :, None], 0.0)
+        q = r / denom[:, :, None]
+    loo = Y - (q if b.pos is None else np.where(b.pos[:, None], q, 0.0))
     # A row its own fit interpolates (h = 1) has no leave-one-out prediction: infinite error.
-    bad = (1.0 - h) <= 1e-10
-    loo[bad] = np.nan
+    loo[one_h <= 1e-10] = np.nan
     return loo
 
 
 def _score(kind, loo, Y, w):
     n = w.sum()
-    loo, Y, w = loo[:, w > 0], Y[w > 0], w[w > 0]
+    loo, Y, w = _scored(loo, Y, w)
     finite = np.isfinite(loo).all(axis=(1, 2))
-    loo = np.nan_to_num(loo)
+    if not finite.all():
+        loo = np.nan_to_num(loo)
     sq = ((loo - Y) ** 2).sum(2) @ w / n  # (L,)
     if kind == "loo":
         out = sq
@@ -191,8 +250,19 @@ def _score(kind, loo, Y, w):
         out = (wrong @ w) / n + 1e-6 * rel
     else:
         beta = fit_inverse_temperature(loo, Y, w)
-        out = _log_loss(beta[:, None, None] * loo, Y, w)
+        # No better than chance (beta = 0): uniform probabilities, a loss of exactly
+        # log(C), so that such strengths tie exactly (not to round-off) and the strongest
+        # of them is chosen.
+        out = np.where(beta > 0, _log_loss(beta[:, None, None] * loo, Y, w), np.log(Y.shape[1]))
     return np.where(finite, out, np.inf)
+
+
+def _scored(z, Y, w):
+    """``z[:, w > 0]``, ``Y[w > 0]`` and ``w[w > 0]`` (as they are when every row is)."""
+    pos = w > 0
+    if pos.all():
+        return z, Y, w
+    return z[:, pos], Y[pos], w[pos]
 
 
 def _log_loss(z, Y, w):
@@ -220,8 +290,10 @@ def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     every row of ``z`` is classified right; where the slope at ``beta = 0`` is not negative
     (predictions no better than chance), the minimum is 0, found without iterating."""
     single = z.ndim == 2
-    z = np.nan_to_num(z[None] if single else z)
-    z, Y, w = z[:, w > 0], Y[w > 0], w[w > 0]
+    z = z[None] if single else z
+    if not np.isfinite(z).all():
+        z = np.nan_to_num(z)
+    z, Y, w = _scored(z, Y, w)
     # A shift of a row moves neither softmax(beta z) nor the gradient and curvature in beta
     # (the targets and probabilities sum to one): with each row's maximum at 0, exp(beta z)
     # cannot overflow and the softmax is a plain exp-and-normalise.
@@ -235,11 +307,11 @@ def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     b = 1.0 / np.maximum(z.std(-1) @ w / n, 1e-12)  # log-odds of order one
     for _ in range(n_iter if on.any() else 0):
         e = np.exp(b[:, None, None] * z)
-        p = e / e.sum(-1, keepdims=True)
-        mean = (p * z).sum(-1)
+        pz = e / e.sum(-1, keepdims=True) * z
+        mean = pz.sum(-1)
         grad = (mean - zy) @ w / n
-        hess = ((p * z * z).sum(-1) - mean * mean) @ w / n
-        new = np.clip(b - grad / np.maximum(hess, 1e-300), b / 4, b * 4)
+        hess = ((pz * z).sum(-1) - mean * mean) @ w / n
+        new = np.minimum(np.maximum(b - grad / np.maximum(hess, 1e-300), b / 4), b * 4)
         done = np.all(np.abs(new - b) <= 1e-11 * b)
         b = new
         if done:
