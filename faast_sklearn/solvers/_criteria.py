@@ -56,10 +56,10 @@ CRITERIA = ("gcv", "loo", "loo_error", "loo_log_loss")
 _STEP = 4
 
 
-def leave_one_out(rows, n_targets: int, kind: str, backend, unit=None) -> LeaveOneOut | None:
-    """The :class:`LeaveOneOut` of the kept ``rows`` (X, Y, w), in ``backend``'s arrays, or
-    None where it would score no row: then the criterion and the temperature both leave
-    ``alpha`` and the scale to GCV, and nothing more need be computed.
+def leave_one_out(Y, w, n_targets: int, kind: str, backend, unit=None) -> LeaveOneOut | None:
+    """The :class:`LeaveOneOut` of the kept rows (class codes or one-hot targets ``Y`` and
+    weights ``w``, NumPy), or None where it would score no row: then the criterion and the
+    temperature both leave ``alpha`` and the scale to GCV, and nothing more need be computed.
 
     A row alone in its class (one shot) leaves no example of it when left out: its
     leave-one-out prediction says nothing about any strength or temperature. With class codes
@@ -67,8 +67,7 @@ def leave_one_out(rows, n_targets: int, kind: str, backend, unit=None) -> LeaveO
     (``unit``), is known to be such without the one-hot targets: that row's class weight is
     its own weight exactly, so that :class:`LeaveOneOut` would find it unscored too.
     """
-    Y, w = backend.fetch(*rows[1:])  # one transfer
-    w = np.asarray(w, dtype=np.float64)
+    Y, w = np.asarray(Y), np.asarray(w, dtype=np.float64)
     if Y.ndim == 1:
         rows_per_class = np.bincount(Y[w > 0].astype(np.intp))
         if rows_per_class.max(initial=0) <= 1 and (w <= (1.0 if unit is None else unit)).all():
