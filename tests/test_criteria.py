@@ -5,6 +5,7 @@ import pytest
 from scipy.special import log_softmax
 from sklearn.datasets import load_digits
 from sklearn.linear_model import Ridge, RidgeClassifierCV
+from sklearn.utils.class_weight import compute_sample_weight
 
 from faast_sklearn import FAASTClassifier
 
@@ -168,3 +169,69 @@ def test_noise_gives_uniform_probabilities():
     X, y = rng.standard_normal((50, 768)), np.arange(50) % 10
     clf = FAASTClassifier(alpha_criterion="loo_log_loss").fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(X[:5]), 0.1, rtol=1e-9)
+    # Every strength is as bad (temperature 0, loss log 10 exactly): the tie goes to the
+    # strongest, not to round-off.
+    assert clf.alpha_ == clf.alphas_[-1]
+
+
+def _shots(n, extra=0):
+    """``n`` digits of each class (``n + extra`` of class 0)."""
+    X, y = load_digits(return_X_y=True)
+    idx = np.concatenate(
+        [np.flatnonzero(y == c)[: n + (extra if c == 0 else 0)] for c in range(10)]
+    )
+    return X[idx], y[idx]
+
+
+@pytest.mark.parametrize(
+    "sample_weight, class_weight",
+    [(None, None), (0.5, None), (None, {0: 3.0, 4: 0.5}), (None, "balanced")],
+)
+def test_one_shot_is_gcv_exactly(sample_weight, class_weight):
+    # One copy of one row per class (a row no heavier than its class weight is left out
+    # whole): leave-one-out has nothing to score, so the strength is GCV's (the strongest of
+    # least score), the log-odds are scaled by 1 / error_variance_, and the linear map is
+    # ridge's at that strength.
+    X, y = _shots(1)
+    sw = None if sample_weight is None else np.full(len(y), sample_weight)
+    clf = FAASTClassifier(alpha_criterion="loo", class_weight=class_weight)
+    clf.fit(X, y, sample_weight=sw)
+    gcv = clf.gcv_scores_
+    assert clf.alpha_ == clf.alphas_[len(gcv) - 1 - np.argmin(gcv[::-1])]
+    assert clf.proba_scale_ == 1.0 / clf.error_variance_
+    w = (np.ones(len(y)) if sw is None else sw) * compute_sample_weight(class_weight, y)
+    ridge = Ridge(alpha=clf.alpha_).fit(X, np.eye(10)[y], sample_weight=w)
+    np.testing.assert_allclose(clf.coef_ / clf.proba_scale_, ridge.coef_, rtol=1e-6, atol=1e-9)
+    raw = clf.decision_function(X) / clf.proba_scale_
+    np.testing.assert_allclose(raw, ridge.predict(X), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("criterion", ["loo", "loo_error"])
+def test_one_shot_rows_of_weight_two_are_two_copies(criterion):
+    # A row of sample weight 2 counts as two copies: left out one at a time, its class keeps
+    # one, so leave-one-out scores it at one shot too, and chooses as on the rows repeated.
+    X, y = _shots(1)
+    weighted = FAASTClassifier(alpha_criterion=criterion).fit(X, y, sample_weight=np.full(10, 2.0))
+    twice = FAASTClassifier(alpha_criterion=criterion).fit(np.repeat(X, 2, 0), np.repeat(y, 2))
+    by_gcv = FAASTClassifier(alpha_criterion="gcv").fit(X, y, sample_weight=np.full(10, 2.0))
+    assert not np.isclose(weighted.alpha_, by_gcv.alpha_)  # scored, not left to GCV
+    np.testing.assert_allclose(weighted.alpha_, twice.alpha_, rtol=1e-12)
+    # The same linear map (the log-odds' scale is GCV's, which counts rows, not weights).
+    np.testing.assert_allclose(
+        weighted.coef_ / weighted.proba_scale_, twice.coef_ / twice.proba_scale_, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("shots", [1, 2, 3])
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_few_shot_stream_equals_fit(shots, class_weight):
+    # fit hands the criterion its own targets and weights; a stream's model is solved from
+    # the statistics alone: the same strength, scale and probabilities.
+    X, y = _shots(shots, extra=1)
+    whole = FAASTClassifier(class_weight=class_weight).fit(X, y)
+    stream = FAASTClassifier(class_weight=class_weight)
+    for part in np.array_split(np.random.default_rng(0).permutation(len(y)), 3):
+        stream.partial_fit(X[part], y[part], classes=np.arange(10))
+    np.testing.assert_allclose(stream.alpha_, whole.alpha_, rtol=1e-12)
+    np.testing.assert_allclose(stream.proba_scale_, whole.proba_scale_, rtol=1e-9)
+    np.testing.assert_allclose(stream.predict_proba(X), whole.predict_proba(X), atol=1e-9)
