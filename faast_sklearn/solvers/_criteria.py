@@ -131,7 +131,7 @@ class LeaveOneOut:
         scores = np.full(L, np.inf)
         coarse = np.arange(0, L, step)
         if coarse[-1] != L - 1:
-            coarse = np.r_[coarse, L - 1]
+            coarse = np.append(coarse, L - 1)
         scores[coarse] = self._scores(coarse)
         if step > 1:
             best = int(np.argmin(scores))
@@ -311,7 +311,7 @@ def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
         grad = (mean - zy) @ w / n
         hess = ((pz * z).sum(-1) - mean * mean) @ w / n
         new = np.minimum(np.maximum(b - grad / np.maximum(hess, 1e-300), b / 4), b * 4)
-        done = np.all(np.abs(new - b) <= 1e-11 * b)
+        done = (np.abs(new - b) <= 1e-11 * b).all()
         b = new
         if done:
             break
