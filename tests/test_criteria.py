@@ -35,12 +35,11 @@ def _brute_loo(X, Y, alpha):
     return out
 
 
-@pytest.mark.parametrize("criterion", ["gcv", "loo", "loo_error", "loo_log_loss"])
-def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
+def _loo_temperature(X, y, clf):
+    """The scale of ``clf``'s log-odds computed by brute force: the temperature minimising the
+    leave-one-out log-loss, shrunk towards GCV's scale (see solvers/_criteria.py)."""
     from scipy.optimize import minimize_scalar
 
-    X, y = few_shot
-    clf = FAASTClassifier(alpha_criterion=criterion).fit(X, y)
     Y = (y[:, None] == clf.classes_).astype(float)
     loo = _brute_loo(X, Y, clf.alpha_)
     # Rows whose class keeps at least two rows without them, with targets smoothed by a
@@ -56,12 +55,25 @@ def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
     fitted = minimize_scalar(log_loss, bounds=(-10, 10), method="bounded", options={"xatol": 1e-9})
     # Shrunk towards GCV's scale as if that had been fitted on n_classes rows.
     n, n0 = rows.sum(), Y.shape[1]
-    expected = np.exp((n * fitted.x - n0 * np.log(clf.error_variance_)) / (n + n0))
+    return np.exp((n * fitted.x - n0 * np.log(clf.error_variance_)) / (n + n0))
+
+
+@pytest.mark.parametrize("criterion", ["gcv", "loo", "loo_error", "loo_log_loss"])
+def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
+    X, y = few_shot
+    clf = FAASTClassifier(alpha_criterion=criterion).fit(X, y)
     beta = clf.proba_scale_
-    np.testing.assert_allclose(beta, expected, rtol=1e-5)
+    np.testing.assert_allclose(beta, _loo_temperature(X, y, clf), rtol=1e-5)
     # predict_proba is the softmax of the linear predictions times that scale.
     raw = clf.decision_function(X) / beta
     np.testing.assert_allclose(clf.predict_log_proba(X), log_softmax(beta * raw, axis=1))
+
+
+def test_one_strength_is_calibrated_too(few_shot):
+    # A single alpha leaves nothing to choose, but the scale is still the leave-one-out one.
+    X, y = few_shot
+    clf = FAASTClassifier(alpha=10.0).fit(X, y)
+    np.testing.assert_allclose(clf.proba_scale_, _loo_temperature(X, y, clf), rtol=1e-5)
 
 
 def test_two_shots_keep_the_gcv_scale():

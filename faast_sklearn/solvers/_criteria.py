@@ -121,7 +121,8 @@ class LeaveOneOut:
         if spec.V is not None:
             return None
         self.spec, self.alphas, self.fitted, self._basis = spec, alphas, fitted, None
-        if self.kind == "gcv":  # only the chosen strength's predictions are needed (at)
+        if self.kind == "gcv" or len(alphas) == 1:
+            # Nothing to choose: only the chosen strength's predictions may be needed (at).
             return None
         # A long grid (the 56 strengths of alpha="auto") is scored coarse to fine: every
         # _STEP-th strength, then the neighbours of the best. The leave-one-out error is
