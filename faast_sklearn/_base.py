@@ -224,10 +224,11 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         ``entry`` (from the fit cache) memoises the spectrum, which depends on the data, the
         intercept and the class embedding, but not on ``alpha`` or ``rtol``. ``host_rows``:
         the targets and weights of ``stats_``'s rows as NumPy, where the fit has them (no
-        copy from a GPU for the criterion).
+        wait for a GPU to count the rows, no copy from it for the criterion).
         """
         stats = self.stats_
-        if stats.n_rows == 0:  # a zero-row stream: the prior alone (r = 0)
+        n_rows = stats.n_rows if host_rows is None else int(np.count_nonzero(host_rows[1] > 0))
+        if n_rows == 0:  # a zero-row stream: the prior alone (r = 0)
             E = self._embedding()
             D = stats.n_targets if E is None else E.shape[1]
             sol = no_rows_solution(stats.n_features, D, self._validated_alpha())
