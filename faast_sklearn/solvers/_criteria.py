@@ -63,9 +63,9 @@ def leave_one_out(Y, w, n_targets: int, kind: str, backend, unit=None) -> LeaveO
 
     A row alone in its class (one shot) leaves no example of it when left out: its
     leave-one-out prediction says nothing about any strength or temperature. With class codes
-    ``Y``, a class with at most one row of positive weight, of weight at most one copy
-    (``unit``), is known to be such without the one-hot targets: that row's class weight is
-    its own weight exactly, so that :class:`LeaveOneOut` would find it unscored too.
+    ``Y`` that is known without the one-hot targets when no class has two rows of positive
+    weight and no row weighs more than one copy of itself (``unit``): each row's class weight
+    is then its own weight exactly, and :class:`LeaveOneOut` would score none of them.
     """
     Y, w = np.asarray(Y), np.asarray(w, dtype=np.float64)
     if Y.ndim == 1:
