@@ -127,7 +127,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             )
             self.__dict__.update(state)
             if not partial:
-                self._solution = self._solve(backend, entry)
+                self._solution = self._solve(backend, entry, host_rows=(targets, w))
         except BaseException:
             # Restored in place (never an empty __dict__ that a predict could see).
             for key in [k for k in self.__dict__ if k not in previous]:
@@ -218,14 +218,17 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             )
         return a if a.ndim else float(a)
 
-    def _solve(self, backend, entry: FitEntry | None = None) -> dict:
+    def _solve(self, backend, entry: FitEntry | None = None, host_rows=None) -> dict:
         """Solve from ``stats_``; returns the raw solution (coefficients in target space).
 
         ``entry`` (from the fit cache) memoises the spectrum, which depends on the data, the
-        intercept and the class embedding, but not on ``alpha`` or ``rtol``.
+        intercept and the class embedding, but not on ``alpha`` or ``rtol``. ``host_rows``:
+        the targets and weights of ``stats_``'s rows as NumPy, where the fit has them (no
+        wait for a GPU to count the rows, no copy from it for the criterion).
         """
         stats = self.stats_
-        if stats.n_rows == 0:  # a zero-row stream: the prior alone (r = 0)
+        n_rows = stats.n_rows if host_rows is None else int(np.count_nonzero(host_rows[1] > 0))
+        if n_rows == 0:  # a zero-row stream: the prior alone (r = 0)
             E = self._embedding()
             D = stats.n_targets if E is None else E.shape[1]
             sol = no_rows_solution(stats.n_features, D, self._validated_alpha())
@@ -235,14 +238,15 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             spec = entry.spectrum(
                 backend, fit_intercept=self.fit_intercept, embedding=self._embedding()
             )
-            criterion = self._criterion(stats, backend)
+            criterion = self._criterion(stats, backend, host_rows)
             alpha, rtol = self._validated_alpha(), self._resolved_rtol(spec.n_rows)
             sol = solve(spec, backend, alpha=alpha, rtol=rtol, criterion=criterion)
             out = {"solution": sol, "blend": self._blend_ratio(spec.n_rows)}
             return out if criterion is None else {**out, **self._after_solve(sol, criterion)}
 
-    def _criterion(self, stats: Statistics, backend):
-        """A ``criterion`` choosing ``alpha`` for :func:`~.solvers.solve`, or None (GCV)."""
+    def _criterion(self, stats: Statistics, backend, host_rows=None):
+        """A ``criterion`` choosing ``alpha`` for :func:`~.solvers.solve`, or None (GCV);
+        ``host_rows``: ``stats.rows``' targets and weights as NumPy, or None."""
         return None
 
     def _after_solve(self, solution, criterion) -> dict:

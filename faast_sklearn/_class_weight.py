@@ -44,13 +44,13 @@ def row_weights(class_weight, codes, w, state: dict, *, partial: bool) -> np.nda
     return w * factors[codes]
 
 
-def row_factors(class_weight, targets, classes: np.ndarray, backend) -> np.ndarray | None:
+def row_factors(class_weight, targets: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
     """Each kept row's class weight (None without ``class_weight``): the weight of one copy
-    of the row for leave-one-out. ``targets``: the rows' class codes or one-hot targets, in
-    ``backend``'s arrays; ``"balanced"`` counts them, as :func:`row_weights` does in ``fit``."""
+    of the row for leave-one-out. ``targets``: the rows' class codes or one-hot targets
+    (NumPy); ``"balanced"`` counts them, as :func:`row_weights` does in ``fit``."""
     if class_weight is None:
         return None
-    codes = np.asarray(backend.to_numpy(targets))
+    codes = np.asarray(targets)
     if codes.ndim == 2:
         codes = codes.argmax(1)
     codes = codes.astype(np.intp)

@@ -356,15 +356,15 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
             return Statistics.empty(X.shape[1], n_targets)
         return _class_weight.combine(per_class, n_targets)
 
-    def _criterion(self, stats, backend):
+    def _criterion(self, stats, backend, host_rows=None):
         # Leave-one-out needs the rows (kernel side) and one-hot class targets; it also gives
         # the held-out predictions that calibrate predict_proba.
         if stats.rows is None or self._multilabel or self._embedding() is not None:
             return None
-        unit = _class_weight.row_factors(self.class_weight, stats.rows[1], self.classes_, backend)
-        return _criteria.LeaveOneOut(
-            stats.rows, stats.n_targets, self.alpha_criterion, backend, unit=unit
-        )
+        Y, w = backend.fetch(*stats.rows[1:]) if host_rows is None else host_rows
+        unit = _class_weight.row_factors(self.class_weight, Y, self.classes_)
+        # None (one shot per class): GCV chooses and scales.
+        return _criteria.leave_one_out(Y, w, stats.n_targets, self.alpha_criterion, backend, unit)
 
     def _after_solve(self, solution, criterion):
         if self.prior is not None:

@@ -5,6 +5,7 @@ import pytest
 from scipy.special import log_softmax
 from sklearn.datasets import load_digits
 from sklearn.linear_model import Ridge, RidgeClassifierCV
+from sklearn.utils.class_weight import compute_sample_weight
 
 from faast_sklearn import FAASTClassifier
 
@@ -34,12 +35,11 @@ def _brute_loo(X, Y, alpha):
     return out
 
 
-@pytest.mark.parametrize("criterion", ["gcv", "loo", "loo_error", "loo_log_loss"])
-def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
+def _loo_temperature(X, y, clf):
+    """The scale of ``clf``'s log-odds computed by brute force: the temperature minimising the
+    leave-one-out log-loss, shrunk towards GCV's scale (see solvers/_criteria.py)."""
     from scipy.optimize import minimize_scalar
 
-    X, y = few_shot
-    clf = FAASTClassifier(alpha_criterion=criterion).fit(X, y)
     Y = (y[:, None] == clf.classes_).astype(float)
     loo = _brute_loo(X, Y, clf.alpha_)
     # Rows whose class keeps at least two rows without them, with targets smoothed by a
@@ -55,12 +55,25 @@ def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
     fitted = minimize_scalar(log_loss, bounds=(-10, 10), method="bounded", options={"xatol": 1e-9})
     # Shrunk towards GCV's scale as if that had been fitted on n_classes rows.
     n, n0 = rows.sum(), Y.shape[1]
-    expected = np.exp((n * fitted.x - n0 * np.log(clf.error_variance_)) / (n + n0))
+    return np.exp((n * fitted.x - n0 * np.log(clf.error_variance_)) / (n + n0))
+
+
+@pytest.mark.parametrize("criterion", ["gcv", "loo", "loo_error", "loo_log_loss"])
+def test_temperature_minimises_leave_one_out_log_loss(few_shot, criterion):
+    X, y = few_shot
+    clf = FAASTClassifier(alpha_criterion=criterion).fit(X, y)
     beta = clf.proba_scale_
-    np.testing.assert_allclose(beta, expected, rtol=1e-5)
+    np.testing.assert_allclose(beta, _loo_temperature(X, y, clf), rtol=1e-5)
     # predict_proba is the softmax of the linear predictions times that scale.
     raw = clf.decision_function(X) / beta
     np.testing.assert_allclose(clf.predict_log_proba(X), log_softmax(beta * raw, axis=1))
+
+
+def test_one_strength_is_calibrated_too(few_shot):
+    # A single alpha leaves nothing to choose, but the scale is still the leave-one-out one.
+    X, y = few_shot
+    clf = FAASTClassifier(alpha=10.0).fit(X, y)
+    np.testing.assert_allclose(clf.proba_scale_, _loo_temperature(X, y, clf), rtol=1e-5)
 
 
 def test_two_shots_keep_the_gcv_scale():
@@ -168,6 +181,9 @@ def test_noise_gives_uniform_probabilities():
     X, y = rng.standard_normal((50, 768)), np.arange(50) % 10
     clf = FAASTClassifier(alpha_criterion="loo_log_loss").fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(X[:5]), 0.1, rtol=1e-9)
+    # Every strength is as bad (temperature 0, loss log 10 exactly): the tie goes to the
+    # strongest, not to round-off.
+    assert clf.alpha_ == clf.alphas_[-1]
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
@@ -198,3 +214,66 @@ def test_solve_leaves_the_kept_rows_as_they_were(few_shot, dtype, fit_intercept)
     np.testing.assert_array_equal(clf.stats_.rows[0], X)
     again = FAASTClassifier(fit_intercept=fit_intercept).fit(X, y, sample_weight=w)
     np.testing.assert_array_equal(again.predict_proba(X), before)
+
+
+def _shots(n, extra=0):
+    """``n`` digits of each class (``n + extra`` of class 0)."""
+    X, y = load_digits(return_X_y=True)
+    idx = np.concatenate(
+        [np.flatnonzero(y == c)[: n + (extra if c == 0 else 0)] for c in range(10)]
+    )
+    return X[idx], y[idx]
+
+
+@pytest.mark.parametrize(
+    "sample_weight, class_weight",
+    [(None, None), (0.5, None), (None, {0: 3.0, 4: 0.5}), (None, "balanced")],
+)
+def test_one_shot_is_gcv_exactly(sample_weight, class_weight):
+    # One copy of one row per class (a row no heavier than its class weight is left out
+    # whole): leave-one-out has nothing to score, so the strength is GCV's (the strongest of
+    # least score), the log-odds are scaled by 1 / error_variance_, and the linear map is
+    # ridge's at that strength.
+    X, y = _shots(1)
+    sw = None if sample_weight is None else np.full(len(y), sample_weight)
+    clf = FAASTClassifier(alpha_criterion="loo", class_weight=class_weight)
+    clf.fit(X, y, sample_weight=sw)
+    gcv = clf.gcv_scores_
+    assert clf.alpha_ == clf.alphas_[len(gcv) - 1 - np.argmin(gcv[::-1])]
+    assert clf.proba_scale_ == 1.0 / clf.error_variance_
+    w = (np.ones(len(y)) if sw is None else sw) * compute_sample_weight(class_weight, y)
+    ridge = Ridge(alpha=clf.alpha_).fit(X, np.eye(10)[y], sample_weight=w)
+    np.testing.assert_allclose(clf.coef_ / clf.proba_scale_, ridge.coef_, rtol=1e-6, atol=1e-9)
+    raw = clf.decision_function(X) / clf.proba_scale_
+    np.testing.assert_allclose(raw, ridge.predict(X), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("criterion", ["loo", "loo_error"])
+def test_one_shot_rows_of_weight_two_are_two_copies(criterion):
+    # A row of sample weight 2 counts as two copies: left out one at a time, its class keeps
+    # one, so leave-one-out scores it at one shot too, and chooses as on the rows repeated.
+    X, y = _shots(1)
+    weighted = FAASTClassifier(alpha_criterion=criterion).fit(X, y, sample_weight=np.full(10, 2.0))
+    twice = FAASTClassifier(alpha_criterion=criterion).fit(np.repeat(X, 2, 0), np.repeat(y, 2))
+    by_gcv = FAASTClassifier(alpha_criterion="gcv").fit(X, y, sample_weight=np.full(10, 2.0))
+    assert not np.isclose(weighted.alpha_, by_gcv.alpha_)  # scored, not left to GCV
+    np.testing.assert_allclose(weighted.alpha_, twice.alpha_, rtol=1e-12)
+    # The same linear map (the log-odds' scale is GCV's, which counts rows, not weights).
+    np.testing.assert_allclose(
+        weighted.coef_ / weighted.proba_scale_, twice.coef_ / twice.proba_scale_, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("shots", [1, 2, 3])
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_few_shot_stream_equals_fit(shots, class_weight):
+    # fit hands the criterion its own targets and weights; a stream's model is solved from
+    # the statistics alone: the same strength, scale and probabilities.
+    X, y = _shots(shots, extra=1)
+    whole = FAASTClassifier(class_weight=class_weight).fit(X, y)
+    stream = FAASTClassifier(class_weight=class_weight)
+    for part in np.array_split(np.random.default_rng(0).permutation(len(y)), 3):
+        stream.partial_fit(X[part], y[part], classes=np.arange(10))
+    np.testing.assert_allclose(stream.alpha_, whole.alpha_, rtol=1e-12)
+    np.testing.assert_allclose(stream.proba_scale_, whole.proba_scale_, rtol=1e-9)
+    np.testing.assert_allclose(stream.predict_proba(X), whole.predict_proba(X), atol=1e-9)

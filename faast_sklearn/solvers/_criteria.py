@@ -54,14 +54,35 @@ CRITERIA = ("gcv", "loo", "loo_error", "loo_log_loss")
 _STEP = 4
 
 
+def leave_one_out(Y, w, n_targets: int, kind: str, backend, unit=None) -> LeaveOneOut | None:
+    """The :class:`LeaveOneOut` of the kept rows (class codes or one-hot targets ``Y`` and
+    weights ``w``, NumPy), or None where it would score no row: then the criterion and the
+    temperature both leave ``alpha`` and the scale to GCV, and nothing more need be computed.
+
+    A row alone in its class (one shot) leaves no example of it when left out: its
+    leave-one-out prediction says nothing about any strength or temperature. With class codes
+    ``Y`` that is known without the one-hot targets when no class has two rows of positive
+    weight and no row weighs more than one copy of itself (``unit``): each row's class weight
+    is then its own weight exactly, and :class:`LeaveOneOut` would score none of them.
+    """
+    Y, w = np.asarray(Y), np.asarray(w, dtype=np.float64)
+    if Y.ndim == 1:
+        rows_per_class = np.bincount(Y[w > 0].astype(np.intp))
+        if rows_per_class.max(initial=0) <= 1 and (w <= (1.0 if unit is None else unit)).all():
+            return None
+    loo = LeaveOneOut(Y, w, n_targets, kind, backend, unit)
+    return loo if loo.valid.any() else None
+
+
 class LeaveOneOut:
     """Leave-one-out predictions of a kernel-side spectrum, for :func:`solve`'s ``criterion``.
 
     Parameters
     ----------
-    rows : tuple (X, Y, w)
-        The kept rows (``Y`` one-hot or class codes), in ``backend``'s arrays; ``Y`` (as a
-        one-hot N x T) and ``w`` are copied to NumPy.
+    Y : ndarray of shape (n_rows,) or (n_rows, n_targets)
+        The kept rows' class codes or one-hot targets.
+    w : ndarray of shape (n_rows,)
+        Their weights.
     n_targets : int
         The number of classes (columns of the one-hot targets).
     kind : one of ``CRITERIA``
@@ -72,31 +93,34 @@ class LeaveOneOut:
         The weight of one copy of each row, left out at a time (its class weight; None: 1).
     """
 
-    def __init__(self, rows, n_targets: int, kind: str, backend, unit=None):
-        Y, w = backend.fetch(*rows[1:])  # one transfer
+    def __init__(self, Y, w, n_targets: int, kind: str, backend, unit=None):
         self.Y = np.asarray(one_hot(Y, n_targets), dtype=np.float64)
-        w = np.asarray(w, dtype=np.float64)
-        # A row alone in its class (one shot) leaves no example of it when left out: its
-        # leave-one-out prediction says nothing about any strength or temperature. Such rows
-        # are scored with weight 0; with none left, GCV decides.
+        # Rows alone in their class (see leave_one_out) are scored with weight 0; with none
+        # left, GCV decides.
         self.unit = np.ones_like(w) if unit is None else np.asarray(unit, dtype=np.float64)
         own_class = self.Y @ (w @ self.Y)
         self.valid = (w > 0) & (own_class - np.minimum(w, self.unit) > 1e-12 * own_class)
         self.w = np.where(self.valid, w, 0.0)
         self.w_fit = w
+        # Left out of a two-shot class, a row is predicted by a one-shot model, less sure
+        # than the two-shot model it stands in for: its temperature is that of the wrong
+        # model (held-out log-loss worse than GCV's scale at 2 shots on three sets). The
+        # temperature is fitted on the scored rows of classes of at least 3 rows.
+        counts = self.Y.T @ (w > 0)
+        self.calibrated = self.valid & (self.Y @ counts >= 3)
         self.kind = kind
         self.backend = backend
         self.loo = {}  # grid index -> (N, D) leave-one-out predictions, once computed
         self.alphas = None
-        self.spec = self.fitted = self.basis = None
+        self.spec = self.fitted = self._basis = None
 
     def __call__(self, spec, alphas, fitted):
         """Scores of every strength (lower is better), or None: GCV decides."""
-        if spec.V is not None or not self.valid.any():
+        if spec.V is not None:
             return None
-        self.spec, self.alphas, self.fitted = spec, alphas, fitted
-        self.basis = _LooBasis(spec, self.Y, self.w_fit, self.unit, self.backend)
-        if self.kind == "gcv":  # only the chosen strength's predictions are needed (at)
+        self.spec, self.alphas, self.fitted, self._basis = spec, alphas, fitted, None
+        if self.kind == "gcv" or len(alphas) == 1:
+            # Nothing to choose: only the chosen strength's predictions may be needed (at).
             return None
         # A long grid (the 56 strengths of alpha="auto") is scored coarse to fine: every
         # _STEP-th strength, then the neighbours of the best. The leave-one-out error is
@@ -104,14 +128,23 @@ class LeaveOneOut:
         L = len(alphas)
         step = _STEP if L > 4 * _STEP else 1
         scores = np.full(L, np.inf)
-        coarse = np.unique(np.r_[np.arange(0, L, step), L - 1])
+        coarse = np.arange(0, L, step)
+        if coarse[-1] != L - 1:
+            coarse = np.append(coarse, L - 1)
         scores[coarse] = self._scores(coarse)
         if step > 1:
             best = int(np.argmin(scores))
             fine = np.arange(max(best - step + 1, 0), min(best + step, L))
-            fine = fine[~np.isin(fine, coarse)]
+            fine = fine[(fine % step != 0) & (fine != L - 1)]  # not scored yet
             scores[fine] = self._scores(fine)
         return scores
+
+    @property
+    def basis(self) -> _LooBasis:
+        """Built once per spectrum, when first needed (one transfer from a GPU)."""
+        if self._basis is None:
+            self._basis = _LooBasis(self.spec, self.Y, self.w_fit, self.unit, self.backend)
+        return self._basis
 
     def _scores(self, idx):
         if self.kind == "loo":  # from the residuals: no predictions formed
@@ -138,14 +171,12 @@ class LeaveOneOut:
         them, shrunk towards ``prior`` (GCV's ``1 / error_variance``) as if ``prior`` had been
         fitted on ``n_targets`` rows (geometric mean, weights ``n`` and ``n_targets``). None:
         no such row (one or two shots per class): the caller keeps ``prior``."""
+        if not self.calibrated.any():  # checked before any prediction is computed
+            return None
         loo = self.at(alpha)
         if loo is None:
             return None
-        # Left out of a two-shot class, a row is predicted by a one-shot model, less sure
-        # than the two-shot model it stands in for: its temperature is that of the wrong
-        # model (held-out log-loss worse than GCV's scale at 2 shots on three sets).
-        counts = self.Y.T @ (self.w_fit > 0)
-        w = np.where(np.isfinite(loo).all(1) & (self.Y @ counts >= 3), self.w, 0.0)
+        w = np.where(np.isfinite(loo).all(1) & self.calibrated, self.w, 0.0)
         if not w.any():
             return None
         beta = max(float(fit_inverse_temperature(loo, self.Y, w)), 1e-12)
@@ -200,9 +231,10 @@ class _LooBasis:
 
 def _score(kind, loo, Y, w):
     n = w.sum()
-    loo, Y, w = loo[:, w > 0], Y[w > 0], w[w > 0]
+    loo, Y, w = _scored(loo, Y, w)
     finite = np.isfinite(loo).all(axis=(1, 2))
-    loo = np.nan_to_num(loo)
+    if not finite.all():
+        loo = np.nan_to_num(loo)
     sq = ((loo - Y) ** 2).sum(2) @ w / n  # (L,)
     if kind == "loo":
         out = sq
@@ -212,8 +244,19 @@ def _score(kind, loo, Y, w):
         out = (wrong @ w) / n + 1e-6 * rel
     else:
         beta = fit_inverse_temperature(loo, Y, w)
-        out = _log_loss(beta[:, None, None] * loo, Y, w)
+        # No better than chance (beta = 0): uniform probabilities, a loss of exactly
+        # log(C), so that such strengths tie exactly (not to round-off) and the strongest
+        # of them is chosen.
+        out = np.where(beta > 0, _log_loss(beta[:, None, None] * loo, Y, w), np.log(Y.shape[1]))
     return np.where(finite, out, np.inf)
+
+
+def _scored(z, Y, w):
+    """``z[:, w > 0]``, ``Y[w > 0]`` and ``w[w > 0]`` (as they are when every row is)."""
+    pos = w > 0
+    if pos.all():
+        return z, Y, w
+    return z[:, pos], Y[pos], w[pos]
 
 
 def _log_loss(z, Y, w):
@@ -241,8 +284,10 @@ def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     every row of ``z`` is classified right; where the slope at ``beta = 0`` is not negative
     (predictions no better than chance), the minimum is 0, found without iterating."""
     single = z.ndim == 2
-    z = np.nan_to_num(z[None] if single else z)
-    z, Y, w = z[:, w > 0], Y[w > 0], w[w > 0]
+    z = z[None] if single else z
+    if not np.isfinite(z).all():
+        z = np.nan_to_num(z)
+    z, Y, w = _scored(z, Y, w)
     # A shift of a row moves neither softmax(beta z) nor the gradient and curvature in beta
     # (the targets and probabilities sum to one): with each row's maximum at 0, exp(beta z)
     # cannot overflow and the softmax is a plain exp-and-normalise.
@@ -256,12 +301,12 @@ def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     b = 1.0 / np.maximum(z.std(-1) @ w / n, 1e-12)  # log-odds of order one
     for _ in range(n_iter if on.any() else 0):
         e = np.exp(b[:, None, None] * z)
-        p = e / e.sum(-1, keepdims=True)
-        mean = (p * z).sum(-1)
+        pz = e / e.sum(-1, keepdims=True) * z
+        mean = pz.sum(-1)
         grad = (mean - zy) @ w / n
-        hess = ((p * z * z).sum(-1) - mean * mean) @ w / n
-        new = np.clip(b - grad / np.maximum(hess, 1e-300), b / 4, b * 4)
-        done = np.all(np.abs(new - b) <= 1e-11 * b)
+        hess = ((pz * z).sum(-1) - mean * mean) @ w / n
+        new = np.minimum(np.maximum(b - grad / np.maximum(hess, 1e-300), b / 4), b * 4)
+        done = (np.abs(new - b) <= 1e-11 * b).all()
         b = new
         if done:
             break

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from ..utils._cache import nbytes_of
-from ..utils._torch import is_tensor
+from ..utils._torch import import_torch, is_tensor
 
 if TYPE_CHECKING:
     import torch
@@ -139,10 +139,9 @@ def one_hot(Y: Array, n_targets: int) -> Array:
     expanded (a temporary: what is kept is the codes, N numbers rather than N x T)."""
     if Y.ndim == 2:
         return Y
-    if is_tensor(Y):
-        out = Y.new_zeros((len(Y), n_targets), dtype=Y.new_zeros(0).double().dtype)
-        out[Y.new_tensor(range(len(Y))).long(), Y.long()] = 1.0
-        return out
+    if is_tensor(Y):  # compared on Y's device with the class indices: nothing from the host
+        classes = import_torch().arange(n_targets, device=Y.device)
+        return (Y.long()[:, None] == classes).double()
     out = np.zeros((len(Y), n_targets))
     out[np.arange(len(Y)), np.asarray(Y, dtype=np.intp)] = 1.0
     return out
