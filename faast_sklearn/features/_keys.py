@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils._arrays import same_bytes
+from ..utils._arrays import kept_copy, same_bytes
 from ..utils._cache import STORE, content_key, content_keys
 from ..utils._threads import n_threads, pool
 from ..utils._torch import import_torch, is_tensor
@@ -90,7 +90,7 @@ def chunk_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int
         return found[1]
     keys = array_row_keys(host, tag, idx, num_workers)
     # The copy, and per key its bytes object and list slot (about 65 B).
-    STORE.put(key, (data.copy(), keys), nbytes=data.nbytes + 72 * len(keys))
+    STORE.put(key, (kept_copy(data), keys), nbytes=data.nbytes + 72 * len(keys))
     return keys
 
 

@@ -102,16 +102,15 @@ def extract_rows(
             block = block.numpy() if block.device.type == "cpu" else block
             _store.put(namespace, [all_keys[i] for i in pos[~bad].tolist()], block)
         store = False
-    stored = False
+    shared = False
     if store and feats is not None:
-        # feats is this call's own tensor, never written to below: the block is feats itself
-        # (its NumPy view on the host), on the device where it was computed.
+        # On a device, feats (this call's own tensor, never written to below) is the block
+        # itself; on the host the cache keeps a copy of its NumPy view.
         block = feats.numpy() if feats.device.type == "cpu" else feats
-        _store.put(namespace, [all_keys[i] for i in pos.tolist()], block)
-        stored = True
+        shared = _store.put(namespace, [all_keys[i] for i in pos.tolist()], block)
     hits = np.concatenate(hit_pos) if hit_pos else np.empty(0, np.int64)
     if feats is not None and len(pos) == n and not len(hits) and not dups and _in_order(pos):
-        return _whole(feats, device, as_tensor, stored), all_keys
+        return _whole(feats, device, as_tensor, shared), all_keys
     d = feats.shape[1] if feats is not None else next(iter(blocks.values())).shape[1]
     if as_tensor:
         out = torch.empty((n, d), dtype=torch.float32, device=device)
@@ -144,14 +143,13 @@ def _in_order(pos: np.ndarray) -> bool:
     return bool(np.all(pos == np.arange(len(pos))))
 
 
-def _whole(feats: Any, device: str, as_tensor: bool, stored: bool) -> Any:
+def _whole(feats: Any, device: str, as_tensor: bool, shared: bool) -> Any:
     """A call's computed rows as its output: a copy only where the cache holds them as they
     are (the caller may write to its output)."""
     if as_tensor:
         out = feats.to(device)
-        return out.clone() if stored and out.data_ptr() == feats.data_ptr() else out
-    host = feats.cpu().numpy()
-    return host.copy() if stored and feats.device.type == "cpu" else host
+        return out.clone() if shared and out.data_ptr() == feats.data_ptr() else out
+    return feats.cpu().numpy()
 
 
 def disk_extract(memory, source, compute, namespace, store, options):

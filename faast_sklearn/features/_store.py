@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils._arrays import kept_copy
 from ..utils._cache import STORE, content_key
 from ..utils._torch import import_torch
 
@@ -61,14 +62,19 @@ def lookup(namespace: bytes, keys: list[bytes]) -> tuple[np.ndarray, dict]:
     return handles, blocks
 
 
-def put(namespace: bytes, keys: list[bytes], rows: Any) -> None:
-    """Keep ``rows`` (float32, a NumPy array or a tensor on its device, never modified
-    afterwards) under ``keys`` as one block."""
+def put(namespace: bytes, keys: list[bytes], rows: Any) -> bool:
+    """Keep ``rows`` (float32, a NumPy array or a tensor on its device) under ``keys`` as one
+    block: a host array as a read-only copy in pages of its own (see
+    :func:`~faast_sklearn.utils._arrays.kept_copy`), a device tensor as it is, which the caller
+    must then never modify. Returns whether the cache holds ``rows`` itself."""
     if not len(keys):
-        return
+        return False
     b = next(_BLOCK_IDS)
     keys = list(keys)
-    device = "cpu" if isinstance(rows, np.ndarray) else str(rows.device)
+    host = isinstance(rows, np.ndarray)
+    if host:
+        rows = kept_copy(rows)
+    device = "cpu" if host else str(rows.device)
     nbytes = rows.nbytes if isinstance(rows, np.ndarray) else rows.numel() * rows.element_size()
 
     def forget() -> None:
@@ -95,6 +101,7 @@ def put(namespace: bytes, keys: list[bytes], rows: Any) -> None:
     )
     if not kept:
         forget()
+    return kept and not host
 
 
 def gather(handles: np.ndarray, blocks: dict, out: Any, positions: np.ndarray) -> None:

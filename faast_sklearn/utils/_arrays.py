@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from ._threads import n_threads, pool
@@ -11,6 +13,8 @@ from ._threads import n_threads, pool
 # features is compared with the fit cache's copy in a fraction of the time it takes to copy it
 # to a GPU, which is the alternative).
 _PARALLEL_BYTES = 2**23
+# Copies at least this large get pages of their own (glibc's default mmap threshold).
+_OWN_PAGES_BYTES = 2**17
 
 
 def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
@@ -35,3 +39,23 @@ def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     bounds = np.linspace(0, x.size, parts + 1).astype(np.int64).tolist()
     spans = list(zip(bounds[:-1], bounds[1:], strict=True))
     return all(pool(0).map(lambda s: bool(np.array_equal(x[s[0] : s[1]], y[s[0] : s[1]])), spans))
+
+
+def kept_copy(a: np.ndarray) -> np.ndarray:
+    """A read-only, C-contiguous copy of ``a`` to keep for long (in the cache), in pages of
+    its own when it is large: dropped, those pages go back to the system at once.
+
+    glibc moves its mmap threshold up to the size of any mapped block freed (up to 32 MiB),
+    after which blocks of a few megabytes come from its heap. Cache entries live long and
+    leave in least-recently-used order, so there they leave holes between younger entries
+    that the heap cannot hand back: a 64 MiB cache of 5 MB blocks grew the process by
+    150 MB (benchmarks/bench_cache_memory.py). An anonymous memory map per entry keeps the
+    heap to short-lived arrays.
+    """
+    if a.nbytes < _OWN_PAGES_BYTES or a.dtype.hasobject:
+        out = np.array(a, order="C", copy=True)
+    else:
+        out = np.frombuffer(mmap.mmap(-1, a.nbytes), dtype=a.dtype).reshape(a.shape)
+        np.copyto(out, a)
+    out.flags.writeable = False
+    return out
