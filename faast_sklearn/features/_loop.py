@@ -61,16 +61,14 @@ def extract_rows(
                 hit = handles >= 0
                 hit_pos.append(idx[hit])
                 hit_handles.append(handles[hit])
-                n_hit = int(hit.sum())
-                for j in np.flatnonzero(~hit).tolist():
-                    i, k = start + j, ks[j]
-                    if k in first:  # the same input twice in X: computed once
-                        dups.append((i, first[k]))
-                        n_hit += 1
-                    else:
-                        first[k] = i
-                        pending.append(i)
-                progress.update(n_hit)
+                miss = idx[~hit]
+                missed = ks if len(miss) == len(ks) else [ks[j] for j in (miss - start).tolist()]
+                # Each key's first row in this call: an input present twice is computed once.
+                firsts = np.fromiter(map(first.setdefault, missed, miss.tolist()), np.int64)
+                again = firsts != miss
+                pending.extend(miss[~again].tolist())
+                dups.extend(zip(miss[again].tolist(), firsts[again].tolist(), strict=True))
+                progress.update(len(ks) - len(miss) + int(again.sum()))
             else:
                 pending.extend(idx.tolist())
             if text:  # length-sorted batches pad less (as sentence-transformers does)
@@ -100,14 +98,14 @@ def extract_rows(
         if store and len(good):
             block = feats[good]
             block = block.numpy() if block.device.type == "cpu" else block
-            _store.put(namespace, [all_keys[i] for i in pos[~bad].tolist()], block)
+            _store.put(namespace, _picked(all_keys, pos[~bad]), block)
         store = False
     shared = False
     if store and feats is not None:
         # On a device, feats (this call's own tensor, never written to below) is the block
         # itself; on the host the cache keeps a copy of its NumPy view.
         block = feats.numpy() if feats.device.type == "cpu" else feats
-        shared = _store.put(namespace, [all_keys[i] for i in pos.tolist()], block)
+        shared = _store.put(namespace, _picked(all_keys, pos), block)
     hits = np.concatenate(hit_pos) if hit_pos else np.empty(0, np.int64)
     if feats is not None and len(pos) == n and not len(hits) and not dups and _in_order(pos):
         return _whole(feats, device, as_tensor, shared), all_keys
@@ -137,6 +135,10 @@ def _takes(pending: list[int], state: dict, flush: bool):
         take = np.asarray(pending[: state["batch_size"]], dtype=np.int64)
         del pending[: len(take)]
         yield take
+
+
+def _picked(keys: list[bytes], pos: np.ndarray) -> list[bytes]:
+    return list(map(keys.__getitem__, pos.tolist()))
 
 
 def _in_order(pos: np.ndarray) -> bool:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from itertools import repeat
+from collections import deque
+from itertools import compress, repeat
 from typing import Any
 
 import numpy as np
@@ -77,21 +78,21 @@ def put(namespace: bytes, keys: list[bytes], rows: Any) -> bool:
     device = "cpu" if host else str(rows.device)
     nbytes = rows.nbytes if isinstance(rows, np.ndarray) else rows.numel() * rows.element_size()
 
+    handles = range(b << 32, (b << 32) + len(keys))
+
     def forget() -> None:
         with _LOCK:
             index = _INDEX.get(namespace)
             if index is None:
                 return
-            for j, key in enumerate(keys):
-                if index.get(key) == b << 32 | j:  # not since re-stored in a newer block
-                    del index[key]
+            now = np.fromiter(map(index.get, keys, repeat(-1)), np.int64, len(keys))
+            mine = (now == np.asarray(handles)).tolist()  # not since re-stored in a newer block
+            deque(map(index.__delitem__, compress(keys, mine)), maxlen=0)
             if not index:
                 del _INDEX[namespace]
 
     with _LOCK:
-        index = _INDEX.setdefault(namespace, {})
-        for j, key in enumerate(keys):
-            index[key] = b << 32 | j
+        _INDEX.setdefault(namespace, {}).update(zip(keys, handles, strict=True))
     kept = STORE.put(
         _block_key(b),
         rows,
