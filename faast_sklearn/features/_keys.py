@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..utils._arrays import kept_copy, same_bytes
-from ..utils._cache import STORE, content_key, content_keys
+from ..utils._cache import KEY_BYTES, STORE, content_key, content_keys
 from ..utils._threads import n_threads, pool
 from ..utils._torch import import_torch, is_tensor
 from ._images import is_pil
@@ -97,10 +97,11 @@ def chunk_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int
     key = content_key("chunk", tag, shape, data[:: max(1, data.size // 4096)])
     found = STORE.get(key, accept=lambda entry: same_bytes(entry[0], data))
     if found is not None:
-        return found[1]
+        return found[1].tolist()
     keys = content_keys(_prefix(host, tag), rows)
-    # The copy, and per key its bytes object and list slot (about 65 B).
-    STORE.put(key, (kept_copy(data), keys), nbytes=data.nbytes + 72 * len(keys))
+    # The rows' bytes and their keys, packed (16 B a key), each in pages of their own.
+    packed = kept_copy(np.frombuffer(b"".join(keys), dtype=f"V{KEY_BYTES}"))
+    STORE.put(key, (kept_copy(data), packed), nbytes=data.nbytes + packed.nbytes)
     return keys
 
 

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from ..utils._arrays import kept_copy
-from ..utils._cache import STORE, content_key
+from ..utils._cache import KEY_BYTES, STORE, content_key
 from ..utils._torch import import_torch
 
 # Host bytes per row of the row index: the 16-byte key object, its dict slot, the handle int
-# and the block's reference to the key. tracemalloc counts 142 B a row when filled once and
+# and the block's packed copy of the key. tracemalloc counts 142 B a row when filled once and
 # 160 B in the steady state of a bounded cache (deleted slots stay until the dict is resized);
 # the process's resident memory grows by 232 B a row in that steady state (the allocator's
 # partly filled pools; benchmarks/bench_cache_memory.py, 1-d rows): that is what is counted.
@@ -71,7 +71,6 @@ def put(namespace: bytes, keys: list[bytes], rows: Any) -> bool:
     if not len(keys):
         return False
     b = next(_BLOCK_IDS)
-    keys = list(keys)
     host = isinstance(rows, np.ndarray)
     if host:
         rows = kept_copy(rows)
@@ -79,8 +78,11 @@ def put(namespace: bytes, keys: list[bytes], rows: Any) -> bool:
     nbytes = rows.nbytes if isinstance(rows, np.ndarray) else rows.numel() * rows.element_size()
 
     handles = range(b << 32, (b << 32) + len(keys))
+    # The keys, packed in pages of their own: a list of them would pin the heap for as long.
+    packed = kept_copy(np.frombuffer(b"".join(keys), dtype=f"V{KEY_BYTES}"))
 
     def forget() -> None:
+        keys = packed.tolist()
         with _LOCK:
             index = _INDEX.get(namespace)
             if index is None:
