@@ -17,6 +17,11 @@ _PARALLEL_BYTES = 2**23
 # Copies at least this large get pages of their own (glibc's default mmap threshold).
 _OWN_PAGES_BYTES = 2**17
 _HUGE_PAGES_BYTES = 2**22
+# Private pages (mmap's default, a shared map, is backed like a file: slower to fault in,
+# never in huge pages).
+_PRIVATE = (
+    {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS} if hasattr(mmap, "MAP_ANONYMOUS") else {}
+)
 
 
 def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
@@ -57,7 +62,7 @@ def kept_copy(a: np.ndarray) -> np.ndarray:
     if a.nbytes < _OWN_PAGES_BYTES or a.dtype.hasobject:
         out = np.array(a, order="C", copy=True)
     else:
-        pages = mmap.mmap(-1, a.nbytes)
+        pages = mmap.mmap(-1, a.nbytes, **_PRIVATE)
         if a.nbytes >= _HUGE_PAGES_BYTES and hasattr(mmap, "MADV_HUGEPAGE"):
             # As NumPy does for its own large arrays: a fault per 2 MiB rather than per 4 KiB
             # (a 61 MB copy takes 13 ms instead of 50).
