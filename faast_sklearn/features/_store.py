@@ -1,10 +1,10 @@
 """Extracted features in the package's one cache (:data:`~faast_sklearn.utils._cache.STORE`).
 
 Each extraction call's computed rows form one block, stored where they were computed: a CUDA
-tensor stays on its GPU (``device="cuda:0"``), CPU features are a float32 NumPy array. A row
-index maps (namespace, row key) to (block, row); a block's ``on_evict`` removes its rows from
-the index, and the block's declared size includes the index's cost per row, so the store's
-bound counts every byte. Keying rows rather than calls is what makes a cross-validation fold
+tensor stays on its GPU (``device="cuda:0"``), CPU features are a read-only float32 NumPy
+copy in pages of its own. A row index maps (namespace, row key) to (block, row); a block's
+``on_evict`` removes its rows from the index, and the block's declared size includes the
+index's cost per row, so the store's bound counts every byte. Keying rows rather than calls is what makes a cross-validation fold
 -- a subset of rows seen before -- hit: its rows are gathered with one fancy index per block,
 on the device where the block lives.
 """
@@ -68,14 +68,15 @@ def put(namespace: bytes, keys: list[bytes], rows: Any) -> bool:
     block: a host array as a read-only copy in pages of its own (see
     :func:`~faast_sklearn.utils._arrays.kept_copy`), a device tensor as it is, which the caller
     must then never modify. Returns whether the cache holds ``rows`` itself."""
-    if not len(keys):
-        return False
-    b = next(_BLOCK_IDS)
     host = isinstance(rows, np.ndarray)
+    device = "cpu" if host else str(rows.device)
+    nbytes = rows.nbytes if host else rows.numel() * rows.element_size()
+    nbytes += ROW_INDEX_BYTES * len(keys)
+    if not len(keys) or not STORE.admits(nbytes, device):
+        return False  # nothing copied for a block that would not be kept
+    b = next(_BLOCK_IDS)
     if host:
         rows = kept_copy(rows)
-    device = "cpu" if host else str(rows.device)
-    nbytes = rows.nbytes if isinstance(rows, np.ndarray) else rows.numel() * rows.element_size()
 
     handles = range(b << 32, (b << 32) + len(keys))
     # The keys, packed in pages of their own: a list of them would pin the heap for as long.
@@ -98,7 +99,7 @@ def put(namespace: bytes, keys: list[bytes], rows: Any) -> bool:
     kept = STORE.put(
         _block_key(b),
         rows,
-        nbytes=nbytes + ROW_INDEX_BYTES * len(keys),
+        nbytes=nbytes,
         device=device,
         on_evict=forget,
     )

@@ -374,9 +374,10 @@ class Store:
     ) -> bool:
         """Keep ``value`` under ``key``; False (nothing kept) when caching is off or the value
         alone exceeds its device's bound."""
-        size = (nbytes_of(value) if nbytes is None else int(nbytes)) + ENTRY_OVERHEAD
-        if not get_config()["cache"] or size > self._budget(device):
+        size = nbytes_of(value) if nbytes is None else int(nbytes)
+        if not self.admits(size, device):
             return False
+        size += ENTRY_OVERHEAD
         dropped = []
         with self._lock:
             old = self._entries.pop(key, None)
@@ -387,6 +388,11 @@ class Store:
             dropped = self._shrink(device)
         _run_evicted(dropped)
         return True
+
+    def admits(self, nbytes: int, device: str = "cpu") -> bool:
+        """Whether :meth:`put` would keep a value of ``nbytes`` on ``device`` (caching is on
+        and the value fits the bound): a caller can skip making a copy that would not be."""
+        return bool(get_config()["cache"]) and nbytes + ENTRY_OVERHEAD <= self._budget(device)
 
     def _shrink(self, device: str) -> list:
         """Drop least recently used entries of ``device`` until it is within its bound."""
