@@ -4,9 +4,9 @@ Each extraction call's computed rows form one block, stored where they were comp
 tensor stays on its GPU (``device="cuda:0"``), CPU features are a read-only float32 NumPy
 copy in pages of its own. A row index maps (namespace, row key) to (block, row); a block's
 ``on_evict`` removes its rows from the index, and the block's declared size includes the
-index's cost per row, so the store's bound counts every byte. Keying rows rather than calls is what makes a cross-validation fold
--- a subset of rows seen before -- hit: its rows are gathered with one fancy index per block,
-on the device where the block lives.
+index's cost per row, so the store's bound counts every byte. Keying rows rather than calls
+is what makes a cross-validation fold -- a subset of rows seen before -- hit: its rows are
+gathered with one fancy index per block, on the device where the block lives.
 """
 
 from __future__ import annotations
