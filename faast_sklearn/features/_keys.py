@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..utils._arrays import same_bytes
-from ..utils._cache import STORE, content_key, content_keys
+from ..utils._arrays import kept_copy, same_bytes
+from ..utils._cache import KEY_BYTES, STORE, content_key, content_keys
 from ..utils._threads import n_threads, pool
 from ..utils._torch import import_torch, is_tensor
 from ._images import is_pil
@@ -39,8 +39,10 @@ def host_bits(t: Any) -> tuple[np.ndarray, str]:
 
 def array_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int) -> list[bytes]:
     """Keys of rows ``idx`` of a host array whose values are tagged ``tag``."""
-    prefix = f"row:{tag}:{host.shape[1:]}"
     size = host[0].nbytes if len(host) else 0
+    threads = n_threads(num_workers)
+    if size < _THREADED_ROW_BYTES or threads == 1 or len(idx) < 2 * threads:
+        return content_keys(_prefix(host, tag), _row_bytes(host, idx))
     if host.flags.c_contiguous:
         flat = memoryview(host.reshape(-1).view(np.uint8))
 
@@ -52,17 +54,24 @@ def array_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int
             return memoryview(np.ascontiguousarray(host[i]).reshape(-1).view(np.uint8))
 
     def run(block: list[int]) -> list[bytes]:
-        return content_keys(prefix, map(row, block))
+        return content_keys(_prefix(host, tag), map(row, block))
 
     rows = idx.tolist()
-    threads = n_threads(num_workers)
-    if size < _THREADED_ROW_BYTES or threads == 1 or len(rows) < 2 * threads:
-        return run(rows)
     keys: list[bytes] = [b""] * len(rows)
     parts = pool(num_workers).map(run, [rows[k::threads] for k in range(threads)])
     for k, part in enumerate(parts):
         keys[k::threads] = part
     return keys
+
+
+def _prefix(host: np.ndarray, tag: str) -> str:
+    return f"row:{tag}:{host.shape[1:]}"
+
+
+def _row_bytes(host: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of ``host`` as a 2-D uint8 array (a view where they are a range)."""
+    chunk = host[idx[0] : idx[-1] + 1] if is_range(idx) else host[idx]
+    return np.ascontiguousarray(chunk).reshape(len(idx), -1).view(np.uint8)
 
 
 def is_range(idx: np.ndarray) -> bool:
@@ -82,15 +91,17 @@ def chunk_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int
     size = host[0].nbytes if len(host) else 0
     if size >= _THREADED_ROW_BYTES or not len(idx):
         return array_row_keys(host, tag, idx, num_workers)
-    chunk = host[idx[0] : idx[-1] + 1] if is_range(idx) else host[idx]
-    data = np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)
-    key = content_key("chunk", tag, chunk.shape, data[:: max(1, data.size // 4096)])
+    rows = _row_bytes(host, idx)
+    data = rows.reshape(-1)
+    shape = (len(idx), *host.shape[1:])
+    key = content_key("chunk", tag, shape, data[:: max(1, data.size // 4096)])
     found = STORE.get(key, accept=lambda entry: same_bytes(entry[0], data))
     if found is not None:
-        return found[1]
-    keys = array_row_keys(host, tag, idx, num_workers)
-    # The copy, and per key its bytes object and list slot (about 65 B).
-    STORE.put(key, (data.copy(), keys), nbytes=data.nbytes + 72 * len(keys))
+        return found[1].tolist()
+    keys = content_keys(_prefix(host, tag), rows)
+    # The rows' bytes and their keys, packed (16 B a key), each in pages of their own.
+    packed = kept_copy(np.frombuffer(b"".join(keys), dtype=f"V{KEY_BYTES}"))
+    STORE.put(key, (kept_copy(data), packed), nbytes=data.nbytes + packed.nbytes)
     return keys
 
 

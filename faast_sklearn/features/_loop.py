@@ -61,16 +61,14 @@ def extract_rows(
                 hit = handles >= 0
                 hit_pos.append(idx[hit])
                 hit_handles.append(handles[hit])
-                n_hit = int(hit.sum())
-                for j in np.flatnonzero(~hit).tolist():
-                    i, k = start + j, ks[j]
-                    if k in first:  # the same input twice in X: computed once
-                        dups.append((i, first[k]))
-                        n_hit += 1
-                    else:
-                        first[k] = i
-                        pending.append(i)
-                progress.update(n_hit)
+                miss = idx[~hit]
+                missed = ks if len(miss) == len(ks) else [ks[j] for j in (miss - start).tolist()]
+                # Each key's first row in this call: an input present twice is computed once.
+                firsts = np.fromiter(map(first.setdefault, missed, miss.tolist()), np.int64)
+                again = firsts != miss
+                pending.extend(miss[~again].tolist())
+                dups.extend(zip(miss[again].tolist(), firsts[again].tolist(), strict=True))
+                progress.update(len(ks) - len(miss) + int(again.sum()))
             else:
                 pending.extend(idx.tolist())
             if text:  # length-sorted batches pad less (as sentence-transformers does)
@@ -92,23 +90,25 @@ def extract_rows(
     pos = np.concatenate([p for p, _ in computed]) if computed else np.empty(0, np.int64)
     feats = torch.cat([f for _, f in computed]) if computed else None
     skipped = [s[0] for s in getattr(source, "skipped", ())]
-    stored = False
-    if feats is not None:
-        block, kept = feats, pos
-        if skipped:  # files left out (on_error="skip"): their rows are NaN and never cached
-            bad = np.isin(pos, skipped)
-            feats[torch.as_tensor(np.flatnonzero(bad), device=feats.device)] = float("nan")
-            block = feats[torch.as_tensor(np.flatnonzero(~bad), device=feats.device)]
-            kept = pos[~bad]
-        if store and len(kept):
-            # Without skips the block is this call's own tensor, never written to below (its
-            # NumPy view on the host), on the device where it was computed.
-            value = block.numpy() if block.device.type == "cpu" else block
-            _store.put(namespace, [all_keys[i] for i in kept.tolist()], value)
-            stored = block is feats
+    if skipped and feats is not None:
+        # Files left out (on_error="skip"): their rows are NaN and never cached.
+        bad = np.isin(pos, skipped)
+        good = torch.as_tensor(np.flatnonzero(~bad), device=feats.device)
+        feats[torch.as_tensor(np.flatnonzero(bad), device=feats.device)] = float("nan")
+        if store and len(good):
+            block = feats[good]
+            block = block.numpy() if block.device.type == "cpu" else block
+            _store.put(namespace, _picked(all_keys, pos[~bad]), block)
+        store = False
+    shared = False
+    if store and feats is not None:
+        # On a device, feats (this call's own tensor, never written to below) is the block
+        # itself; on the host the cache keeps a copy of its NumPy view.
+        block = feats.numpy() if feats.device.type == "cpu" else feats
+        shared = _store.put(namespace, _picked(all_keys, pos), block)
     hits = np.concatenate(hit_pos) if hit_pos else np.empty(0, np.int64)
-    if feats is not None and not len(hits) and not dups and np.array_equal(pos, np.arange(n)):
-        return _whole(feats, device, as_tensor, stored), all_keys
+    if feats is not None and len(pos) == n and not len(hits) and not dups and _in_order(pos):
+        return _whole(feats, device, as_tensor, shared), all_keys
     d = feats.shape[1] if feats is not None else next(iter(blocks.values())).shape[1]
     if as_tensor:
         out = torch.empty((n, d), dtype=torch.float32, device=device)
@@ -137,14 +137,21 @@ def _takes(pending: list[int], state: dict, flush: bool):
         yield take
 
 
-def _whole(feats: Any, device: str, as_tensor: bool, stored: bool) -> Any:
+def _picked(keys: list[bytes], pos: np.ndarray) -> list[bytes]:
+    return list(map(keys.__getitem__, pos.tolist()))
+
+
+def _in_order(pos: np.ndarray) -> bool:
+    return bool(np.all(pos == np.arange(len(pos))))
+
+
+def _whole(feats: Any, device: str, as_tensor: bool, shared: bool) -> Any:
     """A call's computed rows as its output: a copy only where the cache holds them as they
     are (the caller may write to its output)."""
     if as_tensor:
         out = feats.to(device)
-        return out.clone() if stored and out.data_ptr() == feats.data_ptr() else out
-    host = feats.cpu().numpy()
-    return host.copy() if stored and feats.device.type == "cpu" else host
+        return out.clone() if shared and out.data_ptr() == feats.data_ptr() else out
+    return feats.cpu().numpy()
 
 
 def disk_extract(memory, source, compute, namespace, store, options):

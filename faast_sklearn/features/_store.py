@@ -1,28 +1,30 @@
 """Extracted features in the package's one cache (:data:`~faast_sklearn.utils._cache.STORE`).
 
 Each extraction call's computed rows form one block, stored where they were computed: a CUDA
-tensor stays on its GPU (``device="cuda:0"``), CPU features are a float32 NumPy array. A row
-index maps (namespace, row key) to (block, row); a block's ``on_evict`` removes its rows from
-the index, and the block's declared size includes the index's cost per row, so the store's
-bound counts every byte. Keying rows rather than calls is what makes a cross-validation fold
--- a subset of rows seen before -- hit: its rows are gathered with one fancy index per block,
-on the device where the block lives.
+tensor stays on its GPU (``device="cuda:0"``), CPU features are a read-only float32 NumPy
+copy in pages of its own. A row index maps (namespace, row key) to (block, row); a block's
+``on_evict`` removes its rows from the index, and the block's declared size includes the
+index's cost per row, so the store's bound counts every byte. Keying rows rather than calls
+is what makes a cross-validation fold -- a subset of rows seen before -- hit: its rows are
+gathered with one fancy index per block, on the device where the block lives.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from itertools import repeat
+from collections import deque
+from itertools import compress, repeat
 from typing import Any
 
 import numpy as np
 
-from ..utils._cache import STORE, content_key
+from ..utils._arrays import kept_copy
+from ..utils._cache import KEY_BYTES, STORE, content_key
 from ..utils._torch import import_torch
 
 # Host bytes per row of the row index: the 16-byte key object, its dict slot, the handle int
-# and the block's reference to the key. tracemalloc counts 142 B a row when filled once and
+# and the block's packed copy of the key. tracemalloc counts 142 B a row when filled once and
 # 160 B in the steady state of a bounded cache (deleted slots stay until the dict is resized);
 # the process's resident memory grows by 232 B a row in that steady state (the allocator's
 # partly filled pools; benchmarks/bench_cache_memory.py, 1-d rows): that is what is counted.
@@ -61,40 +63,49 @@ def lookup(namespace: bytes, keys: list[bytes]) -> tuple[np.ndarray, dict]:
     return handles, blocks
 
 
-def put(namespace: bytes, keys: list[bytes], rows: Any) -> None:
-    """Keep ``rows`` (float32, a NumPy array or a tensor on its device, never modified
-    afterwards) under ``keys`` as one block."""
-    if not len(keys):
-        return
+def put(namespace: bytes, keys: list[bytes], rows: Any) -> bool:
+    """Keep ``rows`` (float32, a NumPy array or a tensor on its device) under ``keys`` as one
+    block: a host array as a read-only copy in pages of its own (see
+    :func:`~faast_sklearn.utils._arrays.kept_copy`), a device tensor as it is, which the caller
+    must then never modify. Returns whether the cache holds ``rows`` itself."""
+    host = isinstance(rows, np.ndarray)
+    device = "cpu" if host else str(rows.device)
+    nbytes = rows.nbytes if host else rows.numel() * rows.element_size()
+    nbytes += ROW_INDEX_BYTES * len(keys)
+    if not len(keys) or not STORE.admits(nbytes, device):
+        return False  # nothing copied for a block that would not be kept
     b = next(_BLOCK_IDS)
-    keys = list(keys)
-    device = "cpu" if isinstance(rows, np.ndarray) else str(rows.device)
-    nbytes = rows.nbytes if isinstance(rows, np.ndarray) else rows.numel() * rows.element_size()
+    if host:
+        rows = kept_copy(rows)
+
+    handles = range(b << 32, (b << 32) + len(keys))
+    # The keys, packed in pages of their own: a list of them would pin the heap for as long.
+    packed = kept_copy(np.frombuffer(b"".join(keys), dtype=f"V{KEY_BYTES}"))
 
     def forget() -> None:
+        keys = packed.tolist()
         with _LOCK:
             index = _INDEX.get(namespace)
             if index is None:
                 return
-            for j, key in enumerate(keys):
-                if index.get(key) == b << 32 | j:  # not since re-stored in a newer block
-                    del index[key]
+            now = np.fromiter(map(index.get, keys, repeat(-1)), np.int64, len(keys))
+            mine = (now == np.asarray(handles)).tolist()  # not since re-stored in a newer block
+            deque(map(index.__delitem__, compress(keys, mine)), maxlen=0)
             if not index:
                 del _INDEX[namespace]
 
     with _LOCK:
-        index = _INDEX.setdefault(namespace, {})
-        for j, key in enumerate(keys):
-            index[key] = b << 32 | j
+        _INDEX.setdefault(namespace, {}).update(zip(keys, handles, strict=True))
     kept = STORE.put(
         _block_key(b),
         rows,
-        nbytes=nbytes + ROW_INDEX_BYTES * len(keys),
+        nbytes=nbytes,
         device=device,
         on_evict=forget,
     )
     if not kept:
         forget()
+    return kept and not host
 
 
 def gather(handles: np.ndarray, blocks: dict, out: Any, positions: np.ndarray) -> None:

@@ -37,6 +37,8 @@ ENTRY_OVERHEAD = 256
 # Arrays at least this large are hashed in parallel parts (hashlib releases the GIL).
 _PARALLEL_BYTES = 1 << 23
 _PART_BYTES = 1 << 22
+# content_keys copies small rows, each with its closing byte, into buffers of this size.
+_BUFFER_BYTES = 1 << 20
 
 
 class Unkeyable(TypeError):
@@ -68,7 +70,9 @@ def content_key(*parts: Any) -> bytes:
 
 def content_keys(prefix: Any, rows: Any) -> list[bytes]:
     """``[content_key(prefix, row) for row in rows]`` for bytes-like rows (memoryviews of an
-    array's rows, say), four times faster on small rows: the prefix is hashed once.
+    array's rows, say, or the rows of a 2-D uint8 array), a fraction of the cost on small
+    rows: the prefix is hashed once, and a 2-D array's rows are fed to SHA-256 from one
+    buffer that already holds each row's closing byte (one update per row).
 
     Examples
     --------
@@ -78,6 +82,8 @@ def content_keys(prefix: Any, rows: Any) -> list[bytes]:
     """
     base = hashlib.sha256(b"tuple2(")  # what _feed writes for a tuple of two parts
     _feed(base, prefix, set())
+    if isinstance(rows, np.ndarray) and rows.ndim == 2 and rows.dtype == np.uint8:
+        return _array_keys(base, rows)
     out = []
     for row in rows:
         data = memoryview(row).cast("B")
@@ -86,6 +92,27 @@ def content_keys(prefix: Any, rows: Any) -> list[bytes]:
         h.update(data)
         h.update(b")")
         out.append(h.digest()[:KEY_BYTES])
+    return out
+
+
+def _array_keys(base, rows: np.ndarray) -> list[bytes]:
+    """Keys of the rows of a 2-D uint8 array, ``base`` having hashed what precedes a row."""
+    n, size = rows.shape
+    base.update(b"b%d:" % size)
+    step = size + 1
+    out: list[bytes] = []
+    append, copy = out.append, base.copy
+    per = max(1, _BUFFER_BYTES // step)
+    for start in range(0, n, per):
+        part = rows[start : start + per]
+        buf = np.empty((len(part), step), np.uint8)
+        buf[:, :size] = part
+        buf[:, size] = ord(")")
+        data = memoryview(buf).cast("B")
+        for i in range(0, len(data), step):
+            h = copy()
+            h.update(data[i : i + step])
+            append(h.digest()[:KEY_BYTES])
     return out
 
 
@@ -347,9 +374,10 @@ class Store:
     ) -> bool:
         """Keep ``value`` under ``key``; False (nothing kept) when caching is off or the value
         alone exceeds its device's bound."""
-        size = (nbytes_of(value) if nbytes is None else int(nbytes)) + ENTRY_OVERHEAD
-        if not get_config()["cache"] or size > self._budget(device):
+        size = nbytes_of(value) if nbytes is None else int(nbytes)
+        if not self.admits(size, device):
             return False
+        size += ENTRY_OVERHEAD
         dropped = []
         with self._lock:
             old = self._entries.pop(key, None)
@@ -360,6 +388,11 @@ class Store:
             dropped = self._shrink(device)
         _run_evicted(dropped)
         return True
+
+    def admits(self, nbytes: int, device: str = "cpu") -> bool:
+        """Whether :meth:`put` would keep a value of ``nbytes`` on ``device`` (caching is on
+        and the value fits the bound): a caller can skip making a copy that would not be."""
+        return bool(get_config()["cache"]) and nbytes + ENTRY_OVERHEAD <= self._budget(device)
 
     def _shrink(self, device: str) -> list:
         """Drop least recently used entries of ``device`` until it is within its bound."""
