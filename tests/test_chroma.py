@@ -83,6 +83,28 @@ def test_rebuilt_chroma_is_libjpeg(subsampling, sampling):
         assert (err == 0).mean() > 0.995 and err.max() <= 2, (k, err.max(), (err == 0).mean())
 
 
+def test_batches_of_mixed_layouts_and_shapes():
+    # What the decoder hands over: images of every layout, portrait and landscape, in one list.
+    from faast_sklearn.features._decode import _as_libjpeg
+
+    cases = [
+        (2, (2, 2), (99, 66)),
+        (1, (2, 1), (35, 19)),
+        (2, (2, 2), (66, 131)),
+        (0, (1, 1), (40, 30)),
+    ]
+    refs, images = [], []
+    for k, (subsampling, sampling, (h, w)) in enumerate(cases):
+        ref, nv = _libjpeg_and_repeated(_tiles(h, w, 10 + k), subsampling, sampling)
+        refs.append(ref)
+        images.append(torch.from_numpy(np.ascontiguousarray(nv)).permute(2, 0, 1))
+    out = _as_libjpeg(images, [c[1] for c in cases])
+    assert out[3] is images[3]  # 4:4:4: nvJPEG's pixels are libjpeg's already
+    for got, ref in zip(out, refs, strict=True):
+        err = np.abs(got.permute(1, 2, 0).numpy().astype(int) - ref)
+        assert (err == 0).mean() > 0.995 and err.max() <= 2
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("subsampling", [2, 1], ids=["420", "422"])
 def test_nvjpeg_rebuilt_matches_libjpeg(subsampling):
