@@ -5,7 +5,8 @@ write them), batch by batch:
 
 - pixels: nvJPEG's output as is and after :func:`libjpeg_chroma`, against libjpeg-turbo on
   the host (torchvision's CPU decoder: PIL's and timm's pixels), full size, before any resize;
-- ``decode_images`` on CUDA against ``decode_images`` on the CPU, after resize and crop;
+- ``decode_images(backend="tensor")`` on CUDA against ``decode_images`` on the CPU, after
+  resize and crop;
 - images/s of each stage: reading the files (worker threads), nvJPEG, the chroma rebuild,
   the resize, and ``decode_images`` end to end.
 
@@ -81,7 +82,8 @@ def main(argv=None) -> None:
         }
 
     sub = paths[: args.batch]
-    gpu = decode_images(sub, CFG, device="cuda", num_workers=args.workers).images.cpu()
+    gpu = decode_images(sub, CFG, device="cuda", num_workers=args.workers, backend="tensor")
+    gpu = gpu.images.cpu()
     cpu = decode_images(sub, CFG, device="cpu", num_workers=args.workers, draft=0).images
     after = (gpu.int() - cpu.int()).abs()
     out = {
@@ -101,7 +103,8 @@ def main(argv=None) -> None:
     rates["rebuild"] = timed(lambda: _as_libjpeg(nv, samplings), len(sub))
     rates["resize"] = timed(lambda: _device_resize(rebuilt, CFG), len(sub))
     rates["decode_images"] = timed(
-        lambda: decode_images(sub, CFG, device="cuda", num_workers=args.workers), len(sub)
+        lambda: decode_images(sub, CFG, device="cuda", num_workers=args.workers, backend="tensor"),
+        len(sub),
     )
     if args.compile:
         from faast_sklearn.features import _decode

@@ -9,18 +9,20 @@ the worker threads first; then, by ``backend``:
 
 ``"auto"``
     On CUDA, the plain JPEG files (8-bit, Huffman-coded, not progressive) whose colour is
-    stored at full resolution (grey, 4:4:4) or at half of it (4:2:0, 4:2:2: most photographs)
-    are decoded together by nvJPEG (``torchvision.io.decode_jpeg`` on the device) and resized
-    there, while the worker threads decode the rest on the host at the same time. nvJPEG
-    repeats subsampled chroma where libjpeg (and so PIL and timm) interpolates it;
-    :func:`._chroma.libjpeg_chroma` turns its output into libjpeg's pixels on the device.
+    stored at full resolution (grey, 4:4:4) are decoded together by nvJPEG
+    (``torchvision.io.decode_jpeg`` on the device) and resized there, while the worker threads
+    decode the rest on the host at the same time.
     On the host (and on CPU devices), plain JPEG files are decoded by libjpeg-turbo
     (``torchvision.io.decode_jpeg``) and resized by torch's uint8 antialiased resize, both
     outside the GIL, unless PIL's DCT scaling decodes them at half their size or less (small
     models); every other file (PNG, WebP, CMYK, cut short...) by PIL.
 ``"tensor"``
-    As ``"auto"``, with the other chroma layouts (4:1:1, 4:4:0: rare) on nvJPEG too, their
-    chroma repeated.
+    As ``"auto"``, with every plain JPEG file that is not progressive on nvJPEG on CUDA,
+    subsampled ones (4:2:0, 4:2:2: most photographs) included. nvJPEG repeats their chroma
+    where libjpeg (and so PIL and timm) interpolates it; :func:`._chroma.libjpeg_chroma` turns
+    its output into libjpeg's pixels on the device (on photographs, H100: 97.5 % of the pixels
+    exact, 0.03 levels off on average). Not the default until it is measured faster than the
+    host threads end to end (``benchmarks/gpu_issue16.sh``).
 ``"pil"``
     Every file decoded by PIL (JPEGs at the smallest DCT scale that leaves them ``draft``
     times the resized size, ``Image.draft``) and resized by PIL.
@@ -53,7 +55,7 @@ from ._images import resize_crop_tensor
 
 ON_ERROR = ("raise", "skip")
 BACKENDS = ("auto", "tensor", "pil")
-# Chroma layouts whose nvJPEG output :func:`libjpeg_chroma` turns into libjpeg's pixels.
+# Chroma layouts whose nvJPEG output is libjpeg's, or :func:`libjpeg_chroma` makes it so.
 _NVJPEG_SAMPLING = ((1, 1), (2, 2), (2, 1))
 # Pixels rebuilt at once: bounds the padded chunk and its temporaries (about 60 bytes a pixel).
 _CHUNK_PIXELS = 1 << 24
@@ -171,14 +173,12 @@ def decode_images(
     num_workers: int = 0,
     on_error: str = "raise",
     draft: float = DRAFT,
-    reads: Sequence | None = None,
 ) -> Decoded:
     """Decode a batch of image files to a uint8 (N, 3, H, W) tensor on ``device``.
 
     ``cfg`` is the backbone's data configuration (timm's ``resolve_data_config``);
     ``backend`` is ``"auto"``, ``"tensor"`` or ``"pil"`` (see the module's docstring);
-    ``index`` gives the positions that errors name (default 0, 1, ...); ``reads`` the files'
-    :func:`._host_decode._read` results, or futures of them, where they were read ahead.
+    ``index`` gives the positions that errors name (default 0, 1, ...).
     """
     torch = import_torch()
     check_on_error(on_error)
@@ -191,21 +191,17 @@ def decode_images(
     workers = pool(num_workers)
     if backend == "pil":
         reads = [(None, None)] * n
-    elif reads is None:
-        reads = list(workers.map(_read, paths))
     else:
-        reads = [r.result() if hasattr(r, "result") else r for r in reads]
+        reads = list(workers.map(_read, paths))
     plain = [k for k in range(n) if reads[k][1] is not None]
     on_device = []
     if cuda and backend != "pil":
         # nvJPEG takes the plain JPEG files but progressive ones (its hybrid decoder does
-        # those on one host thread): all of them ("tensor"), or those whose pixels are
-        # libjpeg's or can be made so ("auto").
+        # those on one host thread): those whose pixels are libjpeg's or are made so
+        # ("tensor"), or those it decodes as libjpeg does ("auto": colour at full resolution).
+        layouts = _NVJPEG_SAMPLING if backend == "tensor" else _NVJPEG_SAMPLING[:1]
         on_device = [
-            k
-            for k in plain
-            if not reads[k][1].progressive
-            and (backend == "tensor" or reads[k][1].sampling in _NVJPEG_SAMPLING)
+            k for k in plain if not reads[k][1].progressive and reads[k][1].sampling in layouts
         ]
     host_rows = sorted(set(range(n)).difference(on_device))
     # One pinned buffer, one host-to-device copy; NHWC memory seen as NCHW (channels-last).
@@ -297,26 +293,16 @@ def iter_decoded(
                 continue
         return False
 
-    def read_ahead(k: int) -> list | None:
-        """Start reading batch ``k``'s files, to overlap the decoding of the one before."""
-        if k >= len(batches) or kwargs.get("backend") == "pil":
-            return None
-        workers = pool(kwargs.get("num_workers", 0))
-        return [workers.submit(_read, paths[i]) for i in batches[k].tolist()]
-
     def produce() -> None:
         stream = torch.cuda.Stream(device=device) if cuda else None
         try:
-            ahead = read_ahead(0)
-            for k, idx in enumerate(batches):
-                reads, ahead = ahead, read_ahead(k + 1)
+            for idx in batches:
                 with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
                     batch = decode_images(
                         [paths[i] for i in idx.tolist()],
                         cfg,
                         device=device,
                         index=idx,
-                        reads=reads,
                         **kwargs,
                     )
                     if cuda:
