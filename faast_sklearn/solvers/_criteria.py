@@ -1,44 +1,13 @@
 """Exact leave-one-out predictions for every ridge strength, and criteria on them.
 
-With the rows kept (few-shot, N <= d) the spectrum comes from the kernel
-``K = Xs Xs^T = U diag(s) U^T`` of the centred rows scaled by ``sqrt(w)``. For a filter with
-``s_k f_k`` per component (ridge: ``s / (s + alpha)``), the hat matrix of the weighted fit with
-an unpenalised intercept is ``H = U diag(s f) U^T + sqrt(w) sqrt(w)^T / n`` (the centred
-columns are orthogonal to ``sqrt(w)``), so for every strength at once
-
-    h_i = sum_k U_ik^2 s_k f_k (+ w_i / n)         r_i = perp_i + sum_k U_ik (1 - s_k f_k) (U^T Ys)_k
-
-and the exact leave-one-out residual of row ``i`` is ``r_i / (sqrt(w_i) (1 - h_i))`` (Allen's
-PRESS, as in scikit-learn's ``_RidgeGCV``). A sample weight counts as repetitions, as
-scikit-learn's sample weights do: "one out" is one unit of a row's weight (all of it below
-one), so that the residual is ``r_i / (sqrt(w_i) (1 - delta_i h_i / w_i))`` with
-``delta_i = min(w_i, u_i)`` (Sherman-Morrison), and integer weights give exactly the criteria
-of repeated rows. The unit ``u_i`` is the row's class weight (1 without ``class_weight``): a
-class weight says how much a row counts, not how many copies of it there are, so a row of
-weight ``k_c`` alone is left out whole. (Taking one unit of 1 from a minority row of balanced
-weight 3.7 left 2.7 of it in the fit: its "held-out" prediction was nearly the fitted value,
-and leave-one-out chose the least ridge on the grid: on an imbalanced 4-class image set, 20
-paired episodes, balanced accuracy 97.1 -> 98.3, RidgeClassifierCV's 98.4 on its grid.) This
-costs O(L N k D) for L strengths, the order of the kernel's own O(N^2 d) when L D is below d.
-
-With only moments (N > d, or a stream past its row budget) the rows, and so the hat matrix's
-diagonal, are gone: the criterion then falls back on GCV, which replaces every ``h_i`` by their
-mean ``df / n`` (Golub, Heath & Wahba, 1979).
-
-Criteria (lower is better), on one-hot class targets:
-
-- ``"loo"``: weighted mean squared leave-one-out error (``RidgeClassifierCV``'s);
-- ``"loo_error"``: weighted leave-one-out classification error, ties broken by ``"loo"``;
-- ``"loo_log_loss"``: weighted log-loss of ``softmax(beta * y_loo)``, ``beta`` fitted per
-  strength (a temperature on the log-odds).
-
-The temperature is fitted to slightly smoothed targets, ``1 - eps`` on the true class and
-``eps / (C - 1)`` on the others with ``eps = 0.1 / (n + 1)`` for ``n`` scored rows: when every
-leave-one-out prediction is right (separable rows, common at 5-20 shots on a good backbone),
-the plain maximum-likelihood ``beta`` is infinite, and the first wrong prediction on new rows
-costs tens of nats. A tenth of a pseudo-error keeps ``beta`` finite (on 12 paired episodes of
-a face/non-face set at 5-20 shots, held-out log-loss 0.21-0.38 -> 0.04, ECE unchanged) and
-moves it by well under 1% when the leave-one-out predictions do make errors.
+With the rows kept, the kernel ``K = Xs Xs^T = U diag(s) U^T`` gives, for every strength at
+once, the leverages ``h_i = sum_k U_ik^2 s_k f_k (+ w_i / n)`` and the residuals ``r_i``; the
+exact leave-one-out residual is ``r_i / (sqrt(w_i) (1 - delta_i h_i / w_i))`` (Allen's PRESS,
+as scikit-learn's ``_RidgeGCV``) with ``delta_i = min(w_i, u_i)``: one unit ``u_i`` of a row's
+weight is left out, its class weight (1 without ``class_weight``). With moments only, GCV
+decides. The criteria (``CRITERIA``) and the temperature, fitted to targets smoothed by
+``_PSEUDO_ERRORS`` so that it stays finite on separable rows, are described in the user
+guide (:ref:`regularisation`, :ref:`method`).
 """
 
 from __future__ import annotations

@@ -1,35 +1,12 @@
 """Regularised least squares from sufficient statistics, through one eigendecomposition.
 
-Notation: ``A`` is the (centred, weighted) Gram matrix of the features, ``B`` the
-cross-product with the targets, ``yy`` the targets' sums of squares, ``W`` the total weight
-and ``n`` the number of rows with a positive weight.
-With ``A = V diag(s) V^T`` (kept eigenpairs, ``s > 0``) and ``P = V^T B``, every regulariser
-here is a *filter* ``f(s)`` on the spectrum and the coefficients are ``W = V diag(f) P``:
-
-- ridge:            ``f = 1 / (s + alpha)``;
-- truncated pinv:   ``f = 1 / s`` for ``s > rtol**2 s_max`` (singular values above
-  ``rtol sigma_max``, as ``scipy.linalg.lstsq(cond=rtol)``), 0 below; both combine.
-
-The residual sum of squares and the trace of the hat matrix follow from the same quantities,
-for any filter, at O(k D) cost::
-
-    RSS(f) = rss_perp + sum_k (P_k^2 / s_k) (1 - s_k f_k)^2        df(f) = sum_k s_k f_k (+1)
-
-where ``rss_perp`` is the part of the targets outside the span of the features. Generalised
-cross-validation, ``GCV = (RSS / W) / (1 - df / n)^2`` (Golub, Heath & Wahba, 1979; with unit
-weights ``n RSS / (n - df)^2``), therefore scores a whole grid of strengths from one
-eigendecomposition. GCV's sample size ``n`` counts rows, never the total weight: multiplying
-every weight by ``c`` multiplies ``A``, ``B``, ``RSS`` and the ``alpha="auto"`` grid by ``c``,
-leaves ``df`` as it is, and so leaves the chosen strength and the predictions unchanged
-(weights normalised to sum to 1 would otherwise make ``n - df`` negative for every strength).
-The count of positive-weight rows, rather than Kish's effective sample size
-``(sum w)^2 / sum w^2``, is used because it adds up across batches like the other
-statistics, so ``partial_fit`` over any split still equals ``fit``, with no new moment to keep.
-
-Few-shot (rows kept, N <= d): the same ``s``, ``V`` and ``P`` come from the N x N kernel
-``K = Xs Xs^T = U diag(s) U^T`` as ``V = Xs^T U s^-1/2`` and ``P = s^1/2 U^T Ys``, which costs
-O(N^2 d) instead of O(d^3); ``V`` itself is never formed (``W = Xs^T (U s^-1/2 diag(f) P)``),
-and ``rss_perp`` is computed directly, free of cancellation.
+With ``A = V diag(s) V^T`` (kept eigenpairs) and ``P = V^T B``, every regulariser is a filter
+``f(s)`` on the spectrum (ridge ``1 / (s + alpha)``, truncation below ``rtol**2 s_max``) and
+``W = V diag(f) P``; the RSS and ``df`` of any filter, hence GCV over a whole grid, follow at
+O(k D) (derivation: the user guide's :ref:`method`). GCV's sample size ``n`` counts the rows
+of positive weight, never the total weight, so that scaling every weight changes nothing and
+the count adds up across batches. Few-shot (rows kept, N <= d), ``s``, ``V`` and ``P`` come
+from the N x N kernel ``K = Xs Xs^T = U diag(s) U^T``; ``V`` is never formed.
 """
 
 from __future__ import annotations

@@ -1,28 +1,10 @@
 """Sufficient statistics of weighted least squares, and their exact merging.
 
-A fit needs only these statistics of the rows ``(x_i, y_i, w_i)``:
-
-- ``weight = sum_i w_i`` and the weighted means ``mean_x``, ``mean_y``;
-- the centred co-moments ``cxx = sum_i w_i (x_i - mean_x)(x_i - mean_x)^T`` (d x d),
-  ``cxy = sum_i w_i (x_i - mean_x)(y_i - mean_y)^T`` (d x T) and the diagonal
-  ``cyy = sum_i w_i (y_i - mean_y)**2`` (T,).
-
-Keeping them centred (rather than raw sums such as ``X^T X``) avoids the cancellation of
-``X^T X - n m m^T`` when features have large means, and two sets of statistics merge exactly
-(Chan, Golub & LeVeque, 1979)::
-
-    W = Wa + Wb,  delta = mean_b - mean_a
-    cxx = cxx_a + cxx_b + (Wa Wb / W) delta_x delta_x^T          (and likewise cxy, cyy)
-
-so ``partial_fit`` over any split of the rows equals ``fit`` on all of them to float64
-round-off, in O(d^2 + d T) memory. While there are at most ``max_rows`` rows (few-shot: N <= d),
-the rows themselves are kept instead: they cost no more memory than ``cxx`` and allow the
-N x N kernel-side solve, which is far cheaper than a d x d eigendecomposition there.
-Arrays are the back-end's own (:data:`Array`): NumPy on the scipy back-end, torch tensors on
-the torch back-end's device, so that a fit on a GPU keeps its statistics there. Moments are
-float64; kept rows are in their input precision (a float32 row is exact in float64; the
-arithmetic on them is float64). A pickle holds NumPy only (:meth:`Statistics.to_numpy`), so a
-model fitted on CUDA loads on a machine without it.
+Weighted means and centred co-moments (``cxx`` d x d, ``cxy`` d x T, diagonal ``cyy``) merge
+exactly (Chan, Golub & LeVeque, 1979), so ``partial_fit`` equals ``fit``; while there are at
+most ``max_rows`` rows (N <= d) the rows themselves are kept, for the kernel-side solve (see
+the user guide's :ref:`method`). Arrays are the back-end's own (:data:`Array`); a pickle
+holds NumPy only (:meth:`Statistics.to_numpy`).
 """
 
 from __future__ import annotations
