@@ -1,12 +1,9 @@
 """Machinery shared by the estimators: the fit path and the prediction.
 
-A fit reads top to bottom (:meth:`_BaseFAAST._fit_batch`): inputs -> features
-(:meth:`~_BaseFAAST._features`) -> validated arrays (:func:`._validation.validate_features`,
-:func:`._validation.validate_weights`, ``_encode_targets``) -> statistics
-(:func:`._fit.fit_statistics`, cached per fold) -> spectrum -> solve -> fitted attributes,
-assigned last: a call that fails leaves the estimator exactly as it was. ``fit`` solves at
-once; ``partial_fit`` only accumulates statistics (O(batch d^2)) and the solve runs at the
-first use of the model afterwards.
+A fit reads top to bottom (:meth:`_BaseFAAST._fit_batch`): features -> validated arrays ->
+statistics (:func:`._fit.fit_statistics`) -> spectrum -> solve -> fitted attributes, assigned
+last: a call that fails leaves the estimator as it was. ``partial_fit`` only accumulates
+statistics; the solve runs at the first use of the model afterwards.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """Class weights (``class_weight=None | "balanced" | mapping``), exact in a stream.
 
-A class weight ``k_c`` multiplies the ``sample_weight`` of every row of class ``c``, as
-scikit-learn's ``RidgeClassifier`` does (``sample_weight * compute_sample_weight(...)``).
-``"balanced"`` is ``k_c = n / (n_classes n_c)`` with ``n_c`` the (unweighted) count of class
-``c`` and ``n_classes`` the number of classes present, as
-:func:`sklearn.utils.class_weight.compute_class_weight`.
-
-A mapping is fixed: its factors are applied to each batch's weights as it arrives. The
-balanced factors change with every batch of a stream, and the weighted statistics cannot be
-re-weighted after they are merged: the Gram matrix ``sum_c k_c S_c`` needs each class's own
-scatter ``S_c``. A ``"balanced"`` stream therefore keeps one set of statistics per class (the
-rows while few, then a d x d moment matrix per class: ``n_classes`` times the memory of one
-fit's statistics) and combines them with the current factors at the solve, so that
-``partial_fit`` over any split equals ``fit`` to round-off.
+A class weight multiplies ``sample_weight`` as in scikit-learn's ``RidgeClassifier``. The
+balanced factors change with every batch, and merged statistics cannot be re-weighted: a
+``"balanced"`` stream keeps one set of statistics per class and combines them with the current
+factors at the solve, so that ``partial_fit`` over any split equals ``fit``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The steps of a fit after validation: rows -> statistics (cached per fold) -> spectrum.
 
-``GridSearchCV(FAASTClassifier(), {"alpha": [...]}, cv=5)`` fits one clone per (fold, alpha):
-every alpha of a fold sees the same rows, hence the same sufficient statistics and the same
-eigendecomposition (the regularisation is only a filter on the spectrum). A fit therefore
-keeps its statistics in the package's one cache (:data:`~faast_sklearn.utils._cache.STORE`),
-keyed by content (the back-end and its device, the features, the targets and the weights),
-with the spectra computed from them, so a grid over ``alpha`` or ``rtol`` costs one
-O(N d^2 + d^3) pass per fold. ``set_config(cache=False)`` turns this off.
+Every alpha of a grid search's fold sees the same rows, hence the same statistics and
+eigendecomposition: a fit keeps them in the package's one cache (:data:`~.utils._cache.STORE`),
+keyed by content, so a grid over ``alpha`` or ``rtol`` costs one O(N d^2 + d^3) pass per
+fold (see :ref:`caching`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Guards of the fit path: batches whose statistics would leave float64, and the estimator lock.
 
-A finite batch can still poison a stream: X at 1e200 (or a sample weight of 1e300) passes the
-NaN check but its second moments overflow to inf, and every later solve fails. So a batch is
-refused *before* its statistics exist when a bound on them leaves float64's range, its
-statistics are checked again (finite) before they are merged, and the merged statistics once
-more before they replace the kept ones; :meth:`_BaseFAAST._fit_batch` restores the estimator
-on any error, so a refused batch changes nothing.
+A finite batch can still overflow its second moments (X at 1e200) and poison a stream: a
+batch is refused before its statistics exist when a bound on them leaves float64's range,
+and its statistics are checked (finite) before and after they are merged; a refused batch
+changes nothing (:meth:`_BaseFAAST._fit_batch` restores the estimator).
 """
 
 from __future__ import annotations

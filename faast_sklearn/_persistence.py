@@ -1,20 +1,10 @@
 """Save and load estimators as data only: loading a file runs none of its content.
 
-A saved model is one ``.npz`` file (a zip archive, readable by :func:`numpy.load` with
-``allow_pickle=False``) holding
-
-- ``metadata.json``: the format and package versions, the class name (one of this package's
-  estimators), the constructor parameters and the fitted state as JSON, where each array is
-  a reference ``{"__array__": "a3"}`` to a member ``a3.npy``, and a SHA-256 content digest of
-  the metadata and every array;
-- ``a0.npy``, ``a1.npy``...: the arrays, written and read with ``allow_pickle=False``.
-
-The fitted state is the estimator's pickled state (``__getstate__``) less the solution,
-which is solved again from the statistics ``stats_`` at first use: a loaded model predicts
-as the saved one and continues ``partial_fit`` exactly. Only JSON values, NumPy arrays of
-numbers, booleans or strings, dtypes, tuples, dicts and the dataclasses in
-``_DATACLASSES`` are written; anything else (a callable, an estimator, an object array) is
-refused at save time, so that loading never builds an object the package does not know.
+A saved model is one ``.npz`` archive: ``metadata.json`` (versions, class name, parameters and
+the fitted state as JSON, arrays as references ``{"__array__": "a3"}``, a SHA-256 digest) and
+the arrays ``a0.npy``... read with ``allow_pickle=False`` (see :ref:`persistence`). The state
+is ``__getstate__`` less the solution, solved again at first use. Only JSON values, arrays of
+numbers, booleans or strings, dtypes, tuples, dicts and ``_DATACLASSES`` are written.
 """
 
 from __future__ import annotations
