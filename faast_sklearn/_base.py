@@ -50,9 +50,11 @@ def _n_items(X) -> int | None:
 
 
 def _fitted_property(name: str, doc: str) -> property:
+    """A fitted attribute read from the solution's field ``name`` (``alpha_``: ``alpha``)."""
+
     def getter(self):
         self._require_fitted(name)
-        return self._public_solution()[name]
+        return getattr(self._ensure_solution()["solution"], name.removesuffix("_"))
 
     return property(getter, doc=doc)
 
@@ -74,13 +76,9 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
     }
 
     # ------------------------------------------------------------------ fit path
-    def _fit_batch(self, X, y, sample_weight, *, partial: bool, classes=None) -> None:
-        """Fit (or, with ``partial``, add to the statistics of) one batch; on any error the
-        estimator is restored whole. Calls on one estimator are serialised by its lock."""
-        with estimator_lock(self):
-            self._fit_batch_locked(X, y, sample_weight, partial=partial, classes=classes)
-
-    def _fit_batch_locked(self, X, y, sample_weight, *, partial: bool, classes) -> None:
+    def _fit_batch(self, X, y, sample_weight, *, partial: bool, classes) -> None:
+        """Fit (or, with ``partial``, add to the statistics of) one batch, under the
+        estimator's lock; on any error the estimator is restored whole."""
         previous = dict(self.__dict__)
         first = not partial or "stats_" not in previous
         try:
@@ -183,18 +181,14 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             stats = stats.with_targets(batch.n_targets, columns)
         return stats.merge(batch)
 
-    def fit(self, X, y, sample_weight=None):
-        self._check_params()
-        if is_dask_collection(X, y, sample_weight):  # fitted where the partitions live
-            return fit_dask(self, X, y, sample_weight, partial=False)
-        self._fit_batch(X, y, sample_weight, partial=False)
-        return self
-
-    def _partial_fit(self, X, y, sample_weight, classes=None):
+    def _fit(self, X, y, sample_weight, *, partial: bool, classes=None):
+        """``fit`` (or ``partial_fit``): Dask collections are fitted where their partitions
+        live; anything else in this process, under the estimator's lock."""
         self._check_params()
         if is_dask_collection(X, y, sample_weight):
-            return fit_dask(self, X, y, sample_weight, partial=True, classes=classes)
-        self._fit_batch(X, y, sample_weight, partial=True, classes=classes)
+            return fit_dask(self, X, y, sample_weight, partial=partial, classes=classes)
+        with estimator_lock(self):
+            self._fit_batch(X, y, sample_weight, partial=partial, classes=classes)
         return self
 
     # ------------------------------------------------------------------ solve
@@ -349,15 +343,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         "gcv_scores_", "Generalised cross-validation score of each value in ``alphas_``."
     )
     rank_ = _fitted_property("rank_", "Number of spectral components used by the solution.")
-
-    def _public_solution(self) -> dict:
-        s = self._ensure_solution()["solution"]
-        return {
-            "alpha_": s.alpha,
-            "alphas_": s.alphas,
-            "gcv_scores_": s.gcv_scores,
-            "rank_": s.rank,
-        }
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:

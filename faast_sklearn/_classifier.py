@@ -187,7 +187,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         -------
         self : FAASTClassifier
         """
-        return super().fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, partial=False)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Add a batch of labelled rows to the statistics.
@@ -208,7 +208,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         -------
         self : FAASTClassifier
         """
-        return self._partial_fit(X, y, sample_weight, classes=classes)
+        return self._fit(X, y, sample_weight, partial=True, classes=classes)
 
     @partitionwise
     def decision_function(self, X):

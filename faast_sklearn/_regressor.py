@@ -97,7 +97,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         -------
         self : FAASTRegressor
         """
-        return super().fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, partial=False)
 
     def partial_fit(self, X, y, sample_weight=None):
         """Add a batch of rows to the statistics (the solve is deferred to first use).
@@ -106,7 +106,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         -------
         self : FAASTRegressor
         """
-        return self._partial_fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, partial=True)
 
     @partitionwise
     def predict(self, X):
