@@ -33,7 +33,7 @@ from .solvers import (
 )
 from .utils._dask import is_dask_collection
 from .utils._params import ParamsMixin
-from .utils._torch import import_torch, is_tensor, resolve_device
+from .utils._torch import import_torch, is_tensor, resolve_device, to_host
 
 # Paper's default prior strength: N0 = 40 examples per class (N0 = 400 on CIFAR-10).
 _PRIOR_PER_OUTPUT = 40.0
@@ -284,7 +284,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         """``(1 - r) prior(X)`` in the output space, for a callable or estimator prior."""
         if self.prior is None or isinstance(self.prior, str):
             return None
-        Xh = X.detach().cpu().numpy() if is_tensor(X) else X
+        Xh = to_host(X)
         raw = np.asarray(self._call_prior(Xh), dtype=np.float64)
         if raw.ndim == 1:
             raw = raw[:, None]

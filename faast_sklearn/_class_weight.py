@@ -25,14 +25,9 @@ def row_weights(class_weight, codes, w, state: dict, *, partial: bool) -> np.nda
         return w
     if state["_multilabel"]:
         raise ValueError("class_weight is not supported with multilabel targets.")
-    classes = state["classes_"]
-    if isinstance(class_weight, Mapping):
-        factors = mapping_factors(class_weight, classes, strict=not partial)
-    elif partial:
+    if partial and not isinstance(class_weight, Mapping):
         return w
-    else:
-        factors = balanced_factors(np.bincount(codes, minlength=len(classes)))
-    return w * factors[codes]
+    return w * _factors(class_weight, codes, state["classes_"], strict=not partial)[codes]
 
 
 def row_factors(class_weight, targets: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
@@ -42,14 +37,15 @@ def row_factors(class_weight, targets: np.ndarray, classes: np.ndarray) -> np.nd
     if class_weight is None:
         return None
     codes = np.asarray(targets)
-    if codes.ndim == 2:
-        codes = codes.argmax(1)
-    codes = codes.astype(np.intp)
+    codes = (codes.argmax(1) if codes.ndim == 2 else codes).astype(np.intp)
+    return _factors(class_weight, codes, classes, strict=False)[codes]
+
+
+def _factors(class_weight, codes: np.ndarray, classes: np.ndarray, *, strict: bool):
+    """The factor of each of ``classes``: from a mapping, or balanced over ``codes``."""
     if isinstance(class_weight, Mapping):
-        factors = mapping_factors(class_weight, classes, strict=False)
-    else:
-        factors = balanced_factors(np.bincount(codes, minlength=len(classes)))
-    return factors[codes]
+        return mapping_factors(class_weight, classes, strict=strict)
+    return balanced_factors(np.bincount(codes, minlength=len(classes)))
 
 
 def mapping_factors(class_weight: Mapping, classes: np.ndarray, *, strict: bool) -> np.ndarray:

@@ -26,7 +26,7 @@ from ._version import PICKLE_KEY, __version__
 from .backbones import BackboneSpec
 from .solvers._stats import Moments, Statistics
 from .utils._cache import content_key
-from .utils._torch import is_tensor
+from .utils._torch import to_host
 
 __all__ = ["load", "save"]
 
@@ -67,8 +67,7 @@ class _Encoder:
             return value
         if isinstance(value, np.generic) and value.dtype.kind in "biufU":
             return value.item()
-        if is_tensor(value):
-            value = np.asarray(value.detach().cpu())
+        value = to_host(value)
         if isinstance(value, np.ndarray) and value.dtype.kind in "biufcUS":
             return {"__array__": self._add(value)}
         if isinstance(value, np.ndarray) and all(type(v) is str for v in value.flat):

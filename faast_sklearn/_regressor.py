@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_array
 
 from ._base import _BaseFAAST
 from .utils._dask import partitionwise
-from .utils._torch import is_tensor
+from .utils._torch import to_host
 
 
 class FAASTRegressor(RegressorMixin, _BaseFAAST):
@@ -143,9 +143,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         return self.stats_.n_targets
 
     def _encode_targets(self, y, w, *, first, partial, classes):
-        if is_tensor(y):
-            y = y.detach().cpu().numpy()
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        y = check_array(to_host(y), ensure_2d=False, dtype=np.float64, input_name="y")
         y_1d = y.ndim == 1
         Y = y[:, None] if y_1d else y
         if not first and (Y.shape[1] != self.stats_.n_targets or y_1d != self._y_1d):

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ._guards import check_finite
-from .utils._torch import import_torch, is_tensor
+from .utils._torch import import_torch, is_tensor, to_host
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -94,11 +94,8 @@ def validate_weights(sample_weight, X) -> np.ndarray:
     """``sample_weight`` as non-negative float64 of one per row (ones when None)."""
     if sample_weight is None:
         return np.ones(X.shape[0])
-    if is_tensor(sample_weight):
-        sample_weight = sample_weight.detach().cpu().numpy()
-    w = _check_sample_weight(
-        sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True
-    )
+    w, empty = to_host(sample_weight), np.empty((X.shape[0], 0))
+    w = _check_sample_weight(w, empty, dtype=np.float64, ensure_non_negative=True)
     if len(w) and w.sum() == 0:
         raise ValueError(
             "sample_weight is zero for every sample: at least one sample needs a positive weight."

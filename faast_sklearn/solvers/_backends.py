@@ -15,7 +15,7 @@ import numpy as np
 from scipy.linalg.blas import dsyrk
 from scipy.linalg.lapack import dsyevd
 
-from ..utils._torch import import_torch, is_tensor
+from ..utils._torch import import_torch, is_tensor, to_host
 from ._stats import Moments
 
 # Bytes per float64 block of the O(N d^2) pass: bounds the float64 copies of the input that a
@@ -150,7 +150,7 @@ class ScipyBackend(Backend):
         return np.asarray(self.to_device(a), dtype=np.float64)
 
     def to_device(self, a):
-        return a.detach().cpu().numpy() if is_tensor(a) else a
+        return to_host(a)
 
     def to_numpy(self, a) -> np.ndarray:
         return np.asarray(a)
@@ -203,7 +203,7 @@ class TorchBackend(Backend):
         return self.to_device(a).to(self.torch.float64)
 
     def to_numpy(self, a) -> np.ndarray:
-        return a.detach().cpu().numpy() if is_tensor(a) else np.asarray(a)
+        return np.asarray(to_host(a))
 
     def fetch(self, *arrays):
         # Each copy to the host waits for the device: flattened into one buffer, the arrays

@@ -16,17 +16,12 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from ..utils._cache import nbytes_of
-from ..utils._torch import import_torch, is_tensor
+from ..utils._torch import import_torch, is_tensor, to_host
 
 if TYPE_CHECKING:
     import torch
 
 Array = Union[np.ndarray, "torch.Tensor"]
-
-
-def to_host(a):
-    """``a`` as NumPy (a tensor is copied from its device); anything else as it is."""
-    return a.detach().cpu().numpy() if is_tensor(a) else a
 
 
 def _float64(a: Array) -> Array:

@@ -71,6 +71,11 @@ def is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def to_host(a):
+    """``a`` as NumPy (a tensor is copied from its device); anything else as it is."""
+    return a.detach().cpu().numpy() if is_tensor(a) else a
+
+
 @functools.cache
 def _torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
