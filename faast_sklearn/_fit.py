@@ -20,15 +20,12 @@ from .utils._arrays import same_bytes
 from .utils._cache import STORE, content_key, nbytes_of
 from .utils._torch import is_tensor
 
-# Largest NumPy X moved to a torch back-end's device whole (see placed): one transfer, and the
-# statistics pass runs on the device. Past it, X streams to the device in blocks of
-# solvers._backends._CHUNK_BYTES, so that device memory stays bounded by a block whatever the
-# number of rows. 256 MiB is a small share of any CUDA card this package targets (16-141 GB).
+# Largest NumPy X moved to a torch back-end's device whole (see placed); past it, X streams
+# there in blocks of solvers._backends._CHUNK_BYTES. 256 MiB is small on any CUDA card.
 PLACE_MAX_BYTES = 2**28
 
-# Host fits smaller than this (in solvers.fit_flops) are not cached: keying and
-# storing them costs more than their spectrum (10 rows x 768 features on 2 cores: 0.97 ms a fit
-# with the cache, 0.61 ms without), and a hit would save less than that.
+# Host fits smaller than this (in solvers.fit_flops) are not cached: keying costs more than
+# their spectrum (10 rows x 768 features on 2 cores: 0.97 ms a fit with the cache, 0.61 without).
 CACHE_MIN_FLOPS = 2**18
 
 

@@ -1,10 +1,7 @@
 """Solver back-ends: the few dense kernels a fit needs, in NumPy/SciPy or in torch.
 
-Both back-ends run one algorithm (:meth:`Backend.moments`, and the spectral solve in
-:mod:`._spectral`); they differ only in where the arithmetic happens. Statistics stay in the
-back-end's native arrays (NumPy, or torch tensors on its device), so that the O(N d^2) pass,
-the eigendecomposition and the products that use it all run where the data lives; only small
-results (k x D at most) travel to the host, in :meth:`Backend.fetch`.
+Both run one algorithm (:meth:`Backend.moments`, :mod:`._spectral`) where the data lives, in
+their native arrays; only small results (k x D at most) travel, in :meth:`Backend.fetch`.
 """
 
 from __future__ import annotations
@@ -46,12 +43,8 @@ class Backend:
         raise NotImplementedError
 
     def eigh(self, A, overwrite: bool = False):
-        """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, both native.
-
-        Only ``A``'s lower triangle is read; ``overwrite``: ``A`` may be destroyed. They stay
-        where they were computed: the products that use them (:meth:`matmul`) run there too,
-        and only their small results travel.
-        """
+        """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, both native; only
+        ``A``'s lower triangle is read; ``overwrite``: ``A`` may be destroyed."""
         raise NotImplementedError
 
     def gram(self, X):
@@ -69,16 +62,9 @@ class Backend:
     # --- the shared algorithm ---------------------------------------------------------------
     def moments(self, X, targets, w: np.ndarray, n_targets: int) -> Moments:
         """Centred moments of rows ``X`` (NumPy or native) with weights ``w``, as native
-        float64 arrays.
-
-        ``targets`` is either a dense (N, T) float array or a 1-D array of integer class codes
-        (one-hot targets), whose cross-products are class sums rather than a product with an
-        N x T one-hot matrix (1e6 rows x 1000 classes would be 8 GB in float64).
-
-        Rows are processed in float64 blocks, shifted by the first block's mean: the shifted
-        sums ``sum w (x - s)(x - s)^T`` lose no precision to large feature means, and
-        ``cxx = G - sx sx^T / W`` is then exact to round-off.
-        """
+        float64 arrays. ``targets``: dense (N, T), or 1-D class codes (one-hot targets, summed
+        per class: never an N x T one-hot). Rows go in float64 blocks shifted by the first
+        block's mean, so that large feature means cost no precision."""
         n, d = X.shape
         one_hot = targets.ndim == 1
         chunk = max(1, _CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"] // (8 * d))

@@ -28,22 +28,6 @@ def _float64(a: Array) -> Array:
     return a.double() if is_tensor(a) else np.asarray(a, dtype=np.float64)
 
 
-def _outer(a: Array, b: Array) -> Array:
-    return a[:, None] * b[None, :]
-
-
-def _concat(a: Array, b: Array) -> Array:
-    if is_tensor(a):
-        import torch
-
-        return torch.cat([a, b])
-    return np.concatenate([a, b])
-
-
-def _zeros(like: Array, shape: tuple[int, ...]) -> Array:
-    return like.new_zeros(shape, dtype=like.dtype) if is_tensor(like) else np.zeros(shape)
-
-
 @dataclass(frozen=True)
 class Moments:
     """Centred weighted moments of a set of rows (see the module docstring)."""
@@ -102,8 +86,8 @@ class Moments:
             weight=weight,
             mean_x=self.mean_x + frac * dx,
             mean_y=self.mean_y + frac * dy,
-            cxx=self.cxx + other.cxx + scale * _outer(dx, dx),
-            cxy=self.cxy + other.cxy + scale * _outer(dx, dy),
+            cxx=self.cxx + other.cxx + scale * (dx[:, None] * dx[None, :]),
+            cxy=self.cxy + other.cxy + scale * (dx[:, None] * dy[None, :]),
             cyy=self.cyy + other.cyy + scale * dy * dy,
         )
 
@@ -223,7 +207,8 @@ class Statistics:
             return other  # nothing kept yet: no copy of its rows, no d x d zeros
         if self.rows is not None and other.rows is not None:
             if self.count + other.count <= self.max_rows:
-                rows = tuple(_concat(a, b) for a, b in zip(self.rows, other.rows, strict=True))
+                cat = import_torch().cat if is_tensor(self.rows[0]) else np.concatenate
+                rows = tuple(cat([a, b]) for a, b in zip(self.rows, other.rows, strict=True))
                 return replace(self, rows=rows)
         return replace(self, rows=None, moments=self.to_moments().merge(other.to_moments()))
 
@@ -237,7 +222,7 @@ class Statistics:
         def spread(a: Array, axis: int) -> Array:
             shape = list(a.shape)
             shape[axis] = n_targets
-            out = _zeros(a, tuple(shape))
+            out = a.new_zeros(shape) if is_tensor(a) else np.zeros(shape)
             index = [slice(None)] * a.ndim
             index[axis] = columns if not is_tensor(a) else a.new_tensor(columns).long()
             out[tuple(index)] = a
