@@ -24,16 +24,10 @@ _STEP = 4
 
 
 def leave_one_out(Y, w, n_targets: int, kind: str, backend, unit=None) -> LeaveOneOut | None:
-    """The :class:`LeaveOneOut` of the kept rows (class codes or one-hot targets ``Y`` and
-    weights ``w``, NumPy), or None where it would score no row: then the criterion and the
-    temperature both leave ``alpha`` and the scale to GCV, and nothing more need be computed.
-
-    A row alone in its class (one shot) leaves no example of it when left out: its
-    leave-one-out prediction says nothing about any strength or temperature. With class codes
-    ``Y`` that is known without the one-hot targets when no class has two rows of positive
-    weight and no row weighs more than one copy of itself (``unit``): each row's class weight
-    is then its own weight exactly, and :class:`LeaveOneOut` would score none of them.
-    """
+    """The :class:`LeaveOneOut` of the kept rows (class codes or one-hot ``Y``, weights ``w``,
+    NumPy), or None where it would score no row (GCV then decides). A row alone in its class
+    is not scored: with class codes, one shot per class (and no row weighing more than one
+    copy of itself, ``unit``) is known without forming the one-hot targets."""
     Y, w = np.asarray(Y), np.asarray(w, dtype=np.float64)
     if Y.ndim == 1:
         rows_per_class = np.bincount(Y[w > 0].astype(np.intp))
@@ -44,23 +38,10 @@ def leave_one_out(Y, w, n_targets: int, kind: str, backend, unit=None) -> LeaveO
 
 
 class LeaveOneOut:
-    """Leave-one-out predictions of a kernel-side spectrum, for :func:`solve`'s ``criterion``.
-
-    Parameters
-    ----------
-    Y : ndarray of shape (n_rows,) or (n_rows, n_targets)
-        The kept rows' class codes or one-hot targets.
-    w : ndarray of shape (n_rows,)
-        Their weights.
-    n_targets : int
-        The number of classes (columns of the one-hot targets).
-    kind : one of ``CRITERIA``
-        The criterion ``__call__`` returns (``"gcv"``: none, only the predictions are kept).
-    backend : Backend
-        Where the spectrum's arrays live.
-    unit : None or ndarray of shape (n_rows,)
-        The weight of one copy of each row, left out at a time (its class weight; None: 1).
-    """
+    """Leave-one-out predictions of a kernel-side spectrum, for :func:`solve`'s ``criterion``:
+    rows ``Y`` (class codes or one-hot) of weights ``w``, scored by ``kind`` (one of
+    ``CRITERIA``; ``"gcv"``: only the predictions are kept), ``unit`` the weight of one copy
+    of each row (its class weight; None: 1)."""
 
     def __init__(self, Y, w, n_targets: int, kind: str, backend, unit=None):
         self.Y = np.asarray(one_hot(Y, n_targets), dtype=np.float64)
@@ -135,11 +116,9 @@ class LeaveOneOut:
         return self.loo[i]
 
     def inverse_temperature(self, alpha: float, prior: float) -> float | None:
-        """The factor on the predictions at ``alpha``: the one minimising the log-loss of the
-        leave-one-out predictions of the rows whose class keeps at least two rows without
-        them, shrunk towards ``prior`` (GCV's ``1 / error_variance``) as if ``prior`` had been
-        fitted on ``n_targets`` rows (geometric mean, weights ``n`` and ``n_targets``). None:
-        no such row (one or two shots per class): the caller keeps ``prior``."""
+        """The factor on the predictions at ``alpha`` minimising the log-loss of the calibrated
+        rows' leave-one-out predictions, shrunk towards ``prior`` (GCV's) as if that were
+        fitted on ``n_targets`` rows (see :ref:`method`); None: no such row."""
         if not self.calibrated.any():  # checked before any prediction is computed
             return None
         loo = self.at(alpha)
@@ -248,10 +227,8 @@ def smoothed_targets(Y: np.ndarray, n: int) -> np.ndarray:
 
 def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     """``beta >= 0`` minimising the weighted cross-entropy of ``softmax(beta z)`` against the
-    smoothed one-hot ``Y`` (:func:`smoothed_targets`; Newton, per leading index of ``z``:
-    (L, N, D) -> (L,); (N, D) -> scalar array). Convex in ``beta``, and finite even when
-    every row of ``z`` is classified right; where the slope at ``beta = 0`` is not negative
-    (predictions no better than chance), the minimum is 0, found without iterating."""
+    smoothed one-hot ``Y`` (Newton, per leading index of ``z``: (L, N, D) -> (L,); (N, D) ->
+    scalar array); 0 without iterating where the slope at 0 is not negative."""
     single = z.ndim == 2
     z = z[None] if single else z
     if not np.isfinite(z).all():

@@ -69,12 +69,8 @@ class Solution:
 
 
 def no_rows_solution(n_features: int, n_targets: int, alpha) -> Solution:
-    """The solution before any row: zero coefficients (a prior alone predicts).
-
-    Its error variance is that of predicting zero for unit-norm targets spread over
-    ``n_targets`` dimensions, ``1 / n_targets``: the most an estimate from rows could give.
-    No strength is chosen: ``alpha`` is NaN unless a single one is given.
-    """
+    """The solution before any row: zero coefficients (a prior alone predicts), error variance
+    ``1 / n_targets``, and ``alpha`` NaN unless a single one is given."""
     alphas = np.zeros(0) if isinstance(alpha, str) else np.atleast_1d(alpha).astype(np.float64)
     return Solution(
         coef=np.zeros((n_features, n_targets)),
@@ -88,12 +84,8 @@ def no_rows_solution(n_features: int, n_targets: int, alpha) -> Solution:
 
 
 def _first_kept(s: np.ndarray, shape: tuple[int, int]) -> int:
-    """Index of the first eigenvalue (ascending ``s``) above the numerical rank tolerance.
-
-    Eigenvalues of a float64 Gram matrix are accurate to about eps * s_max * size: below that
-    a direction is numerically absent (numpy.linalg.matrix_rank's rule, for eigenvalues).
-    The kept eigenpairs are a suffix, so they are sliced (a view), never gathered.
-    """
+    """Index of the first eigenvalue (ascending ``s``) above eps * s_max * size, the rank
+    tolerance of :func:`numpy.linalg.matrix_rank`: the kept eigenpairs are a suffix."""
     if not len(s):
         return 0
     tol = s[-1] * max(shape) * _EPS
@@ -107,11 +99,8 @@ def spectrum(
     fit_intercept: bool,
     embedding: np.ndarray | None = None,
 ) -> Spectrum:
-    """Eigen-representation of the statistics.
-
-    ``embedding`` (T x D), for one-hot class statistics only, maps class columns to the
-    targets actually regressed (``Y @ embedding``): class embeddings such as text features.
-    """
+    """Eigen-representation of the statistics; ``embedding`` (T x D), for one-hot class
+    statistics only, maps class columns to the targets regressed (``Y @ embedding``)."""
     if stats.rows is not None:
         return _spectrum_from_rows(stats, backend, fit_intercept, embedding)
     return _spectrum_from_moments(stats, backend, fit_intercept, embedding)
@@ -119,10 +108,8 @@ def spectrum(
 
 def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     X, Y, w = stats.rows
-    # The rows are centred (and weighted) where they live: a few-shot fit is so small that
-    # every N x d host temporary (fresh pages from the allocator) costs as much as its
-    # arithmetic, so there is one, the float64 copy, edited in place. What comes back is
-    # k x D at most.
+    # Centred and weighted where they live, in one N x d temporary (the float64 copy, edited
+    # in place): in a few-shot fit each temporary costs as much as its arithmetic.
     Xs, Ys = backend.asarray(X), backend.asarray(one_hot(Y, stats.n_targets))
     own = Xs.dtype != X.dtype  # a converted copy, not stats' own rows: ours to overwrite
     if embedding is not None:
