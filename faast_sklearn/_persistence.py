@@ -132,11 +132,9 @@ def _digest(metadata: dict, arrays: dict[str, np.ndarray]) -> str:
 def save(estimator, path) -> None:
     """Save a faast_sklearn estimator to a file that loads without running code.
 
-    The file (an ``.npz`` archive: NumPy arrays and JSON metadata) holds the constructor
-    parameters and the fitted statistics, so the model loaded by :func:`load` predicts as
-    this one and continues :meth:`partial_fit` exactly. The write is atomic: a temporary
-    file in the same folder replaces ``path`` only once complete and on disk, so an
-    interrupted save leaves a previous file at ``path`` intact.
+    The ``.npz`` archive holds the parameters and the fitted statistics: the model loaded by
+    :func:`load` predicts as this one and continues ``partial_fit`` exactly. The write is
+    atomic: an interrupted save leaves a previous file at ``path`` intact.
 
     Parameters
     ----------
@@ -148,9 +146,8 @@ def save(estimator, path) -> None:
     Raises
     ------
     TypeError
-        If the estimator is not one of this package's, or holds something that is not
-        plain data: a callable or module ``backbone`` (register it and pass its name), an
-        estimator or callable ``prior``, or labels of dtype object.
+        If the estimator is not one of this package's, or holds something that is not plain
+        data (a callable ``backbone`` or ``prior``, an estimator ``prior``, object labels).
 
     See Also
     --------
@@ -196,8 +193,8 @@ def save(estimator, path) -> None:
 
 def _write_atomic(path: str, metadata: dict, arrays: dict[str, np.ndarray]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
-    # A fresh name beside the target (so that os.replace is a rename on one file system),
-    # created with the permissions any new file gets (mkstemp's would be owner-only).
+    # Beside the target (os.replace renames on one file system), with a new file's usual
+    # permissions (mkstemp's would be owner-only).
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -224,8 +221,8 @@ def _write_atomic(path: str, metadata: dict, arrays: dict[str, np.ndarray]) -> N
 def load(path):
     """Load an estimator written by :func:`save`, running no code from the file.
 
-    Only this package's estimator classes are built, from JSON values and NumPy arrays
-    read with ``allow_pickle=False``; the file's SHA-256 content digest is checked first.
+    Only this package's estimators are built, from JSON values and NumPy arrays read with
+    ``allow_pickle=False``, after the file's SHA-256 digest is checked.
 
     Parameters
     ----------
@@ -239,9 +236,8 @@ def load(path):
     Raises
     ------
     ValueError
-        If the file is not a faast_sklearn model, is truncated or corrupt, was modified
-        after it was written, or was written in an unknown format version or by a newer
-        faast_sklearn.
+        If the file is not a faast_sklearn model, is corrupt or modified, or was written in
+        another format version or by a newer faast_sklearn.
 
     See Also
     --------
