@@ -288,11 +288,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def _n_outputs(self) -> int:
         return len(self.classes_)
 
-    def _encode_targets(self, y, w, *, first, partial, classes):
-        return encode_targets(self, y, w, first=first, partial=partial, classes=classes)
-
-    def _check_no_rows(self, *, partial, first, classes):
-        check_no_rows(self, partial=partial, first=first, classes=classes)
+    _encode_targets = encode_targets
+    _check_no_rows = check_no_rows
 
     def _text_class_embeddings(self, old, y, classes):
         """``class_embeddings="text"`` or ``{label: name}``: the names through the CLIP text
