@@ -42,11 +42,8 @@ def placed(X, backend: Backend):
 
 
 def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int) -> Statistics:
-    """Statistics of one batch of rows, in the back-end's arrays.
-
-    Few rows (N <= d) are kept themselves, as a private copy (the caller may edit ``X``) in
-    their own precision, for the kernel-side solve; more rows are reduced to moments.
-    """
+    """Statistics of one batch of rows, in the back-end's arrays: few rows (N <= d) kept as a
+    private copy in their own precision, more reduced to moments."""
     d = X.shape[1]
     if X.shape[0] > d:
         return Statistics(
@@ -60,10 +57,8 @@ def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int
 
 @dataclass
 class FitEntry:
-    """A fit's statistics and the spectra solved from them, per (fit_intercept, embedding).
-
-    ``key`` is its key in the cache (None: not cached); ``device`` is where its arrays live.
-    """
+    """A fit's statistics and the spectra solved from them, per (fit_intercept, embedding);
+    ``key``: its key in the cache (None: not cached); ``device``: where its arrays live."""
 
     stats: Statistics
     key: bytes | None = None
@@ -102,9 +97,8 @@ def checked_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: i
 
 def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> FitEntry:
     """The statistics of a whole fit's rows: from the cache when a clone fitted these very
-    rows before (``x_key`` is the features' key from the extractor, else ``X`` is keyed by its
-    content), computed (and checked) and cached otherwise. A hit is neither checked nor
-    placed again: its rows are those that were."""
+    rows before (``x_key``: the extractor's key of the features, else a sample of ``X``'s
+    content), else computed, checked and cached."""
     n, d = X.shape
     small = backend.device == "cpu" and fit_flops(n, d) < CACHE_MIN_FLOPS
     if small or not get_config()["cache"]:

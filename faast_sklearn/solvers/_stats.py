@@ -39,9 +39,8 @@ class Moments:
     cxx: Array
     cxy: Array
     cyy: Array
-    # Rows with a positive weight: the sample size of GCV, rtol="paper" and the prior, which
-    # must not change when every weight is scaled (None in pickles from before it existed:
-    # ``count`` stands in).
+    # Rows with a positive weight: the sample size of GCV, rtol="paper" and the prior (None
+    # in older pickles: ``count`` stands in).
     positive: int | None = None
 
     @property
@@ -96,8 +95,7 @@ _MOMENT_ARRAYS = ("mean_x", "mean_y", "cxx", "cxy", "cyy")
 
 
 def one_hot(Y: Array, n_targets: int) -> Array:
-    """Kept targets as a dense (N, T) float64 array: 2-D as they are, 1-D class codes
-    expanded (a temporary: what is kept is the codes, N numbers rather than N x T)."""
+    """Kept targets as a dense (N, T) float64 array: 1-D class codes expanded."""
     if Y.ndim == 2:
         return Y
     if is_tensor(Y):  # compared on Y's device with the class indices: nothing from the host
@@ -137,14 +135,9 @@ def moments_from_rows(X: Array, Y: Array, w: Array) -> Moments:
 
 @dataclass(frozen=True)
 class Statistics:
-    """Everything a fit keeps about its training rows: the rows while few, else moments.
-
-    Exactly one of ``rows`` (a tuple ``(X, Y, w)``: float32 or float64 ``X``, float64 ``Y``
-    and ``w``) and ``moments`` is set. ``Y`` is (N, T), or (N,) class codes of one-hot
-    targets: 100,000 classes then cost N numbers, not an N x T one-hot (see :func:`one_hot`).
-    ``max_rows`` is the row count up to which rows are kept (the number of features: past it,
-    the d x d moments are the smaller and faster representation).
-    """
+    """Everything a fit keeps about its training rows: exactly one of ``rows`` (``(X, Y, w)``,
+    ``Y`` (N, T) or (N,) class codes of one-hot targets) while there are at most ``max_rows``
+    (the number of features), and ``moments``."""
 
     n_features: int
     n_targets: int
@@ -213,11 +206,8 @@ class Statistics:
         return replace(self, rows=None, moments=self.to_moments().merge(other.to_moments()))
 
     def with_targets(self, n_targets: int, columns: np.ndarray) -> Statistics:
-        """Re-index the target columns: old column ``j`` becomes column ``columns[j]``.
-
-        The new columns are exactly zero for every earlier row (a class not yet seen has a
-        zero one-hot entry), so this is how ``partial_fit`` learns classes as they arrive.
-        """
+        """Re-index the target columns: old column ``j`` becomes column ``columns[j]``, new
+        ones are zero (how ``partial_fit`` learns classes as they arrive)."""
 
         def spread(a: Array, axis: int) -> Array:
             shape = list(a.shape)
