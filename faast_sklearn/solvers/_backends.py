@@ -15,9 +15,8 @@ from scipy.linalg.lapack import dsyevd
 from ..utils._torch import import_torch, is_tensor, to_host
 from ._stats import Moments
 
-# Bytes per float64 block of the O(N d^2) pass: bounds the float64 copies of the input that a
-# block needs (about three), so that fit never holds a float64 copy of all of X. On the CPU,
-# 64 MiB (6,553 rows of 1,280 features) keeps the GEMMs efficient; a GPU takes larger blocks.
+# Bytes per float64 block of the O(N d^2) pass (about three copies a block; never one of all
+# of X). On the CPU, 64 MiB (6,553 rows of 1,280 features) keeps the GEMMs efficient.
 _CHUNK_BYTES = {"cpu": 2**26, "cuda": 2**30}
 
 
@@ -27,7 +26,6 @@ class Backend:
     name: str
     device: str
 
-    # --- primitives -------------------------------------------------------------------------
     def asarray(self, a):  # native float64 array on this backend's device
         raise NotImplementedError
 
@@ -59,7 +57,6 @@ class Backend:
         """``A @ B`` of native or NumPy operands, as NumPy."""
         return self.to_numpy(self.asarray(A) @ self.asarray(B))
 
-    # --- the shared algorithm ---------------------------------------------------------------
     def moments(self, X, targets, w: np.ndarray, n_targets: int) -> Moments:
         """Centred moments of rows ``X`` (NumPy or native) with weights ``w``, as native
         float64 arrays. ``targets``: dense (N, T), or 1-D class codes (one-hot targets, summed
@@ -152,15 +149,13 @@ class ScipyBackend(Backend):
         return np.asarray((onehot @ Xw).T)
 
     def gram(self, X):
-        # BLAS syrk: the lower triangle alone, half the products of X @ X.T, into a Fortran
-        # array that eigh(overwrite=True) factorises in place (X.T of a C-ordered X is a
-        # Fortran view: no copy).
+        # BLAS syrk: the lower triangle alone (half the products), into a Fortran array that
+        # eigh(overwrite=True) factorises in place.
         return dsyrk(1.0, X.T, trans=1, lower=1)
 
     def eigh(self, A, overwrite: bool = False):
-        # LAPACK's divide and conquer (syevd), as scipy.linalg.eigh(driver="evd"), called
-        # directly: the wrapper's checks cost a one-shot fit 30% (0.32 against 0.41 ms, min
-        # of 101 on a 2-core CPU; benchmarks/results/removed-cpu-2core.json).
+        # scipy.linalg.eigh(driver="evd") without the wrapper's checks: 30% of a one-shot fit
+        # (0.32 against 0.41 ms on 2 cores; benchmarks/results/removed-cpu-2core.json).
         s, V, info = dsyevd(A, compute_v=1, lower=1, overwrite_a=int(overwrite))
         if info != 0:
             raise np.linalg.LinAlgError(

@@ -52,10 +52,8 @@ class LeaveOneOut:
         self.valid = (w > 0) & (own_class - np.minimum(w, self.unit) > 1e-12 * own_class)
         self.w = np.where(self.valid, w, 0.0)
         self.w_fit = w
-        # Left out of a two-shot class, a row is predicted by a one-shot model, less sure
-        # than the two-shot model it stands in for: its temperature is that of the wrong
-        # model (held-out log-loss worse than GCV's scale at 2 shots on three sets). The
-        # temperature is fitted on the scored rows of classes of at least 3 rows.
+        # The temperature is fitted on the scored rows of classes of at least 3 rows: out of
+        # a two-shot class, a row is predicted by a less sure one-shot model (see method.rst).
         counts = self.Y.T @ (w > 0)
         self.calibrated = self.valid & (self.Y @ counts >= 3)
         self.kind = kind
@@ -72,9 +70,8 @@ class LeaveOneOut:
         if self.kind == "gcv" or len(alphas) == 1:
             # Nothing to choose: only the chosen strength's predictions may be needed (at).
             return None
-        # A long grid (the 56 strengths of alpha="auto") is scored coarse to fine: every
-        # _STEP-th strength, then the neighbours of the best. The leave-one-out error is
-        # smooth in log(alpha) on that grid, and the predictions cost O(N k D) a strength.
+        # A long grid is scored coarse to fine (every _STEP-th strength, then the neighbours
+        # of the best): the error is smooth in log(alpha), each strength costs O(N k D).
         L = len(alphas)
         step = _STEP if L > 4 * _STEP else 1
         scores = np.full(L, np.inf)
@@ -192,9 +189,8 @@ def _score(kind, loo, Y, w):
         out = (wrong @ w) / n + 1e-6 * rel
     else:
         beta = fit_inverse_temperature(loo, Y, w)
-        # No better than chance (beta = 0): uniform probabilities, a loss of exactly
-        # log(C), so that such strengths tie exactly (not to round-off) and the strongest
-        # of them is chosen.
+        # No better than chance (beta = 0): exactly log(C), so that such strengths tie
+        # exactly and the strongest of them is chosen.
         out = np.where(beta > 0, _log_loss(beta[:, None, None] * loo, Y, w), np.log(Y.shape[1]))
     return np.where(finite, out, np.inf)
 
@@ -234,9 +230,8 @@ def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     if not np.isfinite(z).all():
         z = np.nan_to_num(z)
     z, Y, w = _scored(z, Y, w)
-    # A shift of a row moves neither softmax(beta z) nor the gradient and curvature in beta
-    # (the targets and probabilities sum to one): with each row's maximum at 0, exp(beta z)
-    # cannot overflow and the softmax is a plain exp-and-normalise.
+    # Shifting a row changes neither softmax(beta z) nor its derivatives in beta: with each
+    # row's maximum at 0, exp(beta z) cannot overflow.
     z = z - z.max(-1, keepdims=True)
     T = smoothed_targets(Y, len(w))
     zy = (z * T).sum(-1)  # (L, N)

@@ -237,8 +237,7 @@ def solve(
     f = fitted[best] / s if len(s) else fitted[best]
     coef = spec.expand(f[:, None] * P, backend) if len(s) else np.zeros((d, P.shape[1]))
     intercept = spec.mean_y - spec.mean_x @ coef
-    # Per target, GCV's estimate of the squared error on new rows, (RSS / W) / (1 - df / n)^2
-    # (it exceeds the training residual variance by the estimate's own variance).
+    # Per target, GCV's estimate of the squared error on new rows, (RSS / W) / (1 - df / n)^2.
     rss_t = spec.rss_perp + shrink[best] @ energy
     if np.isfinite(gcv[best]):
         error = rss_t / n / dof[best] ** 2  # GCV's own estimate, per target
