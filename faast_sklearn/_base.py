@@ -75,7 +75,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    # ------------------------------------------------------------------ fit path
     def _fit_batch(self, X, y, sample_weight, *, partial: bool, classes) -> None:
         """Fit (or, with ``partial``, add to the statistics of) one batch, under the
         estimator's lock; on any error the estimator is restored whole."""
@@ -191,7 +190,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             self._fit_batch(X, y, sample_weight, partial=partial, classes=classes)
         return self
 
-    # ------------------------------------------------------------------ solve
     def _resolved_rtol(self, n: float):
         if self.rtol == "paper":
             return float(n) ** -0.8  # the paper's rule for images
@@ -260,7 +258,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
     def _embedding(self):
         return None
 
-    # ------------------------------------------------------------------ prior
     def _n_outputs(self) -> int:
         raise NotImplementedError
 
@@ -292,7 +289,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             raise ValueError(f"The prior returned {raw.shape[0]} rows for {Xh.shape[0]} samples.")
         return (1.0 - self._ensure_solution()["blend"]) * self._prior_to_outputs(raw)
 
-    # ------------------------------------------------------------------ prediction
     def _linear_targets(self):
         """(coef (d, D), intercept (D,)) of the blended linear part of the prediction."""
         sol = self._ensure_solution()
@@ -336,7 +332,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         return tags
 
-    # ------------------------------------------------------------------ fitted attributes
     alpha_ = _fitted_property("alpha_", "Regularisation strength used (chosen by GCV if searched).")
     alphas_ = _fitted_property("alphas_", "Strengths searched (absolute values).")
     gcv_scores_ = _fitted_property(
@@ -344,7 +339,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
     )
     rank_ = _fitted_property("rank_", "Number of spectral components used by the solution.")
 
-    # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
         # The version travels with every pickle, so that one from another version warns; the
         # lock stays behind (a copy gets its own, at first use).

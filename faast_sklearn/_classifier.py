@@ -34,13 +34,10 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     Parameters
     ----------
     backbone : None, str, BackboneSpec, FeatureExtractor or callable, default=None
-        Frozen feature extractor applied to ``X``: a registered name such as
-        ``"efficientnet_lite0"``, ``"vit_base"`` or ``"minilm"`` (see
-        :func:`faast_sklearn.backbones.list_backbones`), ``"timm:<model>"``,
-        ``"hf:<text model>"``, a :class:`~faast_sklearn.features.FeatureExtractor` for full
-        control, or a callable mapping a batch to features. ``X`` is then images (arrays,
-        tensors, PIL images, file paths, a torch Dataset) or texts. ``None``: ``X`` is a 2-D
-        feature matrix (NumPy, pandas or a torch tensor on any device).
+        Frozen feature extractor applied to ``X`` (images or texts): a registered name such
+        as ``"efficientnet_lite0"`` (see :ref:`backbones`), ``"timm:<model>"``,
+        ``"hf:<text model>"``, a :class:`~faast_sklearn.features.FeatureExtractor` or a
+        callable. ``None``: ``X`` is a 2-D feature matrix (NumPy, pandas or a torch tensor).
     alpha : "auto", float or array-like of floats, default="auto"
         Ridge strength: ``"auto"`` (56 strengths over 11 decades around the feature scale)
         or an array is searched by ``alpha_criterion``; a float is used as is.
@@ -168,7 +165,6 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         self.batch_size = batch_size
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ public API
     def fit(self, X, y, sample_weight=None):
         """Fit the fast weights on features ``X`` and labels ``y``.
 
@@ -280,7 +276,6 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         self._require_fitted("error_variance_")
         return self._error_variance()
 
-    # ------------------------------------------------------------------ internals
     def _check_X(self, X):
         self._ensure_solution()
         return self._validate_X(X, reset=False)

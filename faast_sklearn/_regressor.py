@@ -21,13 +21,10 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
     Parameters
     ----------
     backbone : None, str, BackboneSpec, FeatureExtractor or callable, default=None
-        Frozen feature extractor applied to ``X``: a registered name such as
-        ``"efficientnet_lite0"``, ``"vit_base"`` or ``"minilm"`` (see
-        :func:`faast_sklearn.backbones.list_backbones`), ``"timm:<model>"``,
-        ``"hf:<text model>"``, a :class:`~faast_sklearn.features.FeatureExtractor` for full
-        control, or a callable mapping a batch to features. ``X`` is then images (arrays,
-        tensors, PIL images, file paths, a torch Dataset) or texts. ``None``: ``X`` is a 2-D
-        feature matrix (NumPy, pandas or a torch tensor on any device).
+        Frozen feature extractor applied to ``X`` (images or texts): a registered name such
+        as ``"efficientnet_lite0"`` (see :ref:`backbones`), ``"timm:<model>"``,
+        ``"hf:<text model>"``, a :class:`~faast_sklearn.features.FeatureExtractor` or a
+        callable. ``None``: ``X`` is a 2-D feature matrix (NumPy, pandas or a torch tensor).
     alpha : "auto", float or array-like of floats, default="auto"
         Ridge strength; ``"auto"`` or an array: chosen by GCV (one strength for all targets).
     rtol : None, "paper" or float in [0, 1), default=None
