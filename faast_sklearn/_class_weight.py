@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import reduce
 
 import numpy as np
 
@@ -125,11 +126,6 @@ def combine(class_stats: dict[int, Statistics], n_targets: int) -> Statistics:
     """The balanced statistics: each class's statistics scaled by its current factor."""
     codes = sorted(class_stats)
     counts = np.zeros(n_targets)
-    for c in codes:
-        counts[c] = class_stats[c].count
+    counts[codes] = [class_stats[c].count for c in codes]
     factors = balanced_factors(counts)
-    total = None
-    for c in codes:
-        part = scaled(class_stats[c], factors[c])
-        total = part if total is None else total.merge(part)
-    return total
+    return reduce(Statistics.merge, (scaled(class_stats[c], factors[c]) for c in codes))
