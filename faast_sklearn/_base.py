@@ -1,12 +1,9 @@
 """Machinery shared by the estimators: the fit path and the prediction.
 
-A fit reads top to bottom (:meth:`_BaseFAAST._fit_batch`): inputs -> features
-(:meth:`~_BaseFAAST._features`) -> validated arrays (:func:`._validation.validate_features`,
-:func:`._validation.validate_weights`, ``_encode_targets``) -> statistics
-(:func:`._fit.fit_statistics`, cached per fold) -> spectrum -> solve -> fitted attributes,
-assigned last: a call that fails leaves the estimator exactly as it was. ``fit`` solves at
-once; ``partial_fit`` only accumulates statistics (O(batch d^2)) and the solve runs at the
-first use of the model afterwards.
+A fit reads top to bottom (:meth:`_BaseFAAST._fit_batch`): features -> validated arrays ->
+statistics (:func:`._fit.fit_statistics`) -> spectrum -> solve -> fitted attributes, assigned
+last: a call that fails leaves the estimator as it was. ``partial_fit`` only accumulates
+statistics; the solve runs at the first use of the model afterwards.
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ from .solvers import (
 )
 from .utils._dask import is_dask_collection
 from .utils._params import ParamsMixin
-from .utils._torch import import_torch, is_tensor, resolve_device
+from .utils._torch import import_torch, is_tensor, resolve_device, to_host
 
 # Paper's default prior strength: N0 = 40 examples per class (N0 = 400 on CIFAR-10).
 _PRIOR_PER_OUTPUT = 40.0
@@ -53,9 +50,11 @@ def _n_items(X) -> int | None:
 
 
 def _fitted_property(name: str, doc: str) -> property:
+    """A fitted attribute read from the solution's field ``name`` (``alpha_``: ``alpha``)."""
+
     def getter(self):
         self._require_fitted(name)
-        return self._public_solution()[name]
+        return getattr(self._ensure_solution()["solution"], name.removesuffix("_"))
 
     return property(getter, doc=doc)
 
@@ -76,14 +75,9 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    # ------------------------------------------------------------------ fit path
-    def _fit_batch(self, X, y, sample_weight, *, partial: bool, classes=None) -> None:
-        """Fit (or, with ``partial``, add to the statistics of) one batch; on any error the
-        estimator is restored whole. Calls on one estimator are serialised by its lock."""
-        with estimator_lock(self):
-            self._fit_batch_locked(X, y, sample_weight, partial=partial, classes=classes)
-
-    def _fit_batch_locked(self, X, y, sample_weight, *, partial: bool, classes) -> None:
+    def _fit_batch(self, X, y, sample_weight, *, partial: bool, classes) -> None:
+        """Fit (or, with ``partial``, add to the statistics of) one batch, under the
+        estimator's lock; on any error the estimator is restored whole."""
         previous = dict(self.__dict__)
         first = not partial or "stats_" not in previous
         try:
@@ -186,21 +180,16 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             stats = stats.with_targets(batch.n_targets, columns)
         return stats.merge(batch)
 
-    def fit(self, X, y, sample_weight=None):
-        self._check_params()
-        if is_dask_collection(X, y, sample_weight):  # fitted where the partitions live
-            return fit_dask(self, X, y, sample_weight, partial=False)
-        self._fit_batch(X, y, sample_weight, partial=False)
-        return self
-
-    def _partial_fit(self, X, y, sample_weight, classes=None):
+    def _fit(self, X, y, sample_weight, *, partial: bool, classes=None):
+        """``fit`` (or ``partial_fit``): Dask collections are fitted where their partitions
+        live; anything else in this process, under the estimator's lock."""
         self._check_params()
         if is_dask_collection(X, y, sample_weight):
-            return fit_dask(self, X, y, sample_weight, partial=True, classes=classes)
-        self._fit_batch(X, y, sample_weight, partial=True, classes=classes)
+            return fit_dask(self, X, y, sample_weight, partial=partial, classes=classes)
+        with estimator_lock(self):
+            self._fit_batch(X, y, sample_weight, partial=partial, classes=classes)
         return self
 
-    # ------------------------------------------------------------------ solve
     def _resolved_rtol(self, n: float):
         if self.rtol == "paper":
             return float(n) ** -0.8  # the paper's rule for images
@@ -269,7 +258,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
     def _embedding(self):
         return None
 
-    # ------------------------------------------------------------------ prior
     def _n_outputs(self) -> int:
         raise NotImplementedError
 
@@ -293,7 +281,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         """``(1 - r) prior(X)`` in the output space, for a callable or estimator prior."""
         if self.prior is None or isinstance(self.prior, str):
             return None
-        Xh = X.detach().cpu().numpy() if is_tensor(X) else X
+        Xh = to_host(X)
         raw = np.asarray(self._call_prior(Xh), dtype=np.float64)
         if raw.ndim == 1:
             raw = raw[:, None]
@@ -301,7 +289,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             raise ValueError(f"The prior returned {raw.shape[0]} rows for {Xh.shape[0]} samples.")
         return (1.0 - self._ensure_solution()["blend"]) * self._prior_to_outputs(raw)
 
-    # ------------------------------------------------------------------ prediction
     def _linear_targets(self):
         """(coef (d, D), intercept (D,)) of the blended linear part of the prediction."""
         sol = self._ensure_solution()
@@ -345,7 +332,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         return tags
 
-    # ------------------------------------------------------------------ fitted attributes
     alpha_ = _fitted_property("alpha_", "Regularisation strength used (chosen by GCV if searched).")
     alphas_ = _fitted_property("alphas_", "Strengths searched (absolute values).")
     gcv_scores_ = _fitted_property(
@@ -353,16 +339,6 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
     )
     rank_ = _fitted_property("rank_", "Number of spectral components used by the solution.")
 
-    def _public_solution(self) -> dict:
-        s = self._ensure_solution()["solution"]
-        return {
-            "alpha_": s.alpha,
-            "alphas_": s.alphas,
-            "gcv_scores_": s.gcv_scores,
-            "rank_": s.rank,
-        }
-
-    # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
         # The version travels with every pickle, so that one from another version warns; the
         # lock stays behind (a copy gets its own, at first use).

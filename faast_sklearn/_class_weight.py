@@ -1,24 +1,16 @@
 """Class weights (``class_weight=None | "balanced" | mapping``), exact in a stream.
 
-A class weight ``k_c`` multiplies the ``sample_weight`` of every row of class ``c``, as
-scikit-learn's ``RidgeClassifier`` does (``sample_weight * compute_sample_weight(...)``).
-``"balanced"`` is ``k_c = n / (n_classes n_c)`` with ``n_c`` the (unweighted) count of class
-``c`` and ``n_classes`` the number of classes present, as
-:func:`sklearn.utils.class_weight.compute_class_weight`.
-
-A mapping is fixed: its factors are applied to each batch's weights as it arrives. The
-balanced factors change with every batch of a stream, and the weighted statistics cannot be
-re-weighted after they are merged: the Gram matrix ``sum_c k_c S_c`` needs each class's own
-scatter ``S_c``. A ``"balanced"`` stream therefore keeps one set of statistics per class (the
-rows while few, then a d x d moment matrix per class: ``n_classes`` times the memory of one
-fit's statistics) and combines them with the current factors at the solve, so that
-``partial_fit`` over any split equals ``fit`` to round-off.
+A class weight multiplies ``sample_weight`` as in scikit-learn's ``RidgeClassifier``. The
+balanced factors change with every batch, and merged statistics cannot be re-weighted: a
+``"balanced"`` stream keeps one set of statistics per class and combines them with the current
+factors at the solve, so that ``partial_fit`` over any split equals ``fit``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import reduce
 
 import numpy as np
 
@@ -34,14 +26,9 @@ def row_weights(class_weight, codes, w, state: dict, *, partial: bool) -> np.nda
         return w
     if state["_multilabel"]:
         raise ValueError("class_weight is not supported with multilabel targets.")
-    classes = state["classes_"]
-    if isinstance(class_weight, Mapping):
-        factors = mapping_factors(class_weight, classes, strict=not partial)
-    elif partial:
+    if partial and not isinstance(class_weight, Mapping):
         return w
-    else:
-        factors = balanced_factors(np.bincount(codes, minlength=len(classes)))
-    return w * factors[codes]
+    return w * _factors(class_weight, codes, state["classes_"], strict=not partial)[codes]
 
 
 def row_factors(class_weight, targets: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
@@ -51,14 +38,15 @@ def row_factors(class_weight, targets: np.ndarray, classes: np.ndarray) -> np.nd
     if class_weight is None:
         return None
     codes = np.asarray(targets)
-    if codes.ndim == 2:
-        codes = codes.argmax(1)
-    codes = codes.astype(np.intp)
+    codes = (codes.argmax(1) if codes.ndim == 2 else codes).astype(np.intp)
+    return _factors(class_weight, codes, classes, strict=False)[codes]
+
+
+def _factors(class_weight, codes: np.ndarray, classes: np.ndarray, *, strict: bool):
+    """The factor of each of ``classes``: from a mapping, or balanced over ``codes``."""
     if isinstance(class_weight, Mapping):
-        factors = mapping_factors(class_weight, classes, strict=False)
-    else:
-        factors = balanced_factors(np.bincount(codes, minlength=len(classes)))
-    return factors[codes]
+        return mapping_factors(class_weight, classes, strict=strict)
+    return balanced_factors(np.bincount(codes, minlength=len(classes)))
 
 
 def mapping_factors(class_weight: Mapping, classes: np.ndarray, *, strict: bool) -> np.ndarray:
@@ -138,11 +126,6 @@ def combine(class_stats: dict[int, Statistics], n_targets: int) -> Statistics:
     """The balanced statistics: each class's statistics scaled by its current factor."""
     codes = sorted(class_stats)
     counts = np.zeros(n_targets)
-    for c in codes:
-        counts[c] = class_stats[c].count
+    counts[codes] = [class_stats[c].count for c in codes]
     factors = balanced_factors(counts)
-    total = None
-    for c in codes:
-        part = scaled(class_stats[c], factors[c])
-        total = part if total is None else total.merge(part)
-    return total
+    return reduce(Statistics.merge, (scaled(class_stats[c], factors[c]) for c in codes))

@@ -34,65 +34,46 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     Parameters
     ----------
     backbone : None, str, BackboneSpec, FeatureExtractor or callable, default=None
-        Frozen feature extractor applied to ``X``: a registered name such as
-        ``"efficientnet_lite0"``, ``"vit_base"`` or ``"minilm"`` (see
-        :func:`faast_sklearn.backbones.list_backbones`), ``"timm:<model>"``,
-        ``"hf:<text model>"``, a :class:`~faast_sklearn.features.FeatureExtractor` for full
-        control, or a callable mapping a batch to features. ``X`` is then images (arrays,
-        tensors, PIL images, file paths, a torch Dataset) or texts. ``None``: ``X`` is a 2-D
-        feature matrix (NumPy, pandas or a torch tensor on any device).
+        Frozen feature extractor applied to ``X`` (images or texts): a registered name such
+        as ``"efficientnet_lite0"`` (see :ref:`backbones`), ``"timm:<model>"``,
+        ``"hf:<text model>"``, a :class:`~faast_sklearn.features.FeatureExtractor` or a
+        callable. ``None``: ``X`` is a 2-D feature matrix (NumPy, pandas or a torch tensor).
     alpha : "auto", float or array-like of floats, default="auto"
-        Ridge strength. ``"auto"`` searches 56 strengths spanning 11 decades around the
-        feature scale, chosen by ``alpha_criterion``; an array searches the given values; a float is used as is (``0`` with ``rtol`` gives the paper's truncated
-        pseudo-inverse).
+        Ridge strength: ``"auto"`` (56 strengths over 11 decades around the feature scale)
+        or an array is searched by ``alpha_criterion``; a float is used as is.
     rtol : None, "paper" or float in [0, 1), default=None
-        Truncate the spectrum: directions whose singular value is below ``rtol`` times the
-        largest are dropped (``scipy.linalg.lstsq(cond=rtol)``). ``"paper"`` is the paper's
-        rule ``rtol = N ** -0.8`` for N training samples. Combines with ``alpha``.
+        Drop directions whose singular value is below ``rtol`` times the largest
+        (``"paper"``: ``rtol = N ** -0.8``); combines with ``alpha``.
     fit_intercept : bool, default=True
-        Fit a bias (centre the features). The paper fits none.
     class_embeddings : None, "text", array-like of shape (n_classes, n_dims) or mapping, \
             default=None
-        Targets for each class, for example text embeddings of the class names. Rows follow
-        the sorted labels (or use a mapping ``label -> vector``, which may also name classes
-        absent from the training data: they can still be predicted, zero-shot). Rows are
-        L2-normalised and compared with the prediction by cosine similarity. ``"text"``: the
-        labels as class names, and a mapping ``label -> name``: those names, encoded with
-        CLIP's ImageNet prompt templates by the text tower paired with a CLIP ``backbone``
-        (e.g. ``"clip_vit_base"``; see
-        :func:`faast_sklearn.backbones.encode_class_names`). ``None``: one-hot targets.
+        Targets for each class (L2-normalised, compared by cosine similarity), rows in the
+        sorted labels' order, or a mapping ``label -> vector`` (which may name unseen
+        classes). ``"text"`` or a mapping ``label -> name``: the names through the text tower
+        of a CLIP ``backbone`` (see :ref:`class_embeddings`). ``None``: one-hot targets.
     alpha_criterion : {"loo", "gcv", "loo_error", "loo_log_loss"}, default="loo"
-        How ``alpha="auto"`` (or an array) is chosen: while the training rows are kept (at
-        most ``n_features`` of them), the exact leave-one-out predictions of every strength
-        from the same eigendecomposition, scored by squared error (``"loo"``, as
-        :class:`~sklearn.linear_model.RidgeClassifierCV`), by classification error, or by
-        the log-loss of their temperature-scaled softmax; or generalised cross-validation
-        (``"gcv"``). Otherwise (moments, class embeddings, multilabel targets, one shot per
-        class) GCV decides.
+        How ``alpha="auto"`` (or an array) is chosen: while the rows are kept (at most
+        ``n_features``), by the exact leave-one-out squared error (as
+        :class:`~sklearn.linear_model.RidgeClassifierCV`), classification error or log-loss;
+        otherwise, or with ``"gcv"``, by GCV (see :ref:`regularisation`).
     class_weight : None, "balanced" or dict, default=None
-        Weight of each class's rows, multiplied with ``sample_weight`` as in
-        :class:`~sklearn.linear_model.RidgeClassifier`. ``"balanced"``:
-        ``n_samples / (n_classes * np.bincount(y))``, exact in ``partial_fit`` (which then
-        keeps statistics per class: ``n_classes`` times the memory). A dict
-        ``{label: weight}``; absent labels weigh 1. Not for multilabel targets.
+        Multiplies ``sample_weight`` as in :class:`~sklearn.linear_model.RidgeClassifier`;
+        ``"balanced"`` is exact in ``partial_fit`` (per-class statistics: ``n_classes`` times
+        the memory). Not for multilabel targets.
     prior : None, "identity", callable or fitted estimator, default=None
-        A predictor blended with the fast weights: ``(1 - r) prior(X) + r (X W + b)`` with
-        ``r = N / (N0 + N)``. ``"identity"`` uses the features themselves as the prediction
-        (features and class embeddings in one space, as CLIP's are: zero-shot), a callable
-        maps features to class scores (n_samples, n_classes), a fitted classifier contributes
-        its ``predict_proba`` (its ``classes_`` must cover ours).
+        Blended as ``(1 - r) prior(X) + r (X W + b)``, ``r = N / (N0 + N)``: ``"identity"``
+        (the features are the prediction, as CLIP's: zero-shot), a callable returning class
+        scores (n_samples, n_classes), or a fitted classifier's ``predict_proba``.
     prior_strength : "auto" or float >= 0, default="auto"
-        ``N0`` above, in (weighted) samples. ``"auto"``: 40 per class, the paper's setting.
+        ``N0``, in rows; ``"auto"``: 40 per class, the paper's setting.
     solver : {"auto", "torch", "scipy"}, default="auto"
-        ``"scipy"``: NumPy/SciPy (the reference). ``"torch"``: torch on ``device``.
-        ``"auto"``: torch for torch tensors or when a CUDA device is used, else scipy.
+        ``"auto"``: torch for torch tensors or on a CUDA device, else scipy (the reference).
     device : str, default="auto"
-        Device of the torch solver: ``"auto"`` (the tensor's device, else CUDA if present),
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        Device of the torch solver (``"auto"``: the tensor's, else CUDA if present).
     batch_size : int, default=256
         Inputs per forward pass of the backbone.
     verbose : int, default=0
-        Show a progress bar (images/s) during feature extraction.
+        Show a progress bar during feature extraction.
 
     Attributes
     ----------
@@ -103,19 +84,16 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         (with a callable or estimator ``prior``, its share is added on top).
     intercept_ : ndarray of shape (1,) or (n_classes,)
     alpha_ : float
-        Ridge strength used (the ``alpha_criterion`` choice for ``alpha="auto"`` or an
-        array).
+        Ridge strength used.
     alphas_ : ndarray
         Strengths searched, as absolute values.
     gcv_scores_ : ndarray
         GCV score (mean squared error estimate; lower is better) of each of ``alphas_``.
     error_variance_ : float or ndarray of shape (n_labels,)
-        GCV estimate of the squared prediction error per target on new rows, at ``alpha_``;
-        it sets the scale of the log-odds unless ``proba_scale_`` is calibrated.
+        GCV estimate of the squared prediction error per target on new rows, at ``alpha_``.
     proba_scale_ : float
-        Factor from the linear predictions to the log-odds: ``1 / error_variance_``, or (rows
-        kept, at least 3 of a class, no prior) the inverse temperature fitted on the
-        leave-one-out predictions, shrunk towards ``1 / error_variance_``.
+        Factor from the linear predictions to the log-odds: ``1 / error_variance_``, or the
+        inverse temperature fitted on the leave-one-out predictions (see :ref:`method`).
     rank_ : int
         Spectral components used.
     n_features_in_ : int
@@ -123,11 +101,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         Defined when ``X`` has feature names that are all strings.
     n_samples_seen_ : int
     stats_ : Statistics
-        The sufficient statistics from which the model is solved, in the solver's arrays
-        (NumPy, or torch tensors on ``device_``; NumPy in a pickle, so that a model fitted
-        on a GPU loads without one; ``stats_.to_numpy()`` converts). While there are at
-        most ``n_features`` training rows, these are the rows themselves, in their input
-        precision (the few-shot kernel-side solve needs them); after that, float64 moments.
+        The sufficient statistics the model is solved from (the rows while at most
+        ``n_features``, then float64 moments), in the solver's arrays (NumPy in a pickle);
         ``stats_.merge(other)`` combines two models' statistics exactly.
     solver_, device_ : str
         Solver and device used.
@@ -135,14 +110,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     Notes
     -----
     In the terms of the FAAST paper (arXiv 2605.04651), the features are keys, the targets
-    values and ``coef_`` the fast weights, compiled in one forward pass.
-
-    Probabilities follow from a Gaussian model of the errors: with prediction ``y_hat``
-    and error variance ``sigma^2`` (estimated by GCV), ``log p(c | x) = e_c . y_hat / sigma^2 + const``
-    for unit-norm class targets ``e_c``, so ``predict_proba`` is a softmax whose argmax is
-    ``predict`` and ``decision_function`` returns its log-odds. While the training rows are
-    kept, the scale is fitted to the exact leave-one-out predictions instead (temperature
-    scaling without a held-out split).
+    values and ``coef_`` the fast weights. ``predict_proba`` is the softmax of
+    ``e_c . y_hat / sigma^2`` for unit-norm class targets ``e_c`` (see :ref:`method`).
 
     Examples
     --------
@@ -196,7 +165,6 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         self.batch_size = batch_size
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ public API
     def fit(self, X, y, sample_weight=None):
         """Fit the fast weights on features ``X`` and labels ``y``.
 
@@ -215,22 +183,15 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         -------
         self : FAASTClassifier
         """
-        return super().fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, partial=False)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Add a batch of labelled rows to the statistics.
 
-        Classes may arrive at any time: a class first seen in a later batch starts with
-        exactly zero statistics for the earlier rows. ``classes`` is accepted (like
-        :class:`~sklearn.linear_model.SGDClassifier`) to declare labels up front.
-
-        With a ``prior``, a first batch of zero rows (``X[:0]``, ``y=[]``) and declared
-        ``classes`` (or a ``class_embeddings`` mapping) gives a model that predicts before any
-        training row: ``N = 0``, so ``r = 0`` and the prior alone predicts. With
-        ``prior="identity"`` and ``class_embeddings="text"`` on a CLIP backbone, that is
-        CLIP's zero-shot classifier (the cosine argmax of image and class-name embeddings);
-        the rows streamed afterwards give exactly what ``fit`` on them gives. No strength is
-        chosen before a row: ``alpha_`` is NaN unless ``alpha`` is a single float.
+        Classes may arrive at any time (a new class has zero statistics for earlier rows);
+        ``classes`` declares labels up front. With a ``prior``, a first batch of zero rows
+        and declared ``classes`` gives a model that predicts from the prior alone (zero-shot;
+        ``alpha_`` is NaN unless ``alpha`` is a float; see :ref:`zero_shot_and_decoders`).
 
         Parameters
         ----------
@@ -243,7 +204,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         -------
         self : FAASTClassifier
         """
-        return self._partial_fit(X, y, sample_weight, classes=classes)
+        return self._fit(X, y, sample_weight, partial=True, classes=classes)
 
     @partitionwise
     def decision_function(self, X):
@@ -315,7 +276,6 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         self._require_fitted("error_variance_")
         return self._error_variance()
 
-    # ------------------------------------------------------------------ internals
     def _check_X(self, X):
         self._ensure_solution()
         return self._validate_X(X, reset=False)
@@ -323,11 +283,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     def _n_outputs(self) -> int:
         return len(self.classes_)
 
-    def _encode_targets(self, y, w, *, first, partial, classes):
-        return encode_targets(self, y, w, first=first, partial=partial, classes=classes)
-
-    def _check_no_rows(self, *, partial, first, classes):
-        check_no_rows(self, partial=partial, first=first, classes=classes)
+    _encode_targets = encode_targets
+    _check_no_rows = check_no_rows
 
     def _text_class_embeddings(self, old, y, classes):
         """``class_embeddings="text"`` or ``{label: name}``: the names through the CLIP text

@@ -1,12 +1,9 @@
 """The steps of a fit after validation: rows -> statistics (cached per fold) -> spectrum.
 
-``GridSearchCV(FAASTClassifier(), {"alpha": [...]}, cv=5)`` fits one clone per (fold, alpha):
-every alpha of a fold sees the same rows, hence the same sufficient statistics and the same
-eigendecomposition (the regularisation is only a filter on the spectrum). A fit therefore
-keeps its statistics in the package's one cache (:data:`~faast_sklearn.utils._cache.STORE`),
-keyed by content (the back-end and its device, the features, the targets and the weights),
-with the spectra computed from them, so a grid over ``alpha`` or ``rtol`` costs one
-O(N d^2 + d^3) pass per fold. ``set_config(cache=False)`` turns this off.
+Every alpha of a grid search's fold sees the same rows, hence the same statistics and
+eigendecomposition: a fit keeps them in the package's one cache (:data:`~.utils._cache.STORE`),
+keyed by content, so a grid over ``alpha`` or ``rtol`` costs one O(N d^2 + d^3) pass per
+fold (see :ref:`caching`).
 """
 
 from __future__ import annotations
@@ -23,15 +20,12 @@ from .utils._arrays import same_bytes
 from .utils._cache import STORE, content_key, nbytes_of
 from .utils._torch import is_tensor
 
-# Largest NumPy X moved to a torch back-end's device whole (see placed): one transfer, and the
-# statistics pass runs on the device. Past it, X streams to the device in blocks of
-# solvers._backends._CHUNK_BYTES, so that device memory stays bounded by a block whatever the
-# number of rows. 256 MiB is a small share of any CUDA card this package targets (16-141 GB).
+# Largest NumPy X moved to a torch back-end's device whole (see placed); past it, X streams
+# there in blocks of solvers._backends._CHUNK_BYTES. 256 MiB is small on any CUDA card.
 PLACE_MAX_BYTES = 2**28
 
-# Host fits smaller than this (in solvers.fit_flops) are not cached: keying and
-# storing them costs more than their spectrum (10 rows x 768 features on 2 cores: 0.97 ms a fit
-# with the cache, 0.61 ms without), and a hit would save less than that.
+# Host fits smaller than this (in solvers.fit_flops) are not cached: keying costs more than
+# their spectrum (10 rows x 768 features on 2 cores: 0.97 ms a fit with the cache, 0.61 without).
 CACHE_MIN_FLOPS = 2**18
 
 
@@ -48,11 +42,8 @@ def placed(X, backend: Backend):
 
 
 def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int) -> Statistics:
-    """Statistics of one batch of rows, in the back-end's arrays.
-
-    Few rows (N <= d) are kept themselves, as a private copy (the caller may edit ``X``) in
-    their own precision, for the kernel-side solve; more rows are reduced to moments.
-    """
+    """Statistics of one batch of rows, in the back-end's arrays: few rows (N <= d) kept as a
+    private copy in their own precision, more reduced to moments."""
     d = X.shape[1]
     if X.shape[0] > d:
         return Statistics(
@@ -66,10 +57,8 @@ def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int
 
 @dataclass
 class FitEntry:
-    """A fit's statistics and the spectra solved from them, per (fit_intercept, embedding).
-
-    ``key`` is its key in the cache (None: not cached); ``device`` is where its arrays live.
-    """
+    """A fit's statistics and the spectra solved from them, per (fit_intercept, embedding);
+    ``key``: its key in the cache (None: not cached); ``device``: where its arrays live."""
 
     stats: Statistics
     key: bytes | None = None
@@ -108,9 +97,8 @@ def checked_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: i
 
 def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> FitEntry:
     """The statistics of a whole fit's rows: from the cache when a clone fitted these very
-    rows before (``x_key`` is the features' key from the extractor, else ``X`` is keyed by its
-    content), computed (and checked) and cached otherwise. A hit is neither checked nor
-    placed again: its rows are those that were."""
+    rows before (``x_key``: the extractor's key of the features, else a sample of ``X``'s
+    content), else computed, checked and cached."""
     n, d = X.shape
     small = backend.device == "cpu" and fit_flops(n, d) < CACHE_MIN_FLOPS
     if small or not get_config()["cache"]:

@@ -1,11 +1,9 @@
 """Guards of the fit path: batches whose statistics would leave float64, and the estimator lock.
 
-A finite batch can still poison a stream: X at 1e200 (or a sample weight of 1e300) passes the
-NaN check but its second moments overflow to inf, and every later solve fails. So a batch is
-refused *before* its statistics exist when a bound on them leaves float64's range, its
-statistics are checked again (finite) before they are merged, and the merged statistics once
-more before they replace the kept ones; :meth:`_BaseFAAST._fit_batch` restores the estimator
-on any error, so a refused batch changes nothing.
+A finite batch can still overflow its second moments (X at 1e200) and poison a stream: a
+batch is refused before its statistics exist when a bound on them leaves float64's range,
+and its statistics are checked (finite) before and after they are merged; a refused batch
+changes nothing (:meth:`_BaseFAAST._fit_batch` restores the estimator).
 """
 
 from __future__ import annotations
@@ -53,12 +51,8 @@ def _log10(x: float) -> float:
 
 def check_rows(X, targets, w: np.ndarray) -> None:
     """Refuse a batch with NaN or infinity in ``X`` or whose statistics would overflow (or
-    underflow) float64, checked where ``X`` lives (on a GPU: one reduction, one sync).
-
-    The centred second moments are bounded by ``4 max|x|^2 sum(w)`` per entry and their sums
-    (traces, kernel entries) by ``max(N, d)`` times that; the bound is taken in log10, so that
-    it cannot overflow itself. Dense targets (regression) are bounded like features.
-    """
+    underflow) float64, checked where ``X`` lives. The bound, in log10: ``4 max|x|^2 sum(w)``
+    per moment, ``max(N, d)`` times that for their sums; dense targets likewise."""
     scales = {"X": check_finite(X)}
     weight = float(np.sum(w))
     if not math.isfinite(weight):
@@ -89,11 +83,8 @@ def check_rows(X, targets, w: np.ndarray) -> None:
 
 
 def check_statistics(stats: Statistics, what: str) -> None:
-    """Raise a ValueError unless every number in ``stats`` is finite.
-
-    Kept rows are inputs already checked (:func:`check_rows`, the targets' and weights'
-    validation): only their total weight is new. Moments are checked in one reduction.
-    """
+    """Raise a ValueError unless every number in ``stats`` is finite (kept rows were checked
+    already: only their total weight is new)."""
     if stats.rows is not None:
         finite = math.isfinite(stats.weight)
     else:
@@ -116,11 +107,8 @@ _GUARD = threading.Lock()
 
 
 def estimator_lock(est) -> threading.RLock:
-    """The estimator's own re-entrant lock, created at first use.
-
-    It lives in ``__dict__`` as ``_lock``; pickles (``__getstate__``) and clones
-    (``get_params``) leave it out, so every copy gets its own.
-    """
+    """The estimator's own re-entrant lock, created at first use in ``__dict__["_lock"]``;
+    pickles and clones leave it out, so every copy gets its own."""
     lock = est.__dict__.get("_lock")
     if lock is None:
         with _GUARD:

@@ -1,11 +1,7 @@
 """Exact merging of estimators fitted on disjoint rows: the reduce step of any map-reduce.
 
-A fit is a sum of per-row sufficient statistics (:mod:`faast_sklearn.solvers._stats`) and one
-small solve, so models fitted (with ``fit`` or ``partial_fit``) on disjoint parts of a data set
-combine into the model of a single fit on all of it: their statistics merge exactly, class sets
-are unioned, and the solve runs once, at the first use of the merged model.
-:func:`merge_models` is the public entry; :mod:`faast_sklearn._dask` and
-:mod:`faast_sklearn._torch_dist` reduce with the same helpers.
+:func:`merge_models` is the public entry; :mod:`._dask` and :mod:`._torch_dist` reduce with
+the same helpers (statistics merged, class sets unioned, one solve at first use).
 """
 
 from __future__ import annotations
@@ -37,11 +33,8 @@ def _same_value(a, b) -> bool:
 
 
 def check_params(first, other, where: str, first_name: str = "the first") -> None:
-    """Raise if two estimators differ in class or in a parameter (named in the message).
-
-    Placement parameters (``device``, ``batch_size``, ``verbose``) may differ: the statistics
-    are float64 host arrays wherever they were computed.
-    """
+    """Raise if two estimators differ in class or in a parameter other than ``_PLACEMENT``
+    (named in the message)."""
     if type(other) is not type(first):
         raise TypeError(
             f"Cannot merge a {type(other).__name__} ({where}) into a {type(first).__name__}."
@@ -64,11 +57,8 @@ def check_params(first, other, where: str, first_name: str = "the first") -> Non
 
 
 def check_compatible(first, other, where: str, first_name: str = "the first") -> None:
-    """Raise a ValueError naming what differs between two fitted estimators' configurations.
-
-    ``where`` names ``other`` in the message (for example ``"estimator 2"``, ``"rank 1"`` or
-    ``"partition 3"``), ``first_name`` names ``first``.
-    """
+    """Raise a ValueError naming what differs between two fitted estimators' configurations
+    (``where`` names ``other``, ``first_name`` names ``first``)."""
     check_params(first, other, where, first_name)
     a, b = first.__dict__, other.__dict__
     if a["n_features_in_"] != b["n_features_in_"]:
@@ -127,10 +117,7 @@ def reindexed(state: dict, classes: np.ndarray | None):
 
 
 def assemble(template, stats, n_samples: int, classes):
-    """A fresh, unsolved clone of ``template`` holding the merged statistics.
-
-    The solve is deferred to the model's first use, as after ``partial_fit``.
-    """
+    """A fresh clone of ``template`` holding the merged statistics, solved at first use."""
     model = clone(template)
     drop = _MERGED if classes is not None else ()  # else: the template's classes_ stay
     state = {k: v for k, v in template.__dict__.items() if k not in drop and k != "_lock"}
@@ -166,10 +153,8 @@ def merge_models(estimators):
 
     Each estimator must be a fitted :class:`~faast_sklearn.FAASTClassifier` or
     :class:`~faast_sklearn.FAASTRegressor` (by ``fit`` or ``partial_fit``) with the same
-    parameters, fitted on features of the same width. Their sufficient statistics are merged
-    exactly (class sets are unioned), so the result equals a single ``fit`` on the
-    concatenated rows up to float64 round-off, whatever the split. This is the reduce step for
-    any engine that maps over the data (joblib, multiprocessing, Spark, Ray, a job queue).
+    parameters, fitted on features of the same width. The result equals a single ``fit`` on
+    the concatenated rows up to float64 round-off, whatever the split (see :ref:`scaling`).
 
     Parameters
     ----------

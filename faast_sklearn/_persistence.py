@@ -1,20 +1,10 @@
 """Save and load estimators as data only: loading a file runs none of its content.
 
-A saved model is one ``.npz`` file (a zip archive, readable by :func:`numpy.load` with
-``allow_pickle=False``) holding
-
-- ``metadata.json``: the format and package versions, the class name (one of this package's
-  estimators), the constructor parameters and the fitted state as JSON, where each array is
-  a reference ``{"__array__": "a3"}`` to a member ``a3.npy``, and a SHA-256 content digest of
-  the metadata and every array;
-- ``a0.npy``, ``a1.npy``...: the arrays, written and read with ``allow_pickle=False``.
-
-The fitted state is the estimator's pickled state (``__getstate__``) less the solution,
-which is solved again from the statistics ``stats_`` at first use: a loaded model predicts
-as the saved one and continues ``partial_fit`` exactly. Only JSON values, NumPy arrays of
-numbers, booleans or strings, dtypes, tuples, dicts and the dataclasses in
-``_DATACLASSES`` are written; anything else (a callable, an estimator, an object array) is
-refused at save time, so that loading never builds an object the package does not know.
+A saved model is one ``.npz`` archive: ``metadata.json`` (versions, class name, parameters and
+the fitted state as JSON, arrays as references ``{"__array__": "a3"}``, a SHA-256 digest) and
+the arrays ``a0.npy``... read with ``allow_pickle=False`` (see :ref:`persistence`). The state
+is ``__getstate__`` less the solution, solved again at first use. Only JSON values, arrays of
+numbers, booleans or strings, dtypes, tuples, dicts and ``_DATACLASSES`` are written.
 """
 
 from __future__ import annotations
@@ -36,7 +26,7 @@ from ._version import PICKLE_KEY, __version__
 from .backbones import BackboneSpec
 from .solvers._stats import Moments, Statistics
 from .utils._cache import content_key
-from .utils._torch import is_tensor
+from .utils._torch import to_host
 
 __all__ = ["load", "save"]
 
@@ -77,8 +67,7 @@ class _Encoder:
             return value
         if isinstance(value, np.generic) and value.dtype.kind in "biufU":
             return value.item()
-        if is_tensor(value):
-            value = np.asarray(value.detach().cpu())
+        value = to_host(value)
         if isinstance(value, np.ndarray) and value.dtype.kind in "biufcUS":
             return {"__array__": self._add(value)}
         if isinstance(value, np.ndarray) and all(type(v) is str for v in value.flat):
@@ -143,11 +132,9 @@ def _digest(metadata: dict, arrays: dict[str, np.ndarray]) -> str:
 def save(estimator, path) -> None:
     """Save a faast_sklearn estimator to a file that loads without running code.
 
-    The file (an ``.npz`` archive: NumPy arrays and JSON metadata) holds the constructor
-    parameters and the fitted statistics, so the model loaded by :func:`load` predicts as
-    this one and continues :meth:`partial_fit` exactly. The write is atomic: a temporary
-    file in the same folder replaces ``path`` only once complete and on disk, so an
-    interrupted save leaves a previous file at ``path`` intact.
+    The ``.npz`` archive holds the parameters and the fitted statistics: the model loaded by
+    :func:`load` predicts as this one and continues ``partial_fit`` exactly. The write is
+    atomic: an interrupted save leaves a previous file at ``path`` intact.
 
     Parameters
     ----------
@@ -159,9 +146,8 @@ def save(estimator, path) -> None:
     Raises
     ------
     TypeError
-        If the estimator is not one of this package's, or holds something that is not
-        plain data: a callable or module ``backbone`` (register it and pass its name), an
-        estimator or callable ``prior``, or labels of dtype object.
+        If the estimator is not one of this package's, or holds something that is not plain
+        data (a callable ``backbone`` or ``prior``, an estimator ``prior``, object labels).
 
     See Also
     --------
@@ -207,8 +193,8 @@ def save(estimator, path) -> None:
 
 def _write_atomic(path: str, metadata: dict, arrays: dict[str, np.ndarray]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
-    # A fresh name beside the target (so that os.replace is a rename on one file system),
-    # created with the permissions any new file gets (mkstemp's would be owner-only).
+    # Beside the target (os.replace renames on one file system), with a new file's usual
+    # permissions (mkstemp's would be owner-only).
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -235,8 +221,8 @@ def _write_atomic(path: str, metadata: dict, arrays: dict[str, np.ndarray]) -> N
 def load(path):
     """Load an estimator written by :func:`save`, running no code from the file.
 
-    Only this package's estimator classes are built, from JSON values and NumPy arrays
-    read with ``allow_pickle=False``; the file's SHA-256 content digest is checked first.
+    Only this package's estimators are built, from JSON values and NumPy arrays read with
+    ``allow_pickle=False``, after the file's SHA-256 digest is checked.
 
     Parameters
     ----------
@@ -250,9 +236,8 @@ def load(path):
     Raises
     ------
     ValueError
-        If the file is not a faast_sklearn model, is truncated or corrupt, was modified
-        after it was written, or was written in an unknown format version or by a newer
-        faast_sklearn.
+        If the file is not a faast_sklearn model, is corrupt or modified, or was written in
+        another format version or by a newer faast_sklearn.
 
     See Also
     --------

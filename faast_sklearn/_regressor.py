@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_array
 
 from ._base import _BaseFAAST
 from .utils._dask import partitionwise
-from .utils._torch import is_tensor
+from .utils._torch import to_host
 
 
 class FAASTRegressor(RegressorMixin, _BaseFAAST):
@@ -21,13 +21,10 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
     Parameters
     ----------
     backbone : None, str, BackboneSpec, FeatureExtractor or callable, default=None
-        Frozen feature extractor applied to ``X``: a registered name such as
-        ``"efficientnet_lite0"``, ``"vit_base"`` or ``"minilm"`` (see
-        :func:`faast_sklearn.backbones.list_backbones`), ``"timm:<model>"``,
-        ``"hf:<text model>"``, a :class:`~faast_sklearn.features.FeatureExtractor` for full
-        control, or a callable mapping a batch to features. ``X`` is then images (arrays,
-        tensors, PIL images, file paths, a torch Dataset) or texts. ``None``: ``X`` is a 2-D
-        feature matrix (NumPy, pandas or a torch tensor on any device).
+        Frozen feature extractor applied to ``X`` (images or texts): a registered name such
+        as ``"efficientnet_lite0"`` (see :ref:`backbones`), ``"timm:<model>"``,
+        ``"hf:<text model>"``, a :class:`~faast_sklearn.features.FeatureExtractor` or a
+        callable. ``None``: ``X`` is a 2-D feature matrix (NumPy, pandas or a torch tensor).
     alpha : "auto", float or array-like of floats, default="auto"
         Ridge strength; ``"auto"`` or an array: chosen by GCV (one strength for all targets).
     rtol : None, "paper" or float in [0, 1), default=None
@@ -97,7 +94,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         -------
         self : FAASTRegressor
         """
-        return super().fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, partial=False)
 
     def partial_fit(self, X, y, sample_weight=None):
         """Add a batch of rows to the statistics (the solve is deferred to first use).
@@ -106,7 +103,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         -------
         self : FAASTRegressor
         """
-        return self._partial_fit(X, y, sample_weight)
+        return self._fit(X, y, sample_weight, partial=True)
 
     @partitionwise
     def predict(self, X):
@@ -143,9 +140,7 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
         return self.stats_.n_targets
 
     def _encode_targets(self, y, w, *, first, partial, classes):
-        if is_tensor(y):
-            y = y.detach().cpu().numpy()
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        y = check_array(to_host(y), ensure_2d=False, dtype=np.float64, input_name="y")
         y_1d = y.ndim == 1
         Y = y[:, None] if y_1d else y
         if not first and (Y.shape[1] != self.stats_.n_targets or y_1d != self._y_1d):

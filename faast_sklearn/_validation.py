@@ -8,17 +8,15 @@ import numpy as np
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ._guards import check_finite
-from .utils._torch import import_torch, is_tensor
+from .utils._torch import import_torch, is_tensor, to_host
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def validate_features(est, X, *, reset: bool, finite: bool = True, empty: bool = False):
-    """2-D float features: through ``validate_data``, or for a tensor (which scikit-learn
-    cannot validate) and a plain 2-D float array, :func:`_validate_unnamed`. Checked for
-    NaN and infinity unless ``finite=False`` (fit checks them where, and only when, the
-    statistics are computed: :func:`._guards.check_rows`). ``empty``: zero rows are
-    accepted (checked by ``_check_no_rows`` beforehand)."""
+    """2-D float features, through ``validate_data`` or (a tensor, a plain 2-D float array)
+    :func:`_validate_unnamed`; ``finite=False``: NaN and infinity are left to
+    :func:`._guards.check_rows`; ``empty``: zero rows are accepted."""
     ndim = getattr(X, "ndim", None)
     if ndim is not None and ndim >= 3:
         raise ValueError(
@@ -41,14 +39,9 @@ def validate_features(est, X, *, reset: bool, finite: bool = True, empty: bool =
 
 
 def _validate_unnamed(est, X, *, reset: bool, finite: bool, empty: bool = False):
-    """``validate_data`` for a container without feature names: a torch tensor, or a
-    non-empty 2-D float NumPy array (which ``check_array`` would return as it is).
-
-    Such X carries no column names, so the feature-name bookkeeping reduces to forgetting
-    them on reset (and scikit-learn's warning otherwise); skipping the dataframe probes of
-    ``validate_data`` is 40% of a one-shot fit (0.32 against 0.56 ms, min of 101 on a
-    2-core CPU; benchmarks/results/removed-cpu-2core.json).
-    """
+    """``validate_data`` for a torch tensor or a non-empty 2-D float NumPy array, which carry
+    no feature names: skipping the dataframe probes is 40% of a one-shot fit (0.32 against
+    0.56 ms, min of 101 on 2 cores; benchmarks/results/removed-cpu-2core.json)."""
     name = type(est).__name__
     if is_tensor(X):
         torch = import_torch()
@@ -94,11 +87,8 @@ def validate_weights(sample_weight, X) -> np.ndarray:
     """``sample_weight`` as non-negative float64 of one per row (ones when None)."""
     if sample_weight is None:
         return np.ones(X.shape[0])
-    if is_tensor(sample_weight):
-        sample_weight = sample_weight.detach().cpu().numpy()
-    w = _check_sample_weight(
-        sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True
-    )
+    w, empty = to_host(sample_weight), np.empty((X.shape[0], 0))
+    w = _check_sample_weight(w, empty, dtype=np.float64, ensure_non_negative=True)
     if len(w) and w.sum() == 0:
         raise ValueError(
             "sample_weight is zero for every sample: at least one sample needs a positive weight."

@@ -14,11 +14,9 @@ from ._stats import Moments, Statistics
 SOLVERS = {"scipy": ScipyBackend, "torch": TorchBackend}
 
 
-# solver="auto" solves NumPy problems below HOST_FLOPS (in fit_flops) on the host even where
-# a GPU is present: transfers, kernel launches and synchronisations cost more than the
-# arithmetic there. Measured with benchmarks/bench_fit_overhead.py on an H200 host (16 cores,
-# OpenBLAS; results/logs/fit-overhead-h200.json): d = 1280, N = 10 and 50 rows took 1.2 and
-# 1.7 ms on the host against 2.3 and 2.5 ms on CUDA; at N = 160 the GPU wins (6.6 vs 4.8 ms).
+# solver="auto" solves NumPy problems below HOST_FLOPS (in fit_flops) on the host even where a
+# GPU is present (H200 host, d = 1280: N = 50 took 1.7 ms on the host, 2.5 on CUDA; N = 160,
+# 6.6 against 4.8; benchmarks/results/logs/fit-overhead-h200.json).
 HOST_FLOPS = 8e6
 
 
@@ -27,12 +25,9 @@ def fit_flops(n_samples: int, n_features: int) -> float:
     return float(min(n_samples, n_features)) ** 2 * max(n_samples, n_features)
 
 
-# Host linear algebra between SERIAL_FLOPS and ONE_THREAD_FLOPS runs on one BLAS thread: waking
-# idle BLAS threads costs more than the products there. Measured side by side: a 50-row fit
-# (d = 768, 10 classes) on this project's 2-core CI machine took 32.5 ms with OpenBLAS's 2
-# threads and 3.6 ms with one; on an H200 host (16 cores) N = 160 took 14-21 ms against
-# 5.6-7.5 ms (benchmarks/results/logs/fit-overhead-h200.json). Below SERIAL_FLOPS OpenBLAS
-# runs a GEMM on one thread by itself (m n k <= 65536 x GEMM_MULTITHREAD_THRESHOLD = 4).
+# Host linear algebra between SERIAL_FLOPS and ONE_THREAD_FLOPS runs on one BLAS thread (a
+# 50-row fit, d = 768, on 2 cores: 32.5 ms on 2 threads, 3.6 on one; H200 host, N = 160: 14-21
+# against 5.6-7.5 ms). Below SERIAL_FLOPS OpenBLAS runs a GEMM on one thread by itself.
 SERIAL_FLOPS = 65536 * 4
 ONE_THREAD_FLOPS = 6e7
 
@@ -59,15 +54,9 @@ def host_threads(flops: float, device: str = "cpu"):
 
 
 def resolve_backend(solver: str, device, X=None) -> Backend:
-    """The one place where ``solver="auto"`` and ``device="auto"`` are resolved.
-
-    - ``"auto"``: torch when the data is a torch tensor or the device resolves to CUDA
-      (on a GPU machine, NumPy features are solved on the GPU too, unless the problem is so
-      small that the round trip would cost more than the solve: see ``HOST_FLOPS``); scipy
-      otherwise, and always where torch is not installed.
-    - ``"torch"``: on ``device`` (``"auto"``: the tensor's own device, else CUDA if present).
-    - ``"scipy"``: NumPy/SciPy on the CPU (tensors are copied to host memory).
-    """
+    """The one place where ``solver="auto"`` and ``device="auto"`` are resolved: torch for a
+    tensor or a CUDA device (but scipy below ``HOST_FLOPS``), scipy otherwise and wherever
+    torch is not installed; ``device="auto"`` is the tensor's own, else CUDA if present."""
     tensor_device = str(X.device) if is_tensor(X) else None
     if solver == "scipy":
         if device not in ("auto", "cpu"):

@@ -1,10 +1,7 @@
 """Solver back-ends: the few dense kernels a fit needs, in NumPy/SciPy or in torch.
 
-Both back-ends run one algorithm (:meth:`Backend.moments`, and the spectral solve in
-:mod:`._spectral`); they differ only in where the arithmetic happens. Statistics stay in the
-back-end's native arrays (NumPy, or torch tensors on its device), so that the O(N d^2) pass,
-the eigendecomposition and the products that use it all run where the data lives; only small
-results (k x D at most) travel to the host, in :meth:`Backend.fetch`.
+Both run one algorithm (:meth:`Backend.moments`, :mod:`._spectral`) where the data lives, in
+their native arrays; only small results (k x D at most) travel, in :meth:`Backend.fetch`.
 """
 
 from __future__ import annotations
@@ -15,12 +12,11 @@ import numpy as np
 from scipy.linalg.blas import dsyrk
 from scipy.linalg.lapack import dsyevd
 
-from ..utils._torch import import_torch, is_tensor
+from ..utils._torch import import_torch, is_tensor, to_host
 from ._stats import Moments
 
-# Bytes per float64 block of the O(N d^2) pass: bounds the float64 copies of the input that a
-# block needs (about three), so that fit never holds a float64 copy of all of X. On the CPU,
-# 64 MiB (6,553 rows of 1,280 features) keeps the GEMMs efficient; a GPU takes larger blocks.
+# Bytes per float64 block of the O(N d^2) pass (about three copies a block; never one of all
+# of X). On the CPU, 64 MiB (6,553 rows of 1,280 features) keeps the GEMMs efficient.
 _CHUNK_BYTES = {"cpu": 2**26, "cuda": 2**30}
 
 
@@ -30,7 +26,6 @@ class Backend:
     name: str
     device: str
 
-    # --- primitives -------------------------------------------------------------------------
     def asarray(self, a):  # native float64 array on this backend's device
         raise NotImplementedError
 
@@ -46,12 +41,8 @@ class Backend:
         raise NotImplementedError
 
     def eigh(self, A, overwrite: bool = False):
-        """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, both native.
-
-        Only ``A``'s lower triangle is read; ``overwrite``: ``A`` may be destroyed. They stay
-        where they were computed: the products that use them (:meth:`matmul`) run there too,
-        and only their small results travel.
-        """
+        """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, both native; only
+        ``A``'s lower triangle is read; ``overwrite``: ``A`` may be destroyed."""
         raise NotImplementedError
 
     def gram(self, X):
@@ -66,19 +57,11 @@ class Backend:
         """``A @ B`` of native or NumPy operands, as NumPy."""
         return self.to_numpy(self.asarray(A) @ self.asarray(B))
 
-    # --- the shared algorithm ---------------------------------------------------------------
     def moments(self, X, targets, w: np.ndarray, n_targets: int) -> Moments:
         """Centred moments of rows ``X`` (NumPy or native) with weights ``w``, as native
-        float64 arrays.
-
-        ``targets`` is either a dense (N, T) float array or a 1-D array of integer class codes
-        (one-hot targets), whose cross-products are class sums rather than a product with an
-        N x T one-hot matrix (1e6 rows x 1000 classes would be 8 GB in float64).
-
-        Rows are processed in float64 blocks, shifted by the first block's mean: the shifted
-        sums ``sum w (x - s)(x - s)^T`` lose no precision to large feature means, and
-        ``cxx = G - sx sx^T / W`` is then exact to round-off.
-        """
+        float64 arrays. ``targets``: dense (N, T), or 1-D class codes (one-hot targets, summed
+        per class: never an N x T one-hot). Rows go in float64 blocks shifted by the first
+        block's mean, so that large feature means cost no precision."""
         n, d = X.shape
         one_hot = targets.ndim == 1
         chunk = max(1, _CHUNK_BYTES["cuda" if self.device.startswith("cuda") else "cpu"] // (8 * d))
@@ -150,7 +133,7 @@ class ScipyBackend(Backend):
         return np.asarray(self.to_device(a), dtype=np.float64)
 
     def to_device(self, a):
-        return a.detach().cpu().numpy() if is_tensor(a) else a
+        return to_host(a)
 
     def to_numpy(self, a) -> np.ndarray:
         return np.asarray(a)
@@ -166,15 +149,13 @@ class ScipyBackend(Backend):
         return np.asarray((onehot @ Xw).T)
 
     def gram(self, X):
-        # BLAS syrk: the lower triangle alone, half the products of X @ X.T, into a Fortran
-        # array that eigh(overwrite=True) factorises in place (X.T of a C-ordered X is a
-        # Fortran view: no copy).
+        # BLAS syrk: the lower triangle alone (half the products), into a Fortran array that
+        # eigh(overwrite=True) factorises in place.
         return dsyrk(1.0, X.T, trans=1, lower=1)
 
     def eigh(self, A, overwrite: bool = False):
-        # LAPACK's divide and conquer (syevd), as scipy.linalg.eigh(driver="evd"), called
-        # directly: the wrapper's checks cost a one-shot fit 30% (0.32 against 0.41 ms, min
-        # of 101 on a 2-core CPU; benchmarks/results/removed-cpu-2core.json).
+        # scipy.linalg.eigh(driver="evd") without the wrapper's checks: 30% of a one-shot fit
+        # (0.32 against 0.41 ms on 2 cores; benchmarks/results/removed-cpu-2core.json).
         s, V, info = dsyevd(A, compute_v=1, lower=1, overwrite_a=int(overwrite))
         if info != 0:
             raise np.linalg.LinAlgError(
@@ -203,7 +184,7 @@ class TorchBackend(Backend):
         return self.to_device(a).to(self.torch.float64)
 
     def to_numpy(self, a) -> np.ndarray:
-        return a.detach().cpu().numpy() if is_tensor(a) else np.asarray(a)
+        return np.asarray(to_host(a))
 
     def fetch(self, *arrays):
         # Each copy to the host waits for the device: flattened into one buffer, the arrays

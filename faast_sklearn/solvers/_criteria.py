@@ -1,44 +1,13 @@
 """Exact leave-one-out predictions for every ridge strength, and criteria on them.
 
-With the rows kept (few-shot, N <= d) the spectrum comes from the kernel
-``K = Xs Xs^T = U diag(s) U^T`` of the centred rows scaled by ``sqrt(w)``. For a filter with
-``s_k f_k`` per component (ridge: ``s / (s + alpha)``), the hat matrix of the weighted fit with
-an unpenalised intercept is ``H = U diag(s f) U^T + sqrt(w) sqrt(w)^T / n`` (the centred
-columns are orthogonal to ``sqrt(w)``), so for every strength at once
-
-    h_i = sum_k U_ik^2 s_k f_k (+ w_i / n)         r_i = perp_i + sum_k U_ik (1 - s_k f_k) (U^T Ys)_k
-
-and the exact leave-one-out residual of row ``i`` is ``r_i / (sqrt(w_i) (1 - h_i))`` (Allen's
-PRESS, as in scikit-learn's ``_RidgeGCV``). A sample weight counts as repetitions, as
-scikit-learn's sample weights do: "one out" is one unit of a row's weight (all of it below
-one), so that the residual is ``r_i / (sqrt(w_i) (1 - delta_i h_i / w_i))`` with
-``delta_i = min(w_i, u_i)`` (Sherman-Morrison), and integer weights give exactly the criteria
-of repeated rows. The unit ``u_i`` is the row's class weight (1 without ``class_weight``): a
-class weight says how much a row counts, not how many copies of it there are, so a row of
-weight ``k_c`` alone is left out whole. (Taking one unit of 1 from a minority row of balanced
-weight 3.7 left 2.7 of it in the fit: its "held-out" prediction was nearly the fitted value,
-and leave-one-out chose the least ridge on the grid: on an imbalanced 4-class image set, 20
-paired episodes, balanced accuracy 97.1 -> 98.3, RidgeClassifierCV's 98.4 on its grid.) This
-costs O(L N k D) for L strengths, the order of the kernel's own O(N^2 d) when L D is below d.
-
-With only moments (N > d, or a stream past its row budget) the rows, and so the hat matrix's
-diagonal, are gone: the criterion then falls back on GCV, which replaces every ``h_i`` by their
-mean ``df / n`` (Golub, Heath & Wahba, 1979).
-
-Criteria (lower is better), on one-hot class targets:
-
-- ``"loo"``: weighted mean squared leave-one-out error (``RidgeClassifierCV``'s);
-- ``"loo_error"``: weighted leave-one-out classification error, ties broken by ``"loo"``;
-- ``"loo_log_loss"``: weighted log-loss of ``softmax(beta * y_loo)``, ``beta`` fitted per
-  strength (a temperature on the log-odds).
-
-The temperature is fitted to slightly smoothed targets, ``1 - eps`` on the true class and
-``eps / (C - 1)`` on the others with ``eps = 0.1 / (n + 1)`` for ``n`` scored rows: when every
-leave-one-out prediction is right (separable rows, common at 5-20 shots on a good backbone),
-the plain maximum-likelihood ``beta`` is infinite, and the first wrong prediction on new rows
-costs tens of nats. A tenth of a pseudo-error keeps ``beta`` finite (on 12 paired episodes of
-a face/non-face set at 5-20 shots, held-out log-loss 0.21-0.38 -> 0.04, ECE unchanged) and
-moves it by well under 1% when the leave-one-out predictions do make errors.
+With the rows kept, the kernel ``K = Xs Xs^T = U diag(s) U^T`` gives, for every strength at
+once, the leverages ``h_i = sum_k U_ik^2 s_k f_k (+ w_i / n)`` and the residuals ``r_i``; the
+exact leave-one-out residual is ``r_i / (sqrt(w_i) (1 - delta_i h_i / w_i))`` (Allen's PRESS,
+as scikit-learn's ``_RidgeGCV``) with ``delta_i = min(w_i, u_i)``: one unit ``u_i`` of a row's
+weight is left out, its class weight (1 without ``class_weight``). With moments only, GCV
+decides. The criteria (``CRITERIA``) and the temperature, fitted to targets smoothed by
+``_PSEUDO_ERRORS`` so that it stays finite on separable rows, are described in the user
+guide (:ref:`regularisation`, :ref:`method`).
 """
 
 from __future__ import annotations
@@ -55,16 +24,10 @@ _STEP = 4
 
 
 def leave_one_out(Y, w, n_targets: int, kind: str, backend, unit=None) -> LeaveOneOut | None:
-    """The :class:`LeaveOneOut` of the kept rows (class codes or one-hot targets ``Y`` and
-    weights ``w``, NumPy), or None where it would score no row: then the criterion and the
-    temperature both leave ``alpha`` and the scale to GCV, and nothing more need be computed.
-
-    A row alone in its class (one shot) leaves no example of it when left out: its
-    leave-one-out prediction says nothing about any strength or temperature. With class codes
-    ``Y`` that is known without the one-hot targets when no class has two rows of positive
-    weight and no row weighs more than one copy of itself (``unit``): each row's class weight
-    is then its own weight exactly, and :class:`LeaveOneOut` would score none of them.
-    """
+    """The :class:`LeaveOneOut` of the kept rows (class codes or one-hot ``Y``, weights ``w``,
+    NumPy), or None where it would score no row (GCV then decides). A row alone in its class
+    is not scored: with class codes, one shot per class (and no row weighing more than one
+    copy of itself, ``unit``) is known without forming the one-hot targets."""
     Y, w = np.asarray(Y), np.asarray(w, dtype=np.float64)
     if Y.ndim == 1:
         rows_per_class = np.bincount(Y[w > 0].astype(np.intp))
@@ -75,23 +38,10 @@ def leave_one_out(Y, w, n_targets: int, kind: str, backend, unit=None) -> LeaveO
 
 
 class LeaveOneOut:
-    """Leave-one-out predictions of a kernel-side spectrum, for :func:`solve`'s ``criterion``.
-
-    Parameters
-    ----------
-    Y : ndarray of shape (n_rows,) or (n_rows, n_targets)
-        The kept rows' class codes or one-hot targets.
-    w : ndarray of shape (n_rows,)
-        Their weights.
-    n_targets : int
-        The number of classes (columns of the one-hot targets).
-    kind : one of ``CRITERIA``
-        The criterion ``__call__`` returns (``"gcv"``: none, only the predictions are kept).
-    backend : Backend
-        Where the spectrum's arrays live.
-    unit : None or ndarray of shape (n_rows,)
-        The weight of one copy of each row, left out at a time (its class weight; None: 1).
-    """
+    """Leave-one-out predictions of a kernel-side spectrum, for :func:`solve`'s ``criterion``:
+    rows ``Y`` (class codes or one-hot) of weights ``w``, scored by ``kind`` (one of
+    ``CRITERIA``; ``"gcv"``: only the predictions are kept), ``unit`` the weight of one copy
+    of each row (its class weight; None: 1)."""
 
     def __init__(self, Y, w, n_targets: int, kind: str, backend, unit=None):
         self.Y = np.asarray(one_hot(Y, n_targets), dtype=np.float64)
@@ -102,10 +52,8 @@ class LeaveOneOut:
         self.valid = (w > 0) & (own_class - np.minimum(w, self.unit) > 1e-12 * own_class)
         self.w = np.where(self.valid, w, 0.0)
         self.w_fit = w
-        # Left out of a two-shot class, a row is predicted by a one-shot model, less sure
-        # than the two-shot model it stands in for: its temperature is that of the wrong
-        # model (held-out log-loss worse than GCV's scale at 2 shots on three sets). The
-        # temperature is fitted on the scored rows of classes of at least 3 rows.
+        # The temperature is fitted on the scored rows of classes of at least 3 rows: out of
+        # a two-shot class, a row is predicted by a less sure one-shot model (see method.rst).
         counts = self.Y.T @ (w > 0)
         self.calibrated = self.valid & (self.Y @ counts >= 3)
         self.kind = kind
@@ -122,9 +70,8 @@ class LeaveOneOut:
         if self.kind == "gcv" or len(alphas) == 1:
             # Nothing to choose: only the chosen strength's predictions may be needed (at).
             return None
-        # A long grid (the 56 strengths of alpha="auto") is scored coarse to fine: every
-        # _STEP-th strength, then the neighbours of the best. The leave-one-out error is
-        # smooth in log(alpha) on that grid, and the predictions cost O(N k D) a strength.
+        # A long grid is scored coarse to fine (every _STEP-th strength, then the neighbours
+        # of the best): the error is smooth in log(alpha), each strength costs O(N k D).
         L = len(alphas)
         step = _STEP if L > 4 * _STEP else 1
         scores = np.full(L, np.inf)
@@ -166,11 +113,9 @@ class LeaveOneOut:
         return self.loo[i]
 
     def inverse_temperature(self, alpha: float, prior: float) -> float | None:
-        """The factor on the predictions at ``alpha``: the one minimising the log-loss of the
-        leave-one-out predictions of the rows whose class keeps at least two rows without
-        them, shrunk towards ``prior`` (GCV's ``1 / error_variance``) as if ``prior`` had been
-        fitted on ``n_targets`` rows (geometric mean, weights ``n`` and ``n_targets``). None:
-        no such row (one or two shots per class): the caller keeps ``prior``."""
+        """The factor on the predictions at ``alpha`` minimising the log-loss of the calibrated
+        rows' leave-one-out predictions, shrunk towards ``prior`` (GCV's) as if that were
+        fitted on ``n_targets`` rows (see :ref:`method`); None: no such row."""
         if not self.calibrated.any():  # checked before any prediction is computed
             return None
         loo = self.at(alpha)
@@ -244,9 +189,8 @@ def _score(kind, loo, Y, w):
         out = (wrong @ w) / n + 1e-6 * rel
     else:
         beta = fit_inverse_temperature(loo, Y, w)
-        # No better than chance (beta = 0): uniform probabilities, a loss of exactly
-        # log(C), so that such strengths tie exactly (not to round-off) and the strongest
-        # of them is chosen.
+        # No better than chance (beta = 0): exactly log(C), so that such strengths tie
+        # exactly and the strongest of them is chosen.
         out = np.where(beta > 0, _log_loss(beta[:, None, None] * loo, Y, w), np.log(Y.shape[1]))
     return np.where(finite, out, np.inf)
 
@@ -279,18 +223,15 @@ def smoothed_targets(Y: np.ndarray, n: int) -> np.ndarray:
 
 def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     """``beta >= 0`` minimising the weighted cross-entropy of ``softmax(beta z)`` against the
-    smoothed one-hot ``Y`` (:func:`smoothed_targets`; Newton, per leading index of ``z``:
-    (L, N, D) -> (L,); (N, D) -> scalar array). Convex in ``beta``, and finite even when
-    every row of ``z`` is classified right; where the slope at ``beta = 0`` is not negative
-    (predictions no better than chance), the minimum is 0, found without iterating."""
+    smoothed one-hot ``Y`` (Newton, per leading index of ``z``: (L, N, D) -> (L,); (N, D) ->
+    scalar array); 0 without iterating where the slope at 0 is not negative."""
     single = z.ndim == 2
     z = z[None] if single else z
     if not np.isfinite(z).all():
         z = np.nan_to_num(z)
     z, Y, w = _scored(z, Y, w)
-    # A shift of a row moves neither softmax(beta z) nor the gradient and curvature in beta
-    # (the targets and probabilities sum to one): with each row's maximum at 0, exp(beta z)
-    # cannot overflow and the softmax is a plain exp-and-normalise.
+    # Shifting a row changes neither softmax(beta z) nor its derivatives in beta: with each
+    # row's maximum at 0, exp(beta z) cannot overflow.
     z = z - z.max(-1, keepdims=True)
     T = smoothed_targets(Y, len(w))
     zy = (z * T).sum(-1)  # (L, N)

@@ -1,35 +1,12 @@
 """Regularised least squares from sufficient statistics, through one eigendecomposition.
 
-Notation: ``A`` is the (centred, weighted) Gram matrix of the features, ``B`` the
-cross-product with the targets, ``yy`` the targets' sums of squares, ``W`` the total weight
-and ``n`` the number of rows with a positive weight.
-With ``A = V diag(s) V^T`` (kept eigenpairs, ``s > 0``) and ``P = V^T B``, every regulariser
-here is a *filter* ``f(s)`` on the spectrum and the coefficients are ``W = V diag(f) P``:
-
-- ridge:            ``f = 1 / (s + alpha)``;
-- truncated pinv:   ``f = 1 / s`` for ``s > rtol**2 s_max`` (singular values above
-  ``rtol sigma_max``, as ``scipy.linalg.lstsq(cond=rtol)``), 0 below; both combine.
-
-The residual sum of squares and the trace of the hat matrix follow from the same quantities,
-for any filter, at O(k D) cost::
-
-    RSS(f) = rss_perp + sum_k (P_k^2 / s_k) (1 - s_k f_k)^2        df(f) = sum_k s_k f_k (+1)
-
-where ``rss_perp`` is the part of the targets outside the span of the features. Generalised
-cross-validation, ``GCV = (RSS / W) / (1 - df / n)^2`` (Golub, Heath & Wahba, 1979; with unit
-weights ``n RSS / (n - df)^2``), therefore scores a whole grid of strengths from one
-eigendecomposition. GCV's sample size ``n`` counts rows, never the total weight: multiplying
-every weight by ``c`` multiplies ``A``, ``B``, ``RSS`` and the ``alpha="auto"`` grid by ``c``,
-leaves ``df`` as it is, and so leaves the chosen strength and the predictions unchanged
-(weights normalised to sum to 1 would otherwise make ``n - df`` negative for every strength).
-The count of positive-weight rows, rather than Kish's effective sample size
-``(sum w)^2 / sum w^2``, is used because it adds up across batches like the other
-statistics, so ``partial_fit`` over any split still equals ``fit``, with no new moment to keep.
-
-Few-shot (rows kept, N <= d): the same ``s``, ``V`` and ``P`` come from the N x N kernel
-``K = Xs Xs^T = U diag(s) U^T`` as ``V = Xs^T U s^-1/2`` and ``P = s^1/2 U^T Ys``, which costs
-O(N^2 d) instead of O(d^3); ``V`` itself is never formed (``W = Xs^T (U s^-1/2 diag(f) P)``),
-and ``rss_perp`` is computed directly, free of cancellation.
+With ``A = V diag(s) V^T`` (kept eigenpairs) and ``P = V^T B``, every regulariser is a filter
+``f(s)`` on the spectrum (ridge ``1 / (s + alpha)``, truncation below ``rtol**2 s_max``) and
+``W = V diag(f) P``; the RSS and ``df`` of any filter, hence GCV over a whole grid, follow at
+O(k D) (derivation: the user guide's :ref:`method`). GCV's sample size ``n`` counts the rows
+of positive weight, never the total weight, so that scaling every weight changes nothing and
+the count adds up across batches. Few-shot (rows kept, N <= d), ``s``, ``V`` and ``P`` come
+from the N x N kernel ``K = Xs Xs^T = U diag(s) U^T``; ``V`` is never formed.
 """
 
 from __future__ import annotations
@@ -92,12 +69,8 @@ class Solution:
 
 
 def no_rows_solution(n_features: int, n_targets: int, alpha) -> Solution:
-    """The solution before any row: zero coefficients (a prior alone predicts).
-
-    Its error variance is that of predicting zero for unit-norm targets spread over
-    ``n_targets`` dimensions, ``1 / n_targets``: the most an estimate from rows could give.
-    No strength is chosen: ``alpha`` is NaN unless a single one is given.
-    """
+    """The solution before any row: zero coefficients (a prior alone predicts), error variance
+    ``1 / n_targets``, and ``alpha`` NaN unless a single one is given."""
     alphas = np.zeros(0) if isinstance(alpha, str) else np.atleast_1d(alpha).astype(np.float64)
     return Solution(
         coef=np.zeros((n_features, n_targets)),
@@ -111,12 +84,8 @@ def no_rows_solution(n_features: int, n_targets: int, alpha) -> Solution:
 
 
 def _first_kept(s: np.ndarray, shape: tuple[int, int]) -> int:
-    """Index of the first eigenvalue (ascending ``s``) above the numerical rank tolerance.
-
-    Eigenvalues of a float64 Gram matrix are accurate to about eps * s_max * size: below that
-    a direction is numerically absent (numpy.linalg.matrix_rank's rule, for eigenvalues).
-    The kept eigenpairs are a suffix, so they are sliced (a view), never gathered.
-    """
+    """Index of the first eigenvalue (ascending ``s``) above eps * s_max * size, the rank
+    tolerance of :func:`numpy.linalg.matrix_rank`: the kept eigenpairs are a suffix."""
     if not len(s):
         return 0
     tol = s[-1] * max(shape) * _EPS
@@ -130,11 +99,8 @@ def spectrum(
     fit_intercept: bool,
     embedding: np.ndarray | None = None,
 ) -> Spectrum:
-    """Eigen-representation of the statistics.
-
-    ``embedding`` (T x D), for one-hot class statistics only, maps class columns to the
-    targets actually regressed (``Y @ embedding``): class embeddings such as text features.
-    """
+    """Eigen-representation of the statistics; ``embedding`` (T x D), for one-hot class
+    statistics only, maps class columns to the targets regressed (``Y @ embedding``)."""
     if stats.rows is not None:
         return _spectrum_from_rows(stats, backend, fit_intercept, embedding)
     return _spectrum_from_moments(stats, backend, fit_intercept, embedding)
@@ -142,10 +108,8 @@ def spectrum(
 
 def _spectrum_from_rows(stats, backend, fit_intercept, embedding):
     X, Y, w = stats.rows
-    # The rows are centred (and weighted) where they live: a few-shot fit is so small that
-    # every N x d host temporary (fresh pages from the allocator) costs as much as its
-    # arithmetic, so there is one, the float64 copy, edited in place. What comes back is
-    # k x D at most.
+    # Centred and weighted where they live, in one N x d temporary (the float64 copy, edited
+    # in place): in a few-shot fit each temporary costs as much as its arithmetic.
     Xs, Ys = backend.asarray(X), backend.asarray(one_hot(Y, stats.n_targets))
     own = Xs.dtype != X.dtype  # a converted copy, not stats' own rows: ours to overwrite
     if embedding is not None:
@@ -273,8 +237,7 @@ def solve(
     f = fitted[best] / s if len(s) else fitted[best]
     coef = spec.expand(f[:, None] * P, backend) if len(s) else np.zeros((d, P.shape[1]))
     intercept = spec.mean_y - spec.mean_x @ coef
-    # Per target, GCV's estimate of the squared error on new rows, (RSS / W) / (1 - df / n)^2
-    # (it exceeds the training residual variance by the estimate's own variance).
+    # Per target, GCV's estimate of the squared error on new rows, (RSS / W) / (1 - df / n)^2.
     rss_t = spec.rss_perp + shrink[best] @ energy
     if np.isfinite(gcv[best]):
         error = rss_t / n / dof[best] ** 2  # GCV's own estimate, per target

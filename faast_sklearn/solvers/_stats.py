@@ -1,28 +1,10 @@
 """Sufficient statistics of weighted least squares, and their exact merging.
 
-A fit needs only these statistics of the rows ``(x_i, y_i, w_i)``:
-
-- ``weight = sum_i w_i`` and the weighted means ``mean_x``, ``mean_y``;
-- the centred co-moments ``cxx = sum_i w_i (x_i - mean_x)(x_i - mean_x)^T`` (d x d),
-  ``cxy = sum_i w_i (x_i - mean_x)(y_i - mean_y)^T`` (d x T) and the diagonal
-  ``cyy = sum_i w_i (y_i - mean_y)**2`` (T,).
-
-Keeping them centred (rather than raw sums such as ``X^T X``) avoids the cancellation of
-``X^T X - n m m^T`` when features have large means, and two sets of statistics merge exactly
-(Chan, Golub & LeVeque, 1979)::
-
-    W = Wa + Wb,  delta = mean_b - mean_a
-    cxx = cxx_a + cxx_b + (Wa Wb / W) delta_x delta_x^T          (and likewise cxy, cyy)
-
-so ``partial_fit`` over any split of the rows equals ``fit`` on all of them to float64
-round-off, in O(d^2 + d T) memory. While there are at most ``max_rows`` rows (few-shot: N <= d),
-the rows themselves are kept instead: they cost no more memory than ``cxx`` and allow the
-N x N kernel-side solve, which is far cheaper than a d x d eigendecomposition there.
-Arrays are the back-end's own (:data:`Array`): NumPy on the scipy back-end, torch tensors on
-the torch back-end's device, so that a fit on a GPU keeps its statistics there. Moments are
-float64; kept rows are in their input precision (a float32 row is exact in float64; the
-arithmetic on them is float64). A pickle holds NumPy only (:meth:`Statistics.to_numpy`), so a
-model fitted on CUDA loads on a machine without it.
+Weighted means and centred co-moments (``cxx`` d x d, ``cxy`` d x T, diagonal ``cyy``) merge
+exactly (Chan, Golub & LeVeque, 1979), so ``partial_fit`` equals ``fit``; while there are at
+most ``max_rows`` rows (N <= d) the rows themselves are kept, for the kernel-side solve (see
+the user guide's :ref:`method`). Arrays are the back-end's own (:data:`Array`); a pickle
+holds NumPy only (:meth:`Statistics.to_numpy`).
 """
 
 from __future__ import annotations
@@ -34,7 +16,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from ..utils._cache import nbytes_of
-from ..utils._torch import import_torch, is_tensor
+from ..utils._torch import import_torch, is_tensor, to_host
 
 if TYPE_CHECKING:
     import torch
@@ -42,29 +24,8 @@ if TYPE_CHECKING:
 Array = Union[np.ndarray, "torch.Tensor"]
 
 
-def to_host(a):
-    """``a`` as NumPy (a tensor is copied from its device); anything else as it is."""
-    return a.detach().cpu().numpy() if is_tensor(a) else a
-
-
 def _float64(a: Array) -> Array:
     return a.double() if is_tensor(a) else np.asarray(a, dtype=np.float64)
-
-
-def _outer(a: Array, b: Array) -> Array:
-    return a[:, None] * b[None, :]
-
-
-def _concat(a: Array, b: Array) -> Array:
-    if is_tensor(a):
-        import torch
-
-        return torch.cat([a, b])
-    return np.concatenate([a, b])
-
-
-def _zeros(like: Array, shape: tuple[int, ...]) -> Array:
-    return like.new_zeros(shape, dtype=like.dtype) if is_tensor(like) else np.zeros(shape)
 
 
 @dataclass(frozen=True)
@@ -78,9 +39,8 @@ class Moments:
     cxx: Array
     cxy: Array
     cyy: Array
-    # Rows with a positive weight: the sample size of GCV, rtol="paper" and the prior, which
-    # must not change when every weight is scaled (None in pickles from before it existed:
-    # ``count`` stands in).
+    # Rows with a positive weight: the sample size of GCV, rtol="paper" and the prior (None
+    # in older pickles: ``count`` stands in).
     positive: int | None = None
 
     @property
@@ -125,8 +85,8 @@ class Moments:
             weight=weight,
             mean_x=self.mean_x + frac * dx,
             mean_y=self.mean_y + frac * dy,
-            cxx=self.cxx + other.cxx + scale * _outer(dx, dx),
-            cxy=self.cxy + other.cxy + scale * _outer(dx, dy),
+            cxx=self.cxx + other.cxx + scale * (dx[:, None] * dx[None, :]),
+            cxy=self.cxy + other.cxy + scale * (dx[:, None] * dy[None, :]),
             cyy=self.cyy + other.cyy + scale * dy * dy,
         )
 
@@ -135,8 +95,7 @@ _MOMENT_ARRAYS = ("mean_x", "mean_y", "cxx", "cxy", "cyy")
 
 
 def one_hot(Y: Array, n_targets: int) -> Array:
-    """Kept targets as a dense (N, T) float64 array: 2-D as they are, 1-D class codes
-    expanded (a temporary: what is kept is the codes, N numbers rather than N x T)."""
+    """Kept targets as a dense (N, T) float64 array: 1-D class codes expanded."""
     if Y.ndim == 2:
         return Y
     if is_tensor(Y):  # compared on Y's device with the class indices: nothing from the host
@@ -176,14 +135,9 @@ def moments_from_rows(X: Array, Y: Array, w: Array) -> Moments:
 
 @dataclass(frozen=True)
 class Statistics:
-    """Everything a fit keeps about its training rows: the rows while few, else moments.
-
-    Exactly one of ``rows`` (a tuple ``(X, Y, w)``: float32 or float64 ``X``, float64 ``Y``
-    and ``w``) and ``moments`` is set. ``Y`` is (N, T), or (N,) class codes of one-hot
-    targets: 100,000 classes then cost N numbers, not an N x T one-hot (see :func:`one_hot`).
-    ``max_rows`` is the row count up to which rows are kept (the number of features: past it,
-    the d x d moments are the smaller and faster representation).
-    """
+    """Everything a fit keeps about its training rows: exactly one of ``rows`` (``(X, Y, w)``,
+    ``Y`` (N, T) or (N,) class codes of one-hot targets) while there are at most ``max_rows``
+    (the number of features), and ``moments``."""
 
     n_features: int
     n_targets: int
@@ -246,21 +200,19 @@ class Statistics:
             return other  # nothing kept yet: no copy of its rows, no d x d zeros
         if self.rows is not None and other.rows is not None:
             if self.count + other.count <= self.max_rows:
-                rows = tuple(_concat(a, b) for a, b in zip(self.rows, other.rows, strict=True))
+                cat = import_torch().cat if is_tensor(self.rows[0]) else np.concatenate
+                rows = tuple(cat([a, b]) for a, b in zip(self.rows, other.rows, strict=True))
                 return replace(self, rows=rows)
         return replace(self, rows=None, moments=self.to_moments().merge(other.to_moments()))
 
     def with_targets(self, n_targets: int, columns: np.ndarray) -> Statistics:
-        """Re-index the target columns: old column ``j`` becomes column ``columns[j]``.
-
-        The new columns are exactly zero for every earlier row (a class not yet seen has a
-        zero one-hot entry), so this is how ``partial_fit`` learns classes as they arrive.
-        """
+        """Re-index the target columns: old column ``j`` becomes column ``columns[j]``, new
+        ones are zero (how ``partial_fit`` learns classes as they arrive)."""
 
         def spread(a: Array, axis: int) -> Array:
             shape = list(a.shape)
             shape[axis] = n_targets
-            out = _zeros(a, tuple(shape))
+            out = a.new_zeros(shape) if is_tensor(a) else np.zeros(shape)
             index = [slice(None)] * a.ndim
             index[axis] = columns if not is_tensor(a) else a.new_tensor(columns).long()
             out[tuple(index)] = a

@@ -1,11 +1,7 @@
 """Dask collections as inputs: recognised without importing Dask, mapped over lazily.
 
-A NumPy fit or prediction must not import Dask: an object can only be a Dask collection if
-Dask is already imported, so :func:`is_dask_collection` looks in ``sys.modules`` first.
-:func:`partitionwise` makes a method that maps rows to rows (``predict``, ``predict_proba``,
-``decision_function``, ``transform``) return a lazy Dask collection for a Dask input: the
-method is applied to each row partition where it lives, as :func:`dask.array.map_blocks` or
-``DataFrame.map_partitions``.
+:func:`is_dask_collection` looks in ``sys.modules`` (a NumPy fit never imports Dask);
+:func:`partitionwise` makes a row-to-row method return a lazy Dask collection for a Dask input.
 """
 
 from __future__ import annotations

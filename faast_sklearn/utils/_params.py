@@ -1,10 +1,8 @@
-"""Parameter bookkeeping shared by the package's estimators, at a fraction of its usual cost.
+"""Parameter bookkeeping shared by the estimators, at a fraction of its usual cost.
 
-scikit-learn reads ``__init__``'s signature on every ``get_params`` (each clone, each
-parameter check) and rebuilds every constraint on every check: together a third of a one-shot
-fit, and a share of each (fold, alpha) pair of a grid search. Neither result can change for a
-given class and given parameter values, so both are computed once. Measured worth: without
-it a one-shot fit takes 0.51 instead of 0.32 ms (min of 101 on a 2-core CPU,
+scikit-learn reads ``__init__``'s signature on every ``get_params`` and rebuilds every
+constraint on every check; neither can change for a class and given scalar values, so both
+are computed once (a one-shot fit: 0.32 instead of 0.51 ms, min of 101 on a 2-core CPU,
 benchmarks/results/removed-cpu-2core.json).
 """
 
@@ -39,12 +37,8 @@ _SCALARS = (bool, int, float, str, np.generic, type(None))
 
 @functools.lru_cache(maxsize=256)
 def _validate_params_once(cls, params: tuple) -> None:
-    """scikit-learn's parameter check, remembered for scalar parameter values.
-
-    ``params`` holds ``(name, type, value)`` triples of the checked parameters: the type
-    keeps 1 and True (equal and of one hash, but not both booleans) apart. A failed check
-    raises, and is not remembered.
-    """
+    """scikit-learn's parameter check, remembered for ``(name, type, value)`` triples (the
+    type keeps 1 and True apart); a failed check raises, and is not remembered."""
     validate_parameter_constraints(
         {k: cls._parameter_constraints[k] for k, _, _ in params},
         {k: v for k, _, v in params},
@@ -63,10 +57,9 @@ class ParamsMixin:
         return list(_init_param_names(cls))
 
     def _check_params(self) -> None:
-        """``_validate_params``, skipped under ``set_config(skip_parameter_validation=True)``
-        (as scikit-learn's own estimators do through their fit decorator) and remembered when
-        every checked parameter is a scalar (parameters marked "no_validation", such as a
-        backbone object, take no part in the check)."""
+        """``_validate_params``, skipped under scikit-learn's
+        ``skip_parameter_validation=True`` and remembered when every checked parameter is a
+        scalar."""
         if get_config()["skip_parameter_validation"]:
             return
         values = [(k, getattr(self, k)) for k in _checked_names(type(self))]

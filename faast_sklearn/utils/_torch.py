@@ -19,33 +19,22 @@ _TORCH_HINT = (
 )
 
 
-def import_torch() -> ModuleType:
-    """Import and return :mod:`torch`, with an actionable error if it is missing.
-
-    Returns
-    -------
-    torch : module
-        The imported :mod:`torch` module.
-
-    Raises
-    ------
-    ImportError
-        If torch is not installed; the message says ``pip install faast-sklearn[torch]``.
-    """
+def _import(name: str) -> ModuleType:
+    """Import and return module ``name``, with an ImportError saying what to install."""
     try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - exercised only without torch
+        return importlib.import_module(name)
+    except ImportError as exc:  # pragma: no cover - exercised only without torch or timm
         raise ImportError(_TORCH_HINT) from exc
-    return torch
+
+
+def import_torch() -> ModuleType:
+    """:mod:`torch`, or an ImportError saying ``pip install faast-sklearn[torch]``."""
+    return _import("torch")
 
 
 def import_timm() -> ModuleType:
-    """Import and return :mod:`timm`, with an actionable error if it is missing."""
-    try:
-        import timm
-    except ImportError as exc:  # pragma: no cover - exercised only without timm
-        raise ImportError(_TORCH_HINT) from exc
-    return timm
+    """:mod:`timm`, or an ImportError saying ``pip install faast-sklearn[torch]``."""
+    return _import("timm")
 
 
 @functools.cache
@@ -71,6 +60,11 @@ def is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def to_host(a):
+    """``a`` as NumPy (a tensor is copied from its device); anything else as it is."""
+    return a.detach().cpu().numpy() if is_tensor(a) else a
+
+
 @functools.cache
 def _torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
@@ -82,27 +76,9 @@ def torch_available() -> bool:
 
 
 def resolve_device(device: Any = "auto") -> str:
-    """Resolve a ``device`` parameter to a concrete torch device string.
-
-    This is the one place where ``"auto"`` is resolved.
-
-    Parameters
-    ----------
-    device : {"auto", "cpu", "cuda"}, str or torch.device, default="auto"
-        ``"auto"`` means ``"cuda"`` when torch is installed and a CUDA device is available,
-        otherwise ``"cpu"``. Other values are validated and returned as strings
-        (e.g. ``"cuda:1"``).
-
-    Returns
-    -------
-    device : str
-        A device string accepted by :func:`torch.device`.
-
-    Raises
-    ------
-    ValueError
-        If the device string is malformed, or CUDA is requested but not available.
-    """
+    """A ``device`` parameter as a torch device string: the one place where ``"auto"``
+    (``"cuda"`` when torch and a CUDA device are there, else ``"cpu"``) is resolved; a
+    ValueError for a malformed device or an unavailable CUDA."""
     if device is None or (isinstance(device, str) and device == "auto"):
         if not torch_available() or not _gpu_driver_present():
             return "cpu"  # without importing torch (+670 MB resident) for a NumPy fit
