@@ -17,7 +17,8 @@ from ._config import get_config
 from ._guards import check_rows, check_statistics
 from .solvers import Backend, Spectrum, Statistics, fit_flops, spectrum
 from .utils._arrays import same_bytes
-from .utils._cache import STORE, content_key, nbytes_of
+from .utils._cache import STORE, nbytes_of
+from .utils._content_key import content_key
 from .utils._torch import is_tensor
 
 # Largest NumPy X moved to a torch back-end's device whole (see placed); past it, X streams

@@ -13,7 +13,7 @@ from sklearn.base import clone
 
 from . import targets as _targets
 from .solvers import resolve_backend
-from .utils._cache import Unkeyable, content_key
+from .utils._content_key import Unkeyable, content_key
 
 # Parameters that place the computation but do not change the model: ranks of a process
 # group each name their own GPU (device="cuda:1"...), workers may batch differently.

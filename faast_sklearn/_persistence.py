@@ -25,7 +25,7 @@ from sklearn.utils.fixes import parse_version
 from ._version import PICKLE_KEY, __version__
 from .backbones import BackboneSpec
 from .solvers._stats import Moments, Statistics
-from .utils._cache import content_key
+from .utils._content_key import content_key
 from .utils._torch import to_host
 
 __all__ = ["load", "save"]

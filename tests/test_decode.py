@@ -241,10 +241,10 @@ def test_scan_jpeg_reads_headers(order):
     assert scan_jpeg(_jpeg_bytes(img, progressive=True)).progressive
     assert scan_jpeg(_jpeg_bytes(img.convert("L"))).components == 1
     # Chroma at a lower resolution than luma (PIL's subsampling: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0).
-    assert info.subsampled and not scan_jpeg(_jpeg_bytes(img.convert("L"))).subsampled
+    assert info.sampling == (2, 2) and scan_jpeg(_jpeg_bytes(img.convert("L"))).sampling == (1, 1)
     for subsampling, expected in ((0, (1, 1)), (1, (2, 1)), (2, (2, 2))):
         info = scan_jpeg(_jpeg_bytes(img, subsampling=subsampling))
-        assert (info.sampling, info.subsampled) == (expected, expected != (1, 1))
+        assert info.sampling == expected
     cmyk = scan_jpeg(_jpeg_bytes(img.convert("CMYK")))
     assert cmyk.components == 4 and not cmyk.plain
     for orientation in range(1, 9):

@@ -169,7 +169,7 @@ def test_leaving_a_context_that_raised_the_bound_applies_the_old_one():
 
 
 def test_row_keys_are_content_keys_of_the_rows():
-    from faast_sklearn.utils._cache import content_key, content_keys
+    from faast_sklearn.utils._content_key import content_key, content_keys
 
     rows = np.random.default_rng(0).integers(0, 256, (5, 7), dtype=np.uint8)
     expected = [content_key("p", memoryview(r)) for r in rows]

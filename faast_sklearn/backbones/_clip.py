@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..utils._cache import STORE, content_key
+from ..utils._cache import STORE
+from ..utils._content_key import content_key
 from ..utils._torch import import_torch
 from ._registry import (
     Backbone,

@@ -20,7 +20,7 @@ from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..utils._cache import Unkeyable, content_key
+from ..utils._content_key import Unkeyable, content_key
 from ..utils._torch import import_torch
 
 
@@ -312,7 +312,7 @@ def model_key(
     Returns
     -------
     key : bytes
-        A 16-byte digest from :func:`faast_sklearn.utils._cache.content_key`.
+        A 16-byte digest from :func:`faast_sklearn.utils._content_key.content_key`.
     """
     spec = resolve_backbone(backbone)
     factory, fixed, token = _factory_for(spec)

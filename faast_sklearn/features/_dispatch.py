@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse import issparse
 
-from ..utils._cache import KEY_BYTES
+from ..utils._content_key import KEY_BYTES
 from ..utils._torch import import_torch, is_tensor
 from ._images import is_pil
 from ._items import ItemSource

@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .._config import get_config
 from ..backbones import Backbone, load_backbone
-from ..utils._cache import content_key
+from ..utils._content_key import content_key
 from ..utils._dask import partitionwise
 from ..utils._params import ParamsMixin
 from ..utils._torch import resolve_device

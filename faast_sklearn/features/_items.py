@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils._cache import content_key
+from ..utils._content_key import content_key
 from ..utils._threads import pool
 from ..utils._torch import import_torch
 from ._decode import decode_images, iter_decoded

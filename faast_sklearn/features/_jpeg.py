@@ -59,11 +59,6 @@ class JpegInfo:
     sampling: tuple[int, int] | None = (1, 1)
 
     @property
-    def subsampled(self) -> bool:
-        """The colour is stored at a lower resolution than the luma (4:2:0, 4:2:2, ...)."""
-        return self.sampling != (1, 1)
-
-    @property
     def progressive(self) -> bool:
         return self.sof == 0xC2
 

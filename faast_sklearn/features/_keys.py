@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..utils._arrays import kept_copy, same_bytes
-from ..utils._cache import KEY_BYTES, STORE, content_key, content_keys
+from ..utils._cache import STORE
+from ..utils._content_key import KEY_BYTES, content_key, content_keys
 from ..utils._threads import n_threads, pool
 from ..utils._torch import import_torch, is_tensor
 from ._images import is_pil

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..backbones import BackboneSpec
 from ..backbones._registry import model_key
-from ..utils._cache import Unkeyable, content_key
+from ..utils._content_key import Unkeyable, content_key
 from ..utils._torch import import_torch
 
 # Bumped whenever preprocessing changes, so that stale disk caches are not served.

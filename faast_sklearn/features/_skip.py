@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils._cache import content_key
+from ..utils._content_key import content_key
 from ..utils._torch import import_torch, is_tensor
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..utils._arrays import kept_copy
-from ..utils._cache import KEY_BYTES, STORE, content_key
+from ..utils._cache import STORE
+from ..utils._content_key import KEY_BYTES, content_key
 from ..utils._torch import import_torch
 
 # Host bytes per row of the row index: the 16-byte key object, its dict slot, the handle int

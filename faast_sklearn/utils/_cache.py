@@ -1,6 +1,6 @@
 """The package's one cache: one key function, one bounded least-recently-used store.
 
-What is kept (extracted features, per-fold fit statistics) is keyed by :func:`content_key`,
+What is kept (extracted features, per-fold fit statistics) is keyed by :func:`._content_key.content_key`,
 a SHA-256 digest (the first 16 bytes) of what determines the value: arrays and tensors by their bytes, files by
 path, size, inode and change times, functions by their code, defaults, closure cells and the
 globals they read. Nothing is keyed by ``id()`` or by a name alone, so a value can only be
@@ -23,20 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._config import _ON_BOUNDS_CHANGE, get_config
-from ._content_key import KEY_BYTES, Unkeyable, content_key, content_keys
 from ._torch import is_tensor
-
-__all__ = [
-    "KEY_BYTES",
-    "STORE",
-    "Store",
-    "Unkeyable",
-    "cache_info",
-    "clear_cache",
-    "content_key",
-    "content_keys",
-    "nbytes_of",
-]
 
 # Bytes of bookkeeping per entry beyond its value: the OrderedDict node, the key's bytes
 # object and the entry tuple (measured with tracemalloc: about 230 bytes on CPython 3.11).
@@ -59,7 +46,7 @@ def nbytes_of(value: Any) -> int:
 
 
 class Store:
-    """A thread-safe LRU map from :func:`content_key` keys to values, bounded in bytes on the
+    """A thread-safe LRU map from :func:`._content_key.content_key` keys to values, bounded in bytes on the
     host and on each device apart.
 
     Each entry counts ``nbytes + ENTRY_OVERHEAD``; ``nbytes`` is what the caller declares

@@ -38,7 +38,7 @@ def content_key(*parts: Any) -> bytes:
     Examples
     --------
     >>> import numpy as np
-    >>> from faast_sklearn.utils._cache import content_key
+    >>> from faast_sklearn.utils._content_key import content_key
     >>> content_key(np.arange(3)) == content_key(np.arange(3))
     True
     >>> content_key(np.arange(3)) == content_key(np.arange(3.0))
@@ -57,7 +57,7 @@ def content_keys(prefix: Any, rows: Any) -> list[bytes]:
 
     Examples
     --------
-    >>> from faast_sklearn.utils._cache import content_key, content_keys
+    >>> from faast_sklearn.utils._content_key import content_key, content_keys
     >>> content_keys("tag", [b"ab", b"c"]) == [content_key("tag", b"ab"), content_key("tag", b"c")]
     True
     """
