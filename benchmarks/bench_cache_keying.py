@@ -19,10 +19,8 @@ Example (about two minutes on 2 cores)::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -109,15 +107,11 @@ def main(argv=None):
             ),
             flush=True,
         )
+    from bench_cache_memory import host  # imports the working tree's package: parent only
+
     payload = {
         "benchmark": "cache_keying",
-        "machine": {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-        },
+        "machine": host(),
         "config": vars(args),
         "medians_of": args.reps,
         "runs": runs,

@@ -61,6 +61,17 @@ def child(width: int, bound: int, n_rows: int, call_rows: int, cache: bool) -> d
     return json.loads(out.strip().splitlines()[-1])
 
 
+def host() -> dict:
+    """The date and the machine, at the head of a result (also ``bench_cache_keying.py``'s)."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": psutil.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
@@ -100,13 +111,7 @@ def main(argv=None):
             )
     payload = {
         "benchmark": "cache_memory",
-        "machine": {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": psutil.cpu_count(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-        },
+        "machine": host(),
         "config": vars(args),
         "target": "(RSS growth with cache - RSS growth without) <= 1.2 x cache_bytes",
         "runs": runs,
