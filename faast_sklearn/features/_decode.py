@@ -114,8 +114,7 @@ def _as_libjpeg(images: list, samplings: list) -> list:
     for sampling in {s for s in samplings if s in _NVJPEG_SAMPLING[1:]}:
         rows = sorted(
             (k for k, s in enumerate(samplings) if s == sampling),
-            # Portrait and landscape apart, then by area: less padding in each chunk.
-            key=lambda k: (images[k].shape[-2] > images[k].shape[-1], images[k][0].numel()),
+            key=lambda k: images[k][0].numel(),  # images of similar sizes padded together
         )
         while rows:
             chunk, hp, wp = [], 0, 0
