@@ -135,11 +135,11 @@ def _private_copy(X, stats: Statistics):
 
 
 def _sample(X) -> tuple:
-    """Shape, dtype and up to 8 x 64 entries of ``X`` (evenly spaced, ends included)."""
+    """Shape, dtype and up to 8 x 64 entries of ``X`` (a strided view, first entry included:
+    a key only picks the entry that :func:`_same` then compares in full; index arrays cost
+    a 20-row fit 0.05 ms)."""
     n, d = X.shape
-    rows = np.linspace(0, n - 1, min(n, 8)).astype(np.intp).tolist()
-    cols = np.linspace(0, d - 1, min(d, 64)).astype(np.intp).tolist()
-    return (tuple(X.shape), str(X.dtype), X[rows][:, cols])
+    return (tuple(X.shape), str(X.dtype), X[:: -(-n // 8), :: -(-d // 64)])
 
 
 def _same(a, b) -> bool:
