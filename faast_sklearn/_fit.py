@@ -74,7 +74,7 @@ class FitEntry:
         if spec is None:
             spec = spectrum(self.stats, backend, fit_intercept=fit_intercept, embedding=embedding)
             self.spectra[memo] = spec
-            self.store()  # again: its size grew
+            self.store()  # (again): its size grew
         return spec
 
     def store(self) -> None:
@@ -115,8 +115,9 @@ def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> Fi
     if entry is None:
         stats = checked_statistics(backend, X, targets, w, n_targets)
         copy = _private_copy(X, stats) if sampled else None
+        # Stored with its first spectrum (FitEntry.spectrum), which the fit computes next:
+        # each store sizes the whole entry again.
         entry = FitEntry(stats, key, backend.device, X=copy)
-        entry.store()
     return entry
 
 

@@ -34,7 +34,7 @@ def _abs_max(a) -> float:
     if is_tensor(a):
         lo, hi = a.aminmax()
         return float(lo.abs().maximum(hi.abs()))
-    return float(max(abs(float(np.max(a))), abs(float(np.min(a)))))
+    return float(max(abs(float(a.max())), abs(float(a.min()))))
 
 
 def check_finite(X) -> float:
@@ -54,7 +54,7 @@ def check_rows(X, targets, w: np.ndarray) -> None:
     underflow) float64, checked where ``X`` lives. The bound, in log10: ``4 max|x|^2 sum(w)``
     per moment, ``max(N, d)`` times that for their sums; dense targets likewise."""
     scales = {"X": check_finite(X)}
-    weight = float(np.sum(w))
+    weight = float(w.sum())
     if not math.isfinite(weight):
         raise ValueError(
             "sample_weight sums to infinity in float64: this batch would overflow the "

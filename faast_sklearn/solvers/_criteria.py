@@ -47,7 +47,7 @@ class LeaveOneOut:
         self.Y = np.asarray(one_hot(Y, n_targets), dtype=np.float64)
         # Rows alone in their class (see leave_one_out) are scored with weight 0; with none
         # left, GCV decides.
-        self.unit = np.ones_like(w) if unit is None else np.asarray(unit, dtype=np.float64)
+        self.unit = 1.0 if unit is None else np.asarray(unit, dtype=np.float64)
         own_class = self.Y @ (w @ self.Y)
         self.valid = (w > 0) & (own_class - np.minimum(w, self.unit) > 1e-12 * own_class)
         self.w = np.where(self.valid, w, 0.0)
@@ -135,10 +135,10 @@ class _LooBasis:
     and the scale ``delta_i / w_i`` of the leverages (see the module's docstring)."""
 
     def __init__(self, spec, Y, w, unit, backend):
-        s = spec.s
-        self.U = backend.to_numpy(spec.U_scaled) * np.sqrt(s)  # (N, k)
+        root_s = np.sqrt(spec.s)
+        self.U = backend.to_numpy(spec.U_scaled) * root_s  # (N, k)
         self.sw = np.sqrt(w)
-        self.UtY = spec.P / np.sqrt(s)[:, None]  # U^T Ys, (k, D)
+        self.UtY = spec.P / root_s[:, None]  # U^T Ys, (k, D)
         self.perp = self.sw[:, None] * (Y - spec.mean_y) - self.U @ self.UtY
         self.U2 = (self.U * self.U).T  # (k, N)
         self.h0 = w / spec.n if spec.fit_intercept else 0.0
@@ -151,8 +151,9 @@ class _LooBasis:
         h = (fitted @ self.U2 + self.h0) * self.frac
         L, (N, D) = len(fitted), self.perp.shape
         A = (1.0 - fitted).T[:, :, None] * self.UtY[:, None, :]  # (k, L, D)
-        r = self.perp + (self.U @ A.reshape(len(A), L * D)).reshape(N, L, D).transpose(1, 0, 2)
-        return r, h
+        r = (self.U @ A.reshape(len(A), L * D)).reshape(N, L, D)
+        r += self.perp[:, None, :]  # in place (addition commutes: the same numbers)
+        return r.transpose(1, 0, 2), h
 
     def predictions(self, fitted, Y):
         """Leave-one-out predictions (L, N, D); NaN for a row its own fit interpolates."""
@@ -168,7 +169,9 @@ class _LooBasis:
         ``w_i |loo_i - y_i|^2 = |r_i|^2 / (1 - h_i)^2`` on the scored rows (``w > 0``)."""
         keep = w > 0
         r, h = self.residuals(fitted)
-        r, g = r[:, keep], 1.0 - h[:, keep]
+        if not keep.all():
+            r, h = r[:, keep], h[:, keep]
+        g = 1.0 - h
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             out = ((r * r).sum(2) / (g * g)).sum(1) / w.sum()
         return np.where((g > 1e-10).all(1) & np.isfinite(out), out, np.inf)
@@ -238,9 +241,11 @@ def fit_inverse_temperature(z, Y, w, n_iter: int = 100) -> np.ndarray:
     n = w.sum()
     beta = np.zeros(len(z))
     on = (z.mean(-1) - zy) @ w / n < 0  # the slope at beta = 0
+    if not on.any():
+        return beta[0] if single else beta
     z, zy = z[on], zy[on]
     b = 1.0 / np.maximum(z.std(-1) @ w / n, 1e-12)  # log-odds of order one
-    for _ in range(n_iter if on.any() else 0):
+    for _ in range(n_iter):
         e = np.exp(b[:, None, None] * z)
         pz = e / e.sum(-1, keepdims=True) * z
         mean = pz.sum(-1)
