@@ -34,11 +34,12 @@ def encode_targets(est, y, w, *, first, partial, classes):
             raise ValueError(f"class_embeddings has no vector for labels {missing[:10].tolist()}.")
     # Every label is one of new_classes (a union with the labels seen): its sorted
     # position is its code (np.unique's return_inverse costs a one-shot fit twice this).
-    codes = np.searchsorted(new_classes, y_arr)
+    codes = new_classes.searchsorted(y_arr)
     if not partial:
         # Classes with positive weight (weights are non-negative).
-        present = np.flatnonzero(np.bincount(codes, weights=w, minlength=len(new_classes)))
-        if len(present) < 2:
+        class_weights = np.bincount(codes, weights=w, minlength=len(new_classes))
+        if np.count_nonzero(class_weights) < 2:
+            present = np.flatnonzero(class_weights)
             raise ValueError(
                 f"{type(est).__name__} needs samples of at least 2 classes with positive "
                 f"weight to fit; got 1 class ({new_classes[present].tolist()}). Use "

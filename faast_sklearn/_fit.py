@@ -109,7 +109,7 @@ def fit_statistics(backend: Backend, X, x_key, targets, n_targets: int, w) -> Fi
     # copy: a grid search's clones refit each fold once per alpha.
     sampled = x_key is None
     x_key = _sample(X) if sampled else x_key
-    key = content_key("fit", backend.name, backend.device, x_key, targets, n_targets, w)
+    key = content_key(f"fit:{backend.name}:{backend.device}", x_key, targets, n_targets, w)
     # Another array with the same sample is a miss (and its entry is replaced).
     entry = STORE.get(key, accept=(lambda e: _same(e.X, X)) if sampled else None)
     if entry is None:

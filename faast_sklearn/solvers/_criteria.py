@@ -80,7 +80,7 @@ class LeaveOneOut:
             coarse = np.append(coarse, L - 1)
         scores[coarse] = self._scores(coarse)
         if step > 1:
-            best = int(np.argmin(scores))
+            best = int(scores.argmin())
             fine = np.arange(max(best - step + 1, 0), min(best + step, L))
             fine = fine[(fine % step != 0) & (fine != L - 1)]  # not scored yet
             scores[fine] = self._scores(fine)

@@ -11,6 +11,7 @@ from the N x N kernel ``K = Xs Xs^T = U diag(s) U^T``; ``V`` is never formed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,7 @@ def _first_kept(s: np.ndarray, shape: tuple[int, int]) -> int:
     if not len(s):
         return 0
     tol = s[-1] * max(shape) * _EPS
-    return int(np.searchsorted(s, tol, side="right"))
+    return int(s.searchsorted(tol, side="right"))
 
 
 def spectrum(
@@ -233,13 +234,13 @@ def solve(
     if scores is None or not np.isfinite(scores).any():
         scores = gcv
     # Ties (flat or all-infinite curves) go to the strongest regularisation.
-    best = len(alphas) - 1 - int(np.argmin(scores[::-1]))
+    best = len(alphas) - 1 - int(scores[::-1].argmin())
     f = fitted[best] / s if len(s) else fitted[best]
     coef = spec.expand(f[:, None] * P, backend) if len(s) else np.zeros((d, P.shape[1]))
     intercept = spec.mean_y - spec.mean_x @ coef
     # Per target, GCV's estimate of the squared error on new rows, (RSS / W) / (1 - df / n)^2.
     rss_t = spec.rss_perp + shrink[best] @ energy
-    if np.isfinite(gcv[best]):
+    if math.isfinite(gcv[best]):
         error = rss_t / n / dof[best] ** 2  # GCV's own estimate, per target
     else:
         # No strength leaves residual degrees of freedom (one row, say): fall back on the
