@@ -33,27 +33,10 @@ ONE_THREAD_FLOPS = 6e7
 
 
 @functools.cache
-def _blas_libraries() -> tuple:
-    """threadpoolctl's controllers of the BLAS libraries loaded (found once: a process's
-    BLAS, NumPy's and SciPy's, is loaded at their import)."""
+def _blas_controller():
     from threadpoolctl import ThreadpoolController
 
-    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
-
-
-@contextlib.contextmanager
-def _one_blas_thread():
-    """``threadpool_limits(1, "blas")`` without its ``info()`` of every library: 38 against
-    7 us, which a 20-row fit (1 ms) pays for nothing."""
-    libs = _blas_libraries()
-    before = [lib.num_threads for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, n in zip(libs, before, strict=True):
-            lib.set_num_threads(n)
+    return ThreadpoolController()
 
 
 def host_threads(flops: float, device: str = "cpu"):
@@ -67,7 +50,7 @@ def host_threads(flops: float, device: str = "cpu"):
         or threading.current_thread() is not threading.main_thread()
     ):
         return contextlib.nullcontext()
-    return _one_blas_thread()
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def resolve_backend(solver: str, device, X=None) -> Backend:
