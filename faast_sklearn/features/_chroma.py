@@ -47,18 +47,20 @@ def _shifted(x: Any, dim: int, step: int) -> Any:
 
 def _upsample(c: Any, sampling: tuple[int, int]) -> Any:
     """libjpeg's fancy upsampling (``jdsample.c``: h2v2 for 4:2:0, h2v1 for 4:2:2) of int32
-    (N, 2, h, w) chroma planes, in block layout (N, 2, h, down, w, across)."""
+    (N, 2, h, w) chroma planes: (N, 2, S, h, w), one plane per position in a chroma sample's
+    block (row-major)."""
     torch = import_torch()
-    if sampling == (2, 2):  # each output row: 3 x its chroma row + the nearer neighbour row
-        three = 3 * c
-        v = torch.stack([three + _shifted(c, 2, -1), three + _shifted(c, 2, 1)], dim=3)
-        left, right, bias = _shifted(v, 4, -1), _shifted(v, 4, 1), (8, 7, 4)
+    if sampling == (2, 2):  # a block's upper row: 3 x its chroma row + the row above; lower: below
+        rows, bias, shift = [3 * c + _shifted(c, 2, -1), 3 * c + _shifted(c, 2, 1)], (8, 7), 4
     else:
-        v = c[:, :, :, None]
-        left, right, bias = _shifted(v, 4, -1), _shifted(v, 4, 1), (1, 2, 2)
-    three = 3 * v
+        rows, bias, shift = [c], (1, 2), 2
     return torch.stack(
-        [(three + left + bias[0]) >> bias[2], (three + right + bias[1]) >> bias[2]], dim=5
+        [
+            (3 * v + _shifted(v, 3, step) + b) >> shift
+            for v in rows
+            for step, b in zip((-1, 1), bias, strict=True)
+        ],
+        dim=2,
     )
 
 
@@ -84,21 +86,26 @@ def libjpeg_chroma(images: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
     sx, sy = sampling
     hc, wc = hp // sy, wp // sx
     dev = images.device
-    blocks = images.view(n, 3, hc, sy, wc, sx)  # one chroma sample's pixels on axes 3 and 5
-    inside = (
-        torch.arange(hp, device=dev).view(1, hc, sy, 1, 1) < sizes[:, :1, None, None, None]
-    ) & (torch.arange(wp, device=dev).view(1, 1, 1, wc, sx) < sizes[:, 1:, None, None, None])
-    free = (blocks - 1) < 254  # 0 < v < 255 (uint8 wraps 0 to 255): not clipped
+    # Planes at the chroma's resolution, one per position in a chroma sample's block: every
+    # step below runs on contiguous planes (a block layout's inner axes of 2 are slow).
+    planes = images.view(n, 3, hc, sy, wc, sx).permute(0, 1, 3, 5, 2, 4)
+    planes = planes.reshape(n, 3, sy * sx, hc, wc)
+    rows = torch.arange(hc, device=dev)[:, None] * sy + torch.arange(sy, device=dev)  # (hc, sy)
+    cols = torch.arange(wc, device=dev)[:, None] * sx + torch.arange(sx, device=dev)
+    inside = (rows.T[None, :, None, :, None] < sizes[:, 0, None, None, None, None]) & (
+        cols.T[None, None, :, None, :] < sizes[:, 1, None, None, None, None]
+    )
+    inside = inside.reshape(n, sy * sx, hc, wc)
+    free = (planes - 1) < 254  # 0 < v < 255 (uint8 wraps 0 to 255): not clipped
     # Each chroma sample from its block's pixels that no channel clips (all its pixels inside
     # the image where every one clips). For those, R - G and B - G depend on the chroma alone:
     # the sample is the one next to JFIF's estimate whose libjpeg tables give those differences.
     weight = (free.all(1) & inside).float() + 1e-6 * inside
-    total = weight.sum((2, 4)).clamp_(min=1e-9)[:, None]
-    x = blocks.float()
-    cbcr = torch.einsum("kc,nchiwj->nkhiwj", torch.tensor(_TO_CBCR, device=dev), x)
-    guess = ((cbcr * weight[:, None]).sum((3, 5)) / total).round_().to(torch.int32)
-    diff = ((x[:, 0::2] - x[:, 1:2]) * weight[:, None]).sum((3, 5)) / total  # R - G, B - G
-    diff = diff.round_().to(torch.int32)[..., None]
+    total = weight.sum(1).clamp_(min=1e-9)
+    rgb = (planes.float() * weight[:, None]).sum(2) / total[:, None]  # (N, 3, hc, wc)
+    guess = torch.einsum("kc,nchw->nkhw", torch.tensor(_TO_CBCR, device=dev), rgb)
+    guess = guess.round_().to(torch.int32)
+    diff = (rgb[:, 0::2] - rgb[:, 1:2]).round_().to(torch.int32)[..., None]  # R - G, B - G
     steps = torch.tensor([(a, b) for a in (0, -1, 1) for b in (0, -1, 1)], device=dev).T
     cand = guess[..., None] + steps[None, :, None, None, :]  # (N, 2, hc, wc, 9)
     off = _offsets(cand[:, 0], cand[:, 1])
@@ -111,12 +118,13 @@ def libjpeg_chroma(images: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
     chroma = chroma.gather(2, crow[:, None, :, None].expand(-1, 2, -1, wc))
     chroma = chroma.gather(3, ccol[:, None, None, :].expand(-1, 2, hc, -1))
     # The luma: exact, given the chroma, from a channel that does not clip (G first).
-    y = blocks.to(torch.int32) - _offsets(chroma[:, 0], chroma[:, 1])[:, :, :, None, :, None]
+    y = planes.to(torch.int32) - _offsets(chroma[:, 0], chroma[:, 1])[:, :, None]
     y = torch.where(
         free[:, 1],
         y[:, 1],
         torch.where(free[:, 0], y[:, 0], torch.where(free[:, 2], y[:, 2], y[:, 1])),
     )
     up = _upsample(chroma, sampling)
-    rgb = y[:, None] + _offsets(up[:, 0], up[:, 1])
-    return rgb.clamp_(0, 255).to(torch.uint8).view(n, 3, hp, wp)
+    out = (y[:, None] + _offsets(up[:, 0], up[:, 1])).clamp_(0, 255).to(torch.uint8)
+    out = out.view(n, 3, sy, sx, hc, wc).permute(0, 1, 4, 2, 5, 3)
+    return out.reshape(n, 3, hp, wp)
