@@ -324,10 +324,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         return _criteria.leave_one_out(Y, w, stats.n_targets, self.alpha_criterion, backend, unit)
 
     def _after_solve(self, solution, criterion):
-        if self.prior is not None or not criterion.calibrated.any():  # nothing to calibrate
+        if self.prior is not None:
             return {}
-        # A criterion is made for one-hot targets only: GCV's variance is one float.
-        prior = 1.0 / _floored_variance(solution.error_variance, multilabel=False)
+        prior = 1.0 / _floored_variance(solution.error_variance, self._multilabel)
         beta = criterion.inverse_temperature(solution.alpha, prior)
         return {} if beta is None else {"proba_scale": beta}
 
