@@ -74,7 +74,7 @@ class FitEntry:
         if spec is None:
             spec = spectrum(self.stats, backend, fit_intercept=fit_intercept, embedding=embedding)
             self.spectra[memo] = spec
-            self.store()  # (again): its size grew
+            self.store()  # stored with each new spectrum: its size grew
         return spec
 
     def store(self) -> None:

@@ -129,22 +129,14 @@ class ScipyBackend(Backend):
     name = "scipy"
     device = "cpu"
 
-    # NumPy arrays pass straight through (no look for a tensor): a one-shot fit makes a
-    # dozen of these calls.
     def asarray(self, a):
-        return np.asarray(a if type(a) is np.ndarray else to_host(a), dtype=np.float64)
+        return np.asarray(self.to_device(a), dtype=np.float64)
 
     def to_device(self, a):
         return to_host(a)
 
     def to_numpy(self, a) -> np.ndarray:
         return np.asarray(a)
-
-    def fetch(self, *arrays):
-        return tuple(map(np.asarray, arrays))
-
-    def matmul(self, A, B) -> np.ndarray:
-        return self.asarray(A) @ self.asarray(B)
 
     def class_sums(self, Xw, codes, n_classes):
         # Sum rows per class: a sparse one-hot (N x C) product, O(N d).
