@@ -96,8 +96,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 X, y, sample_weight, x_key = drop_skipped(self.backbone, X, y, sample_weight, x_key)
             # NaN and infinity are checked where the statistics are computed: see check_rows
             X = validate_features(self, X, reset=first, finite=False, empty=empty)
-            if getattr(y, "ndim", 0) == 0 or y.shape[0] != X.shape[0]:
-                check_consistent_length(X, y)  # lists, and scikit-learn's error otherwise
+            check_consistent_length(X, y)
             w = validate_weights(sample_weight, X)
             targets, n_targets, columns, state = self._encode_targets(
                 y, w, first=first, partial=partial, classes=classes

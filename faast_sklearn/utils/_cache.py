@@ -34,8 +34,6 @@ def nbytes_of(value: Any) -> int:
     """Bytes held by a NumPy array, a tensor, or a (nested) tuple/list/dict of them."""
     if isinstance(value, np.ndarray):
         return value.nbytes
-    if value is None or isinstance(value, (bool, int, float, str)):  # a dataclass's scalars
-        return 0
     if is_tensor(value):
         return value.numel() * value.element_size()
     if isinstance(value, (tuple, list)):
