@@ -74,19 +74,18 @@ def _identify(planes: Any, inside: Any, free: Any, inverse: Any) -> Any:
     (all its pixels inside the image where every one clips): for those, R - G and B - G depend
     on the chroma alone, and give it where it lies within 1 of JFIF's estimate."""
     torch = import_torch()
-    dev = planes.device
-    weight = torch.where(inside, torch.where(free.all(1), _CLEAR, _CLIPPED), 0.0)
-    total = weight.sum(1).clamp_(min=1e-9)
-    rgb = (planes * weight[:, None]).sum(2) / total[:, None]  # (N, 3, h, w)
-    guess = torch.einsum("kc,nchw->nkhw", torch.tensor(_TO_CBCR, device=dev), rgb)
-    guess = guess.round_().to(torch.int16)
+    weight = torch.where(inside, torch.where(free.all(2), _CLEAR, _CLIPPED), 0.0)
+    total = weight.sum(0).clamp_(min=1e-9)
+    rgb = (planes * weight[:, :, None]).sum(0) / total[:, None]  # (N, 3, h, w)
+    cbcr = torch.tensor(_TO_CBCR, device=planes.device)
+    guess = torch.einsum("kc,nchw->nkhw", cbcr, rgb).round_().to(torch.int16)
     diff = (rgb[:, 0::2] - rgb[:, 1:2]).round_().to(torch.int32)  # R - G, B - G
     found = inverse[(diff[:, 0] + _DR) * (2 * _DB + 1) + diff[:, 1] + _DB].movedim(-1, 1)
     near = ((found - guess).abs_() <= 1).all(1, keepdim=True)
     return torch.where(near, found, guess).clamp_(-128, 127)
 
 
-def _neighbours(chroma: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
+def _bordered(chroma: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
     """``chroma`` with a border of one sample, each image's last row and column repeated
     past its edge (libjpeg's edges): (N, 2, h + 2, w + 2)."""
     torch = import_torch()
@@ -100,9 +99,9 @@ def _neighbours(chroma: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
     return out.gather(3, cols[:, None, None, :].expand(n, 2, hc + 2, wc + 2))
 
 
-def _upsampled_index(ce: Any, sampling: tuple[int, int]) -> Any:
+def _upsampled(ce: Any, sampling: tuple[int, int]) -> Any:
     """libjpeg's fancy upsampling (``jdsample.c``: h2v2 for 4:2:0, h2v1 for 4:2:2) of the
-    bordered chroma ``ce``, plus 128 (a table index): (N, 2, S, h, w) int32, one plane per
+    bordered chroma ``ce``, plus 128 (a table index): (S, N, 2, h, w) int32, one plane per
     position in a chroma sample's block (row-major)."""
     torch = import_torch()
     n, _, hc2, wc2 = ce.shape
@@ -112,11 +111,11 @@ def _upsampled_index(ce: Any, sampling: tuple[int, int]) -> Any:
         shift, bias = 4, (8, 7)
     else:
         rows, shift, bias = [ce[:, :, 1:-1]], 2, (1, 2)
-    out = torch.empty((n, 2, len(rows) * 2, hc2 - 2, wc2 - 2), dtype=torch.int32, device=ce.device)
+    out = torch.empty((2 * len(rows), n, 2, hc2 - 2, wc2 - 2), dtype=torch.int32, device=ce.device)
     for i, v in enumerate(rows):
         for j, (side, b) in enumerate(zip((v[..., :-2], v[..., 2:]), bias, strict=True)):
             total = torch.add(side, v[..., 1:-1], alpha=3).add_(b + (128 << shift))
-            torch.bitwise_right_shift(total, shift, out=out[:, :, 2 * i + j])
+            torch.bitwise_right_shift(total, shift, out=out[2 * i + j])
     return out
 
 
@@ -143,30 +142,29 @@ def libjpeg_chroma(images: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
     hc, wc, s = hp // sy, wp // sx, sx * sy
     dev = images.device
     off, inverse = _tables(dev)
-    # Planes at the chroma's resolution, one per position in a chroma sample's block: every
-    # step below runs on contiguous planes (a block layout's inner axes of 2 are slow).
-    planes = images.view(n, 3, hc, sy, wc, sx).permute(0, 1, 3, 5, 2, 4).reshape(n, 3, s, hc, wc)
-    rows = torch.arange(hp, device=dev).view(hc, sy).T < sizes[:, :1, None]  # (N, sy, hc)
-    cols = torch.arange(wp, device=dev).view(wc, sx).T < sizes[:, 1:, None]  # (N, sx, wc)
-    inside = (rows[:, :, None, :, None] & cols[:, None, :, None, :]).view(n, s, hc, wc)
+    # Planes at the chroma's resolution, one per position in a chroma sample's block (S, N,
+    # 3, h, w): every step below runs on contiguous planes (a block layout's inner axes of 2
+    # are slow).
+    blocks = (3, 5, 0, 1, 2, 4)  # (N, 3, h, sy, w, sx) -> (sy, sx, N, 3, h, w)
+    planes = images.view(n, 3, hc, sy, wc, sx).permute(blocks).reshape(s, n, 3, hc, wc)
+    rows = torch.arange(hp, device=dev).view(hc, sy).T[:, None] < sizes[:, :1]  # (sy, N, h)
+    cols = torch.arange(wp, device=dev).view(wc, sx).T[:, None] < sizes[:, 1:]  # (sx, N, w)
+    inside = (rows[:, None, :, :, None] & cols[None, :, :, None, :]).view(s, n, hc, wc)
     free = (planes - 1) < 254  # 0 < v < 255 (uint8 wraps 0 to 255): not clipped
     chroma = _identify(planes, inside, free, inverse)
     # The luma: exact, given the chroma, from a channel that does not clip (G first).
-    idx = chroma.to(torch.int32) + 128
-    block = torch.stack(
-        [off[0][idx[:, 1]], off[1][idx[:, 0] * 256 + idx[:, 1]], off[2][idx[:, 0]]], 1
-    )
-    y = planes - block[:, :, None]  # int16
+    cb, cr = (chroma.to(torch.int32) + 128).unbind(1)
+    block = torch.stack([off[0][cr], off[1][cb * 256 + cr], off[2][cb]], 1)
+    y = planes - block  # int16
     y = torch.where(
-        free[:, 1],
-        y[:, 1],
-        torch.where(free[:, 0], y[:, 0], torch.where(free[:, 2], y[:, 2], y[:, 1])),
+        free[:, :, 1],
+        y[:, :, 1],
+        torch.where(free[:, :, 0], y[:, :, 0], torch.where(free[:, :, 2], y[:, :, 2], y[:, :, 1])),
     )
-    up = _upsampled_index(_neighbours(chroma, sizes, sampling), sampling)
+    cb, cr = _upsampled(_bordered(chroma, sizes, sampling), sampling).unbind(2)
     out = torch.empty_like(images)
-    dest = out.view(n, 3, hc, sy, wc, sx).permute(0, 1, 3, 5, 2, 4)  # (N, 3, sy, sx, hc, wc)
-    cbcr = (up[:, 1], torch.add(up[:, 1], up[:, 0], alpha=256), up[:, 0])
-    for c in range(3):
-        plane = off[c][cbcr[c]].add_(y).clamp_(0, 255)
-        dest[:, c].copy_(plane.view(n, sy, sx, hc, wc))
+    dest = out.view(n, 3, hc, sy, wc, sx).permute(blocks)  # (sy, sx, N, 3, h, w)
+    for c, index in enumerate((cr, torch.add(cr, cb, alpha=256), cb)):
+        plane = off[c][index].add_(y).clamp_(0, 255)
+        dest[:, :, :, c].copy_(plane.view(sy, sx, n, hc, wc))
     return out
