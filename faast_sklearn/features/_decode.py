@@ -106,11 +106,17 @@ def _tensor_decode(datas: list, device: str) -> list:
         return out
 
 
-def _as_libjpeg(images: list, samplings: list) -> list:
+def _as_libjpeg(images: list, samplings: list, compiled: bool = False) -> list:
     """nvJPEG's images -> libjpeg's: those with subsampled chroma rebuilt, in padded chunks of
-    images of one layout and similar sizes."""
+    images of one layout and similar sizes. ``compiled``: on CUDA, the rebuild through
+    ``torch.compile`` (dynamic shapes: it compiles once per chroma layout and process, kept in
+    torch's own cache; without fused multiply-adds, as the eager kernels round)."""
     torch = import_torch()
     out = list(images)
+    rebuild = libjpeg_chroma
+    if compiled and images and images[0].is_cuda:
+        options = {"emulate_precision_casts": True}
+        rebuild = torch.compile(libjpeg_chroma, dynamic=True, options=options)
     for sampling in {s for s in samplings if s in _NVJPEG_SAMPLING[1:]}:
         rows = sorted(
             (k for k, s in enumerate(samplings) if s == sampling),
@@ -131,7 +137,11 @@ def _as_libjpeg(images: list, samplings: list) -> list:
             for j, k in enumerate(chunk):
                 pad[j, :, : images[k].shape[-2], : images[k].shape[-1]] = images[k]
             sizes = [tuple(images[k].shape[-2:]) for k in chunk]
-            done = libjpeg_chroma(pad, torch.tensor(sizes, device=pad.device), sampling)
+            hw = torch.tensor(sizes, device=pad.device)
+            if rebuild is not libjpeg_chroma:  # no chunk shape specialised: 3 channels, (h, w)
+                torch._dynamo.mark_static(pad, 1)
+                torch._dynamo.mark_static(hw, 1)
+            done = rebuild(pad, hw, sampling)
             for j, (k, (h, w)) in enumerate(zip(chunk, sizes, strict=True)):
                 out[k] = done[j, :, :h, :w]
     return out
@@ -174,12 +184,14 @@ def decode_images(
     num_workers: int = 0,
     on_error: str = "raise",
     draft: float = DRAFT,
+    compile_chroma: bool = False,
 ) -> Decoded:
     """Decode a batch of image files to a uint8 (N, 3, H, W) tensor on ``device``.
 
     ``cfg`` is the backbone's data configuration (timm's ``resolve_data_config``);
     ``backend`` is ``"auto"``, ``"tensor"`` or ``"pil"`` (see the module's docstring);
-    ``index`` gives the positions that errors name (default 0, 1, ...).
+    ``index`` gives the positions that errors name (default 0, 1, ...); ``compile_chroma``
+    runs the chroma rebuild of ``"tensor"`` through ``torch.compile`` on CUDA.
     """
     torch = import_torch()
     check_on_error(on_error)
@@ -223,7 +235,9 @@ def decode_images(
         if kept:
             device_rows = [k for k, _ in kept]
             images = _as_libjpeg(
-                [img for _, img in kept], [reads[k][1].sampling for k in device_rows]
+                [img for _, img in kept],
+                [reads[k][1].sampling for k in device_rows],
+                compiled=compile_chroma,
             )
             images = [
                 orient(img, reads[k][1].orientation)
