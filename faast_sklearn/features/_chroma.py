@@ -111,11 +111,16 @@ def _upsampled(ce: Any, sampling: tuple[int, int]) -> Any:
         shift, bias = 4, (8, 7)
     else:
         rows, shift, bias = [ce[:, :, 1:-1]], 2, (1, 2)
-    out = torch.empty((2 * len(rows), n, 2, hc2 - 2, wc2 - 2), dtype=torch.int32, device=ce.device)
-    for i, v in enumerate(rows):
-        for j, (side, b) in enumerate(zip((v[..., :-2], v[..., 2:]), bias, strict=True)):
-            total = torch.add(side, v[..., 1:-1], alpha=3).add_(b + (128 << shift))
-            torch.bitwise_right_shift(total, shift, out=out[2 * i + j])
+    sums = [
+        torch.add(side, v[..., 1:-1], alpha=3).add_(b + (128 << shift))
+        for v in rows
+        for side, b in zip((v[..., :-2], v[..., 2:]), bias, strict=True)
+    ]
+    if torch.compiler.is_compiling():  # one expression, which the compiler fuses into its users
+        return torch.stack(sums).bitwise_right_shift_(shift).to(torch.int32)
+    out = torch.empty((len(sums), n, 2, hc2 - 2, wc2 - 2), dtype=torch.int32, device=ce.device)
+    for k, total in enumerate(sums):
+        torch.bitwise_right_shift(total, shift, out=out[k])
     return out
 
 
@@ -162,9 +167,15 @@ def libjpeg_chroma(images: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
         torch.where(free[:, :, 0], y[:, :, 0], torch.where(free[:, :, 2], y[:, :, 2], y[:, :, 1])),
     )
     cb, cr = _upsampled(_bordered(chroma, sizes, sampling), sampling).unbind(2)
+    rgb = [
+        off[c][i].add_(y).clamp_(0, 255)
+        for c, i in enumerate((cr, torch.add(cr, cb, alpha=256), cb))
+    ]
+    if torch.compiler.is_compiling():  # one expression: the output written once
+        out = torch.stack(rgb, 2).to(torch.uint8).view(sy, sx, n, 3, hc, wc)
+        return out.permute(2, 3, 4, 0, 5, 1).reshape(n, 3, hc * sy, wc * sx)
     out = torch.empty_like(images)
     dest = out.view(n, 3, hc, sy, wc, sx).permute(blocks)  # (sy, sx, N, 3, h, w)
-    for c, index in enumerate((cr, torch.add(cr, cb, alpha=256), cb)):
-        plane = off[c][index].add_(y).clamp_(0, 255)
+    for c, plane in enumerate(rgb):
         dest[:, :, :, c].copy_(plane.view(sy, sx, n, hc, wc))
     return out
