@@ -51,6 +51,11 @@ def _offsets(cb: Any, cr: Any) -> tuple:
     return r, g, b
 
 
+def _compiling() -> bool:
+    """Whether ``torch.compile`` is tracing the call (torch < 2.3 cannot say: eager code)."""
+    return bool(getattr(import_torch().compiler, "is_compiling", lambda: False)())
+
+
 def _tables(dev: Any) -> tuple:
     """libjpeg's tables on ``dev``, int16: the R, G and B offsets, indexed by Cr + 128, by
     256 (Cb + 128) + Cr + 128 and by Cb + 128; and the (Cb, Cr) whose R - G and B - G are
@@ -116,7 +121,7 @@ def _upsampled(ce: Any, sampling: tuple[int, int]) -> Any:
         for v in rows
         for side, b in zip((v[..., :-2], v[..., 2:]), bias, strict=True)
     ]
-    if torch.compiler.is_compiling():  # one expression, which the compiler fuses into its users
+    if _compiling():  # one expression, which the compiler fuses into its users
         return torch.stack(sums).bitwise_right_shift_(shift).to(torch.int32)
     out = torch.empty((len(sums), n, 2, hc2 - 2, wc2 - 2), dtype=torch.int32, device=ce.device)
     for k, total in enumerate(sums):
@@ -171,7 +176,7 @@ def libjpeg_chroma(images: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
         off[c][i].add_(y).clamp_(0, 255)
         for c, i in enumerate((cr, torch.add(cr, cb, alpha=256), cb))
     ]
-    if torch.compiler.is_compiling():  # one expression: the output written once
+    if _compiling():  # one expression: the output written once
         out = torch.stack(rgb, 2).to(torch.uint8).view(sy, sx, n, 3, hc, wc)
         return out.permute(2, 3, 4, 0, 5, 1).reshape(n, 3, hc * sy, wc * sx)
     out = torch.empty_like(images)
