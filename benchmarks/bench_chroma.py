@@ -16,12 +16,17 @@ Usage (on the device machine)::
 
 ``--compile`` also times the rebuild through ``torch.compile`` (``compile_chroma=True``): its
 compile time, its pixels against the eager rebuild's, and the graphs compiled (one per chroma
-layout when no chunk shape recompiles).
+layout when no chunk shape recompiles). ``--baseline FILE`` times another version of
+``features/_chroma.py`` side by side with this one (alternated, same batch), e.g. main's::
+
+    git show main:faast_sklearn/features/_chroma.py > /tmp/chroma_main.py
+    python benchmarks/bench_chroma.py --compile --baseline /tmp/chroma_main.py
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import time
@@ -31,6 +36,7 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from faast_sklearn.features import _decode
 from faast_sklearn.features._decode import _as_libjpeg, _device_resize, decode_images
 from faast_sklearn.features._host_decode import _read
 from faast_sklearn.utils._threads import pool
@@ -51,6 +57,39 @@ def timed(fn, n_images: int, repeats: int = 3) -> float:
     return round(n_images / float(np.median(times)), 1)
 
 
+def alternated(fns: dict, n_images: int, repeats: int = 5) -> dict:
+    """Median images/s of each of ``fns``, run in turn ``repeats`` times after a warm-up."""
+    times: dict = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t)
+    return {k: round(n_images / float(np.median(v)), 1) for k, v in times.items()}
+
+
+def rebuilt_with(path: str, images: list, samplings: list):
+    """A callable: ``_as_libjpeg`` of ``images`` with the ``libjpeg_chroma`` of file ``path``."""
+    name = "faast_sklearn.features._chroma_baseline"  # its relative imports resolve
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def call():
+        ours = _decode.libjpeg_chroma
+        _decode.libjpeg_chroma = module.libjpeg_chroma
+        try:
+            return _as_libjpeg(images, samplings)
+        finally:
+            _decode.libjpeg_chroma = ours
+
+    return call
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folder", default="/tmp/faast_photos_10240")
@@ -59,6 +98,7 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--out", default="chroma.json")
     p.add_argument("--compile", action="store_true", help="also time the rebuild compiled")
+    p.add_argument("--baseline", help="a _chroma.py to time side by side with this one")
     args = p.parse_args(argv)
     paths = sorted(str(f) for f in Path(args.folder).rglob("*.jpg"))[: args.n_files]
     workers = pool(args.workers)
@@ -133,6 +173,16 @@ def main(argv=None) -> None:
             len(sub),
         )
         out["rebuild_compiled_graphs"] = counters["stats"]["unique_graphs"]
+    if args.baseline:  # side by side, alternated: this rebuild (and compiled) against FILE's
+        baseline = rebuilt_with(args.baseline, nv, samplings)
+        out["baseline"] = args.baseline
+        out["rebuild_baseline_pixels_unlike_ours"] = sum(
+            int((a != b).sum()) for a, b in zip(baseline(), rebuilt, strict=True)
+        )
+        fns = {"rebuild_baseline": baseline, "rebuild": lambda: _as_libjpeg(nv, samplings)}
+        if args.compile:
+            fns["rebuild_compiled"] = lambda: _as_libjpeg(nv, samplings, True)
+        out["images_per_s_alternated"] = alternated(fns, len(sub))
     print(json.dumps(out, indent=1))
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
