@@ -13,13 +13,15 @@ the chroma is estimated, so saturated areas can differ by a few levels.
 The images of a batch are padded to one size and processed together, with the padding filled
 by repeating each image's last row and column, as libjpeg treats its edges.
 
-The work is laid out for memory traffic, which bounds it: the pixels are read once into
-planes of the chroma's resolution (one per position in a chroma sample's block) and written
-once into the output; what is per pixel stays in uint8 and int16 (the luma, -227..482, and
-libjpeg's colour offsets, read from its tables by index); everything else (the chroma's
-estimate, its identification, its neighbours) is at the chroma's resolution. The chroma
-sample whose R - G and B - G are given is read from an inverse table (those differences
-determine the sample: checked over every candidate) rather than searched for.
+The work is laid out for memory traffic, which bounds it: the pixels are copied once into
+planes of the chroma's resolution (one per position in a chroma sample's block), and the
+result once into the output; what is per pixel stays in uint8 and int16 (the luma, -227..482,
+and libjpeg's colour offsets, read from its tables by index) but the weights of the estimate
+(float32, as they always were); everything else (the estimate, the identification, the
+neighbours) is at the chroma's resolution. The chroma sample whose R - G and B - G are given
+is read from an inverse table (those differences determine the sample: checked over every
+candidate), not searched for among the estimate's neighbours. Under ``torch.compile`` the
+upsampled chroma and the output are single expressions, which it fuses.
 """
 
 from __future__ import annotations
