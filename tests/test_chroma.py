@@ -159,3 +159,14 @@ def test_compiled_rebuild_is_eager():
         assert torch.equal(a, b)
     for a, b in zip(eager[1::2], compiled[1::2], strict=True):
         assert (a != b).float().mean() < 1e-3
+
+
+@pytest.mark.parametrize(("subsampling", "sampling"), LAYOUTS, ids=["420", "422"])
+def test_rebuild_traces_as_one_graph(subsampling, sampling):
+    # torch.compile sees the whole rebuild: one graph, nothing sent back to Python.
+    _, nv = _libjpeg_and_repeated(_tiles(50, 70, 0), subsampling, sampling)
+    pad, hw = _padded([nv, nv[:33, :41]])
+    explained = torch._dynamo.explain(libjpeg_chroma)(pad, hw, sampling)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), [
+        b.reason for b in explained.break_reasons
+    ]
