@@ -57,7 +57,7 @@ ON_ERROR = ("raise", "skip")
 BACKENDS = ("auto", "tensor", "pil")
 # Chroma layouts whose nvJPEG output is libjpeg's, or :func:`libjpeg_chroma` makes it so.
 _NVJPEG_SAMPLING = ((1, 1), (2, 2), (2, 1))
-# Pixels rebuilt at once: bounds the padded chunk and its temporaries (about 60 bytes a pixel).
+# Pixels rebuilt at once: bounds the padded chunk and its temporaries (about 40 bytes a pixel).
 _CHUNK_PIXELS = 1 << 24
 
 
