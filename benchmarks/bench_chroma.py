@@ -5,8 +5,8 @@ write them), batch by batch:
 
 - pixels: nvJPEG's output as is and after :func:`libjpeg_chroma`, against libjpeg-turbo on
   the host (torchvision's CPU decoder: PIL's and timm's pixels), full size, before any resize;
-- ``decode_images(backend="tensor")`` on CUDA against ``decode_images`` on the CPU, after
-  resize and crop;
+- ``decode_images`` on CUDA (nvJPEG and the rebuild) against ``decode_images`` on the CPU
+  (libjpeg-turbo), after resize and crop;
 - images/s of each stage: reading the files (worker threads), nvJPEG, the chroma rebuild,
   the resize, and ``decode_images`` end to end.
 
@@ -14,13 +14,11 @@ Usage (on the device machine)::
 
     python benchmarks/bench_chroma.py --folder /tmp/faast_photos_10240 --out chroma-h100.json
 
-``--compile`` also times the rebuild through ``torch.compile`` (``compile_chroma=True``): its
-compile time, its pixels against the eager rebuild's, and the graphs compiled (one per chroma
-layout when no chunk shape recompiles). ``--baseline FILE`` times another version of
-``features/_chroma.py`` side by side with this one (alternated, same batch), e.g. main's::
+``--baseline FILE`` times another version of ``features/_chroma.py`` side by side with this
+one (alternated, same batch), e.g. an older commit's::
 
-    git show main:faast_sklearn/features/_chroma.py > /tmp/chroma_main.py
-    python benchmarks/bench_chroma.py --compile --baseline /tmp/chroma_main.py
+    git show <commit>:faast_sklearn/features/_chroma.py > /tmp/chroma_old.py
+    python benchmarks/bench_chroma.py --baseline /tmp/chroma_old.py
 """
 
 from __future__ import annotations
@@ -97,7 +95,6 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--out", default="chroma.json")
-    p.add_argument("--compile", action="store_true", help="also time the rebuild compiled")
     p.add_argument("--baseline", help="a _chroma.py to time side by side with this one")
     args = p.parse_args(argv)
     paths = sorted(str(f) for f in Path(args.folder).rglob("*.jpg"))[: args.n_files]
@@ -126,7 +123,7 @@ def main(argv=None) -> None:
         }
 
     sub = paths[: args.batch]
-    gpu = decode_images(sub, CFG, device="cuda", num_workers=args.workers, backend="tensor")
+    gpu = decode_images(sub, CFG, device="cuda", num_workers=args.workers)
     gpu = gpu.images.cpu()
     cpu = decode_images(sub, CFG, device="cpu", num_workers=args.workers, draft=0).images
     after = (gpu.int() - cpu.int()).abs()
@@ -147,41 +144,16 @@ def main(argv=None) -> None:
     rates["rebuild"] = timed(lambda: _as_libjpeg(nv, samplings), len(sub))
     rates["resize"] = timed(lambda: _device_resize(rebuilt, CFG), len(sub))
     rates["decode_images"] = timed(
-        lambda: decode_images(sub, CFG, device="cuda", num_workers=args.workers, backend="tensor"),
+        lambda: decode_images(sub, CFG, device="cuda", num_workers=args.workers),
         len(sub),
     )
-    if args.compile:  # the rebuild through torch.compile (dynamic shapes), as compile_chroma
-        from torch._dynamo.utils import counters
-
-        t = time.perf_counter()
-        compiled = _as_libjpeg(nv, samplings, compiled=True)
-        torch.cuda.synchronize()
-        out["rebuild_compile_s"] = round(time.perf_counter() - t, 1)
-        out["rebuild_compiled_pixels_unlike_eager"] = sum(
-            int((a != b).sum()) for a, b in zip(compiled, rebuilt, strict=True)
-        )
-        rates["rebuild_compiled"] = timed(lambda: _as_libjpeg(nv, samplings, True), len(sub))
-        rates["decode_images_compiled"] = timed(
-            lambda: decode_images(
-                sub,
-                CFG,
-                device="cuda",
-                num_workers=args.workers,
-                backend="tensor",
-                compile_chroma=True,
-            ),
-            len(sub),
-        )
-        out["rebuild_compiled_graphs"] = counters["stats"]["unique_graphs"]
-    if args.baseline:  # side by side, alternated: this rebuild (and compiled) against FILE's
+    if args.baseline:  # side by side, alternated: this rebuild against FILE's
         baseline = rebuilt_with(args.baseline, nv, samplings)
         out["baseline"] = args.baseline
         out["rebuild_baseline_pixels_unlike_ours"] = sum(
             int((a != b).sum()) for a, b in zip(baseline(), rebuilt, strict=True)
         )
         fns = {"rebuild_baseline": baseline, "rebuild": lambda: _as_libjpeg(nv, samplings)}
-        if args.compile:
-            fns["rebuild_compiled"] = lambda: _as_libjpeg(nv, samplings, True)
         out["images_per_s_alternated"] = alternated(fns, len(sub))
     print(json.dumps(out, indent=1))
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

@@ -134,39 +134,3 @@ def test_nvjpeg_rebuilt_matches_libjpeg(subsampling):
         # of the pixels exact, 0.03 levels off on average, against 76 % and 0.58 repeated.
         stats = (raw.mean(), err.mean(), (err == 0).float().mean(), err.max())
         assert err.mean() < min(0.1, raw.mean() / 5) and (err == 0).float().mean() > 0.95, stats
-
-
-@pytest.mark.gpu
-@pytest.mark.slow
-def test_compiled_rebuild_is_eager():
-    # torch.compile's rebuild (one graph per layout, any chunk shape) gives the eager pixels
-    # on tiles (chroma read back exactly); on noise with clipped channels (chroma estimated,
-    # float32 ties rounded as its kernels round them) nearly all.
-    from faast_sklearn.features._decode import _as_libjpeg
-
-    rng = np.random.default_rng(0)
-    images, samplings = [], []
-    for k, (h, w) in enumerate([(211, 333), (224, 320), (99, 66), (35, 19), (64, 64)]):
-        for sampling in ((2, 2), (2, 1)):
-            noise = rng.integers(0, 256, size=(h, w, 3)).astype(np.uint8)
-            noise[rng.random((h, w, 3)) < 0.1] = 255
-            for img in (_tiles(h, w, k), noise):
-                images.append(torch.from_numpy(img).permute(2, 0, 1).cuda())
-                samplings.append(sampling)
-    eager = _as_libjpeg(images, samplings)
-    compiled = _as_libjpeg(images, samplings, compiled=True)
-    for a, b in zip(eager[0::2], compiled[0::2], strict=True):
-        assert torch.equal(a, b)
-    for a, b in zip(eager[1::2], compiled[1::2], strict=True):
-        assert (a != b).float().mean() < 1e-3
-
-
-@pytest.mark.parametrize(("subsampling", "sampling"), LAYOUTS, ids=["420", "422"])
-def test_rebuild_traces_as_one_graph(subsampling, sampling):
-    # torch.compile sees the whole rebuild: one graph, nothing sent back to Python.
-    _, nv = _libjpeg_and_repeated(_tiles(50, 70, 0), subsampling, sampling)
-    pad, hw = _padded([nv, nv[:33, :41]])
-    explained = torch._dynamo.explain(libjpeg_chroma)(pad, hw, sampling)
-    assert (explained.graph_count, explained.graph_break_count) == (1, 0), [
-        b.reason for b in explained.break_reasons
-    ]

@@ -20,8 +20,7 @@ and libjpeg's colour offsets, read from its tables by index) but the weights of 
 (float32, as they always were); everything else (the estimate, the identification, the
 neighbours) is at the chroma's resolution. The chroma sample whose R - G and B - G are given
 is read from an inverse table (those differences determine the sample: checked over every
-candidate), not searched for among the estimate's neighbours. Under ``torch.compile`` the
-upsampled chroma and the output are single expressions, which it fuses.
+candidate), not searched for among the estimate's neighbours.
 """
 
 from __future__ import annotations
@@ -51,11 +50,6 @@ def _offsets(cb: Any, cr: Any) -> tuple:
     g = (-_CB_G * cb - _CR_G * cr + _HALF) >> 16
     b = (_CB_B * cb + _HALF) >> 16
     return r, g, b
-
-
-def _compiling() -> bool:
-    """Whether ``torch.compile`` is tracing the call (torch < 2.3 cannot say: eager code)."""
-    return bool(getattr(import_torch().compiler, "is_compiling", lambda: False)())
 
 
 def _tables(dev: Any) -> tuple:
@@ -123,8 +117,6 @@ def _upsampled(ce: Any, sampling: tuple[int, int]) -> Any:
         for v in rows
         for side, b in zip((v[..., :-2], v[..., 2:]), bias, strict=True)
     ]
-    if _compiling():  # one expression, which the compiler fuses into its users
-        return torch.stack(sums).bitwise_right_shift_(shift).to(torch.int32)
     out = torch.empty((len(sums), n, 2, hc2 - 2, wc2 - 2), dtype=torch.int32, device=ce.device)
     for k, total in enumerate(sums):
         torch.bitwise_right_shift(total, shift, out=out[k])
@@ -178,9 +170,6 @@ def libjpeg_chroma(images: Any, sizes: Any, sampling: tuple[int, int]) -> Any:
         off[c][i].add_(y).clamp_(0, 255)
         for c, i in enumerate((cr, torch.add(cr, cb, alpha=256), cb))
     ]
-    if _compiling():  # one expression: the output written once
-        out = torch.stack(rgb, 2).to(torch.uint8).view(sy, sx, n, 3, hc, wc)
-        return out.permute(2, 3, 4, 0, 5, 1).reshape(n, 3, hc * sy, wc * sx)
     out = torch.empty_like(images)
     dest = out.view(n, 3, hc, sy, wc, sx).permute(blocks)  # (sy, sx, N, 3, h, w)
     for c, plane in enumerate(rgb):

@@ -8,21 +8,17 @@ Each file's bytes are read and its JPEG header scanned (:func:`._jpeg.scan_jpeg`
 the worker threads first; then, by ``backend``:
 
 ``"auto"``
-    On CUDA, the plain JPEG files (8-bit, Huffman-coded, not progressive) whose colour is
-    stored at full resolution (grey, 4:4:4) are decoded together by nvJPEG
+    On CUDA, the plain JPEG files (8-bit, Huffman-coded, not progressive) of the common
+    chroma layouts (grey, 4:4:4, 4:2:0, 4:2:2) are decoded together by nvJPEG
     (``torchvision.io.decode_jpeg`` on the device) and resized there, while the worker threads
-    decode the rest on the host at the same time.
+    decode the rest on the host at the same time. nvJPEG repeats subsampled chroma where
+    libjpeg (and so PIL and timm) interpolates it; :func:`._chroma.libjpeg_chroma` turns its
+    output into libjpeg's pixels on the device (on photographs, H100: 97.6 % of the pixels
+    exact, 0.03 levels off on average; after the resize 0.17, at most 15).
     On the host (and on CPU devices), plain JPEG files are decoded by libjpeg-turbo
     (``torchvision.io.decode_jpeg``) and resized by torch's uint8 antialiased resize, both
     outside the GIL, unless PIL's DCT scaling decodes them at half their size or less (small
     models); every other file (PNG, WebP, CMYK, cut short...) by PIL.
-``"tensor"``
-    As ``"auto"``, with every plain JPEG file that is not progressive on nvJPEG on CUDA,
-    subsampled ones (4:2:0, 4:2:2: most photographs) included. nvJPEG repeats their chroma
-    where libjpeg (and so PIL and timm) interpolates it; :func:`._chroma.libjpeg_chroma` turns
-    its output into libjpeg's pixels on the device (on photographs, H100: 97.5 % of the pixels
-    exact, 0.03 levels off on average). Not the default until it is measured faster than the
-    host threads end to end (``benchmarks/gpu_issue16.sh``).
 ``"pil"``
     Every file decoded by PIL (JPEGs at the smallest DCT scale that leaves them ``draft``
     times the resized size, ``Image.draft``) and resized by PIL.
@@ -54,7 +50,7 @@ from ._host_decode import DRAFT, _host_work, _read, _turbo_ok, orient
 from ._images import resize_crop_tensor
 
 ON_ERROR = ("raise", "skip")
-BACKENDS = ("auto", "tensor", "pil")
+BACKENDS = ("auto", "pil")
 # Chroma layouts whose nvJPEG output is libjpeg's, or :func:`libjpeg_chroma` makes it so.
 _NVJPEG_SAMPLING = ((1, 1), (2, 2), (2, 1))
 # Pixels rebuilt at once: bounds the padded chunk and its temporaries (about 40 bytes a pixel).
@@ -106,17 +102,11 @@ def _tensor_decode(datas: list, device: str) -> list:
         return out
 
 
-def _as_libjpeg(images: list, samplings: list, compiled: bool = False) -> list:
+def _as_libjpeg(images: list, samplings: list) -> list:
     """nvJPEG's images -> libjpeg's: those with subsampled chroma rebuilt, in padded chunks of
-    images of one layout and similar sizes. ``compiled``: on CUDA, the rebuild through
-    ``torch.compile`` (dynamic shapes: it compiles once per chroma layout and process, kept in
-    torch's own cache; without fused multiply-adds, as the eager kernels round)."""
+    images of one layout and similar sizes."""
     torch = import_torch()
     out = list(images)
-    rebuild = libjpeg_chroma
-    if compiled and images and images[0].is_cuda:
-        options = {"emulate_precision_casts": True}
-        rebuild = torch.compile(libjpeg_chroma, dynamic=True, options=options)
     for sampling in {s for s in samplings if s in _NVJPEG_SAMPLING[1:]}:
         rows = sorted(
             (k for k, s in enumerate(samplings) if s == sampling),
@@ -137,11 +127,7 @@ def _as_libjpeg(images: list, samplings: list, compiled: bool = False) -> list:
             for j, k in enumerate(chunk):
                 pad[j, :, : images[k].shape[-2], : images[k].shape[-1]] = images[k]
             sizes = [tuple(images[k].shape[-2:]) for k in chunk]
-            hw = torch.tensor(sizes, device=pad.device)
-            if rebuild is not libjpeg_chroma:  # no chunk shape specialised: 3 channels, (h, w)
-                torch._dynamo.mark_static(pad, 1)
-                torch._dynamo.mark_static(hw, 1)
-            done = rebuild(pad, hw, sampling)
+            done = libjpeg_chroma(pad, torch.tensor(sizes, device=pad.device), sampling)
             for j, (k, (h, w)) in enumerate(zip(chunk, sizes, strict=True)):
                 out[k] = done[j, :, :h, :w]
     return out
@@ -184,14 +170,12 @@ def decode_images(
     num_workers: int = 0,
     on_error: str = "raise",
     draft: float = DRAFT,
-    compile_chroma: bool = False,
 ) -> Decoded:
     """Decode a batch of image files to a uint8 (N, 3, H, W) tensor on ``device``.
 
     ``cfg`` is the backbone's data configuration (timm's ``resolve_data_config``);
-    ``backend`` is ``"auto"``, ``"tensor"`` or ``"pil"`` (see the module's docstring);
-    ``index`` gives the positions that errors name (default 0, 1, ...); ``compile_chroma``
-    runs the chroma rebuild of ``"tensor"`` through ``torch.compile`` on CUDA.
+    ``backend`` is ``"auto"`` or ``"pil"`` (see the module's docstring); ``index`` gives the
+    positions that errors name (default 0, 1, ...).
     """
     torch = import_torch()
     check_on_error(on_error)
@@ -209,12 +193,12 @@ def decode_images(
     plain = [k for k in range(n) if reads[k][1] is not None]
     on_device = []
     if cuda and backend != "pil":
-        # nvJPEG takes the plain JPEG files but progressive ones (its hybrid decoder does
-        # those on one host thread): those whose pixels are libjpeg's or are made so
-        # ("tensor"), or those it decodes as libjpeg does ("auto": colour at full resolution).
-        layouts = _NVJPEG_SAMPLING if backend == "tensor" else _NVJPEG_SAMPLING[:1]
+        # nvJPEG takes the plain JPEG files whose pixels are libjpeg's or are made so, but
+        # progressive ones (its hybrid decoder does those on one host thread).
         on_device = [
-            k for k in plain if not reads[k][1].progressive and reads[k][1].sampling in layouts
+            k
+            for k in plain
+            if not reads[k][1].progressive and reads[k][1].sampling in _NVJPEG_SAMPLING
         ]
     host_rows = sorted(set(range(n)).difference(on_device))
     # One pinned buffer, one host-to-device copy; NHWC memory seen as NCHW (channels-last).
@@ -222,7 +206,7 @@ def decode_images(
     host_np = host.numpy()
 
     def submit(j: int, k: int):
-        turbo = backend != "pil" and _turbo_ok(reads[k][1], cfg, draft if backend == "auto" else 0)
+        turbo = backend != "pil" and _turbo_ok(reads[k][1], cfg, draft)
         args = (paths[k], reads[k], cfg, draft, turbo, j, index[k], host_np, on_error)
         return workers.submit(_host_work, *args)
 
@@ -237,7 +221,6 @@ def decode_images(
             images = _as_libjpeg(
                 [img for _, img in kept],
                 [reads[k][1].sampling for k in device_rows],
-                compiled=compile_chroma,
             )
             images = [
                 orient(img, reads[k][1].orientation)

@@ -21,9 +21,6 @@ _TORCH_HINT = (
 
 def _import(name: str) -> ModuleType:
     """Import and return module ``name``, with an ImportError saying what to install."""
-    module = sys.modules.get(name)  # what torch.compile traces through (it skips importlib)
-    if module is not None:
-        return module
     try:
         return importlib.import_module(name)
     except ImportError as exc:  # pragma: no cover - exercised only without torch or timm
