@@ -5,19 +5,26 @@ write them), batch by batch:
 
 - pixels: nvJPEG's output as is and after :func:`libjpeg_chroma`, against libjpeg-turbo on
   the host (torchvision's CPU decoder: PIL's and timm's pixels), full size, before any resize;
-- ``decode_images(backend="tensor")`` on CUDA against ``decode_images`` on the CPU, after
-  resize and crop;
+- ``decode_images`` on CUDA (nvJPEG and the rebuild) against ``decode_images`` on the CPU
+  (libjpeg-turbo), after resize and crop;
 - images/s of each stage: reading the files (worker threads), nvJPEG, the chroma rebuild,
   the resize, and ``decode_images`` end to end.
 
 Usage (on the device machine)::
 
     python benchmarks/bench_chroma.py --folder /tmp/faast_photos_10240 --out chroma-h100.json
+
+``--baseline FILE`` times another version of ``features/_chroma.py`` side by side with this
+one (alternated, same batch), e.g. an older commit's::
+
+    git show <commit>:faast_sklearn/features/_chroma.py > /tmp/chroma_old.py
+    python benchmarks/bench_chroma.py --baseline /tmp/chroma_old.py
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import time
@@ -27,6 +34,7 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from faast_sklearn.features import _decode
 from faast_sklearn.features._decode import _as_libjpeg, _device_resize, decode_images
 from faast_sklearn.features._host_decode import _read
 from faast_sklearn.utils._threads import pool
@@ -47,6 +55,39 @@ def timed(fn, n_images: int, repeats: int = 3) -> float:
     return round(n_images / float(np.median(times)), 1)
 
 
+def alternated(fns: dict, n_images: int, repeats: int = 5) -> dict:
+    """Median images/s of each of ``fns``, run in turn ``repeats`` times after a warm-up."""
+    times: dict = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t)
+    return {k: round(n_images / float(np.median(v)), 1) for k, v in times.items()}
+
+
+def rebuilt_with(path: str, images: list, samplings: list):
+    """A callable: ``_as_libjpeg`` of ``images`` with the ``libjpeg_chroma`` of file ``path``."""
+    name = "faast_sklearn.features._chroma_baseline"  # its relative imports resolve
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def call():
+        ours = _decode.libjpeg_chroma
+        _decode.libjpeg_chroma = module.libjpeg_chroma
+        try:
+            return _as_libjpeg(images, samplings)
+        finally:
+            _decode.libjpeg_chroma = ours
+
+    return call
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folder", default="/tmp/faast_photos_10240")
@@ -54,7 +95,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--out", default="chroma.json")
-    p.add_argument("--compile", action="store_true", help="also time the rebuild compiled")
+    p.add_argument("--baseline", help="a _chroma.py to time side by side with this one")
     args = p.parse_args(argv)
     paths = sorted(str(f) for f in Path(args.folder).rglob("*.jpg"))[: args.n_files]
     workers = pool(args.workers)
@@ -82,7 +123,7 @@ def main(argv=None) -> None:
         }
 
     sub = paths[: args.batch]
-    gpu = decode_images(sub, CFG, device="cuda", num_workers=args.workers, backend="tensor")
+    gpu = decode_images(sub, CFG, device="cuda", num_workers=args.workers)
     gpu = gpu.images.cpu()
     cpu = decode_images(sub, CFG, device="cpu", num_workers=args.workers, draft=0).images
     after = (gpu.int() - cpu.int()).abs()
@@ -103,18 +144,17 @@ def main(argv=None) -> None:
     rates["rebuild"] = timed(lambda: _as_libjpeg(nv, samplings), len(sub))
     rates["resize"] = timed(lambda: _device_resize(rebuilt, CFG), len(sub))
     rates["decode_images"] = timed(
-        lambda: decode_images(sub, CFG, device="cuda", num_workers=args.workers, backend="tensor"),
+        lambda: decode_images(sub, CFG, device="cuda", num_workers=args.workers),
         len(sub),
     )
-    if args.compile:
-        from faast_sklearn.features import _decode
-
-        t = time.perf_counter()
-        _decode.libjpeg_chroma = torch.compile(_decode.libjpeg_chroma, dynamic=True)
-        _as_libjpeg(nv, samplings)
-        torch.cuda.synchronize()
-        out["rebuild_compile_s"] = round(time.perf_counter() - t, 1)
-        rates["rebuild_compiled"] = timed(lambda: _as_libjpeg(nv, samplings), len(sub))
+    if args.baseline:  # side by side, alternated: this rebuild against FILE's
+        baseline = rebuilt_with(args.baseline, nv, samplings)
+        out["baseline"] = args.baseline
+        out["rebuild_baseline_pixels_unlike_ours"] = sum(
+            int((a != b).sum()) for a, b in zip(baseline(), rebuilt, strict=True)
+        )
+        fns = {"rebuild_baseline": baseline, "rebuild": lambda: _as_libjpeg(nv, samplings)}
+        out["images_per_s_alternated"] = alternated(fns, len(sub))
     print(json.dumps(out, indent=1))
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

@@ -16,10 +16,9 @@ package uses it: convolutional nets on CUDA) throughout:
   compiled module survives it);
 * ``fit_arrays_compiled``: the same fit from the folder's images decoded at the input size
   and held in memory as one uint8 (N, H, W, 3) array (the issue's in-memory arrays), compiled;
-* ``decode_auto`` / ``decode_tensor`` / ``decode_pil``: ``faast_sklearn.features._decode.
-  iter_decoded`` (the default: nvJPEG on part of each batch and libjpeg-turbo in host threads
-  on the rest at once; nvJPEG for every JPEG it takes; or PIL in host threads into pinned
-  memory), feeding the eager network; ``*_only``: the same without the network (the
+* ``decode_auto`` / ``decode_pil``: ``faast_sklearn.features._decode.iter_decoded`` (the
+  default: nvJPEG for the plain JPEG files and the host threads for the rest, at once; or PIL
+  in host threads into pinned memory), feeding the eager network; ``*_only``: the same without the network (the
   decoder's own ceiling).
 
 bf16 autocast on CUDA (float32 on the CPU). Every figure is the best of ``--repeats`` passes
@@ -280,8 +279,7 @@ def bench_model(torch, name, paths, y, folder, args, rec: Results):
             rec.record(name, "fit_arrays_compiled", rate)
             del arrays
 
-    backends = ["auto", "tensor", "pil"] if cuda else ["auto", "pil"]
-    for backend in backends:
+    for backend in ("auto", "pil"):
         for model in (eager, None):
             key = f"decode_{backend}" + ("" if model is not None else "_only")
             if not want(key):

@@ -9,7 +9,7 @@
 # (forward_eager always; MODEL:STEP for one model; see bench_image_folder.py --help), and
 # PROFILE=1 to run benchmarks/profile_decode.py first (stage by stage, <= 120 s). The short run:
 #     PROFILE=1 MODELS=vit_base_patch16_224 EXTRA_MODES= DEADLINE=150 \
-#     STEPS="fit_folder decode_auto_only decode_tensor_only timm_loader" bash benchmarks/gpu_issue16.sh
+#     STEPS="fit_folder decode_auto_only timm_loader" bash benchmarks/gpu_issue16.sh
 # Sizes are environment variables (CPU smoke test:
 #     DEVICE=cpu MODELS="test_vit test_resnet" N_IMAGES=24 BATCH=8 WORKERS=2 \
 #     DEADLINE=300 OUT=/tmp/out bash benchmarks/gpu_issue16.sh).
@@ -45,7 +45,7 @@ stamp() { date -u +%H:%M:%S; }
   echo "[$(stamp)] folder: $(find "$FOLDER" -name '*.jpg' | wc -l) files, $(du -sh "$FOLDER" | cut -f1)"
   if [ "$DEVICE" != cpu ] && $PY -c "import pytest" 2>/dev/null; then
     echo "[$(stamp)] nvJPEG decode against timm's transform (tests/test_decode.py, on CUDA)"
-    timeout 60 $PY -m pytest tests/test_decode.py -q -x -p no:cacheprovider -k "nvjpeg or tensor or auto or scan" 2>&1 | tail -3
+    timeout 60 $PY -m pytest tests/test_decode.py -q -x -p no:cacheprovider -k "nvjpeg or auto or scan" 2>&1 | tail -3
   fi
   if [ "$PROFILE" = 1 ]; then
     echo "[$(stamp)] profile_decode.py"
