@@ -209,6 +209,9 @@ def test_nvjpeg_matches_timm(photo_files, tmp_path):
     _check(torch.cat([b.images for b in batches]), torch.cat([ref] * 3), 10, 1.0)
     full = [_save(tmp_path / f"444_{i}.jpg", p, subsampling=0) for i, p in enumerate(photo_files)]
     _check(decode_images(full, VIT, device="cuda").images, _timm(full, VIT), 10, 1.0)
+    # The rebuilt chroma does not depend on the batch (nor on the padding it shares).
+    batches = list(iter_decoded(photo_files, VIT, batch_size=8, device="cuda"))
+    assert torch.equal(torch.cat([b.images for b in batches]), auto.images)
     bad = _bad_files(tmp_path, photo_files)
     with pytest.raises(ValueError, match=rf"X\[1\] = '{bad[1]}'"):
         decode_images([photo_files[0], bad[1]], VIT, device="cuda")
