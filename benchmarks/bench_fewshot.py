@@ -114,7 +114,7 @@ def method_factories(names, device="auto", seed=0):
 
 
 METHOD_NOTES = {
-    "faast": "FAASTClassifier() defaults (alpha='auto': GCV over a grid)",
+    "faast": "FAASTClassifier() defaults (alpha='auto': exact leave-one-out squared error over a grid)",
     "faast_paper": "FAASTClassifier(alpha=0.0, rtol='paper', fit_intercept=False)",
     "inverse_ref": "benchmark's own pinv(K, rtol=N**-0.8) @ V (reference for faast_paper)",
     "knn": "Euclidean kNN, k=min(10, shots), majority vote",
