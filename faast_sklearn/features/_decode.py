@@ -127,7 +127,7 @@ def _as_libjpeg(images: list, samplings: list) -> list:
             for j, k in enumerate(chunk):
                 pad[j, :, : images[k].shape[-2], : images[k].shape[-1]] = images[k]
             sizes = [tuple(images[k].shape[-2:]) for k in chunk]
-            done = libjpeg_chroma(pad, torch.tensor(sizes, device=pad.device), sampling)
+            done = libjpeg_chroma(pad, _rows(sizes, pad.device), sampling)
             for j, (k, (h, w)) in enumerate(zip(chunk, sizes, strict=True)):
                 out[k] = done[j, :, :h, :w]
     return out
@@ -152,7 +152,8 @@ def _device_resize(images: list, cfg: dict) -> Any:
 
 
 def _rows(rows: Sequence[int], device: str) -> Any:
-    """Row numbers as a device index tensor, copied without stalling the stream's host."""
+    """Integers (row numbers, image sizes) as a device int64 tensor, copied without stalling
+    the stream's host."""
     torch = import_torch()
     t = torch.as_tensor(np.asarray(rows, dtype=np.int64))
     if str(device).startswith("cuda"):
