@@ -44,15 +44,7 @@ CFG = dict(input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.9, crop
 
 def timed(fn, n_images: int, repeats: int = 3) -> float:
     """Median images/s of ``fn`` over ``repeats`` runs, after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return round(n_images / float(np.median(times)), 1)
+    return alternated({"fn": fn}, n_images, repeats)["fn"]
 
 
 def alternated(fns: dict, n_images: int, repeats: int = 5) -> dict:
