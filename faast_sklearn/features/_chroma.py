@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils._torch import import_torch
+from ..utils._torch import import_torch, to_device
 
 # FIX(x) = round(x * 2**16): libjpeg's fixed-point colour conversion constants.
 _CR_R, _CB_B, _CR_G, _CB_G, _HALF = 91881, 116130, 46802, 22554, 1 << 15
@@ -78,7 +78,7 @@ def _identify(planes: Any, inside: Any, free: Any, inverse: Any) -> Any:
     weight = torch.where(inside, torch.where(free.all(2), _CLEAR, _CLIPPED), 0.0)
     total = weight.sum(0).clamp_(min=1e-9)
     rgb = (planes * weight[:, :, None]).sum(0) / total[:, None]  # (N, 3, h, w)
-    cbcr = torch.tensor(_TO_CBCR, device=planes.device)
+    cbcr = to_device(_TO_CBCR, planes.device, torch.float32)
     guess = torch.einsum("kc,nchw->nkhw", cbcr, rgb).round_().to(torch.int16)
     diff = (rgb[:, 0::2] - rgb[:, 1:2]).round_().to(torch.int32)  # R - G, B - G
     found = inverse[(diff[:, 0] + _DR) * (2 * _DB + 1) + diff[:, 1] + _DB].movedim(-1, 1)

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..utils._threads import pool
-from ..utils._torch import import_torch
+from ..utils._torch import import_torch, to_device
 from ._chroma import libjpeg_chroma
 from ._host_decode import DRAFT, _host_work, _read, _turbo_ok, orient
 from ._images import resize_crop_tensor
@@ -127,7 +127,7 @@ def _as_libjpeg(images: list, samplings: list) -> list:
             for j, k in enumerate(chunk):
                 pad[j, :, : images[k].shape[-2], : images[k].shape[-1]] = images[k]
             sizes = [tuple(images[k].shape[-2:]) for k in chunk]
-            done = libjpeg_chroma(pad, _rows(sizes, pad.device), sampling)
+            done = libjpeg_chroma(pad, to_device(sizes, pad.device), sampling)
             for j, (k, (h, w)) in enumerate(zip(chunk, sizes, strict=True)):
                 out[k] = done[j, :, :h, :w]
     return out
@@ -149,16 +149,6 @@ def _device_resize(images: list, cfg: dict) -> Any:
         for i, k in enumerate(rows):
             buf[k] = y[i]
     return buf.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def _rows(rows: Sequence[int], device: str) -> Any:
-    """Integers (row numbers, image sizes) as a device int64 tensor, copied without stalling
-    the stream's host."""
-    torch = import_torch()
-    t = torch.as_tensor(np.asarray(rows, dtype=np.int64))
-    if str(device).startswith("cuda"):
-        return t.pin_memory().to(device, non_blocking=True)
-    return t
 
 
 def decode_images(
@@ -243,12 +233,12 @@ def decode_images(
     else:
         out = torch.empty((n, 3, oh, ow), dtype=torch.uint8, device=device)
         if host_rows:
-            out.index_copy_(0, _rows(host_rows, device), moved)
+            out.index_copy_(0, to_device(host_rows, device), moved)
         if device_out is not None:
-            out.index_copy_(0, _rows(device_rows, device), device_out)
+            out.index_copy_(0, to_device(device_rows, device), device_out)
     keep = np.setdiff1d(np.arange(n), [f[0] for f in failed])
     if len(keep) < n:
-        out = out.index_select(0, _rows(keep, device))
+        out = out.index_select(0, to_device(keep, device))
     return Decoded(out, index[keep], [f[1:] for f in failed])
 
 

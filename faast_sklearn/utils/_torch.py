@@ -65,6 +65,17 @@ def to_host(a):
     return a.detach().cpu().numpy() if is_tensor(a) else a
 
 
+def to_device(values: Any, device: Any, dtype: Any = None) -> Any:
+    """Host values (a list, an array) as a tensor on ``device``; to CUDA through pinned
+    memory, without blocking the host until the stream has run what is queued on it (as a
+    plain ``torch.tensor(values, device=...)`` does)."""
+    torch = import_torch()
+    t = torch.as_tensor(values, dtype=dtype)
+    if str(device).startswith("cuda"):
+        return t.pin_memory().to(device, non_blocking=True)
+    return t
+
+
 @functools.cache
 def _torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
