@@ -70,7 +70,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         processes and sessions (named backbones and specs only, not callables).
     num_workers : int, default=0
         Threads decoding files, PIL images and dataset items and hashing inputs. 0 means
-        ``min(8, os.cpu_count())`` (decoding scaled no further on a 16-core host).
+        one per CPU core this process may use.
     verbose : int, default=0
         Show a progress bar (tqdm) with the throughput in images/s.
     on_error : {"raise", "skip"}, default="raise"
