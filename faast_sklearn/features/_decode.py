@@ -9,9 +9,12 @@ the worker threads first; then, by ``backend``:
 
 ``"auto"``
     On CUDA, the plain JPEG files (8-bit, Huffman-coded, not progressive) of the common
-    chroma layouts (grey, 4:4:4, 4:2:0, 4:2:2) are decoded together by nvJPEG
-    (``torchvision.io.decode_jpeg`` on the device) and resized there, while the worker threads
-    decode the rest on the host at the same time. nvJPEG repeats subsampled chroma where
+    chroma layouts (grey, 4:4:4, 4:2:0, 4:2:2) are decoded together on the GPU and resized
+    there, while the worker threads decode the rest on the host at the same time. Where
+    NVIDIA's nvImageCodec is installed (:func:`jpeg_engine`), its decoder takes them: the GPU's
+    hardware JPEG engines, with libjpeg's "fancy" chroma upsampling (H200: libjpeg-turbo's
+    pixels to within one level, 3.5x nvJPEG with the rebuild below). Otherwise nvJPEG does
+    (``torchvision.io.decode_jpeg`` on the device), which repeats subsampled chroma where
     libjpeg (and so PIL and timm) interpolates it; :func:`._chroma.libjpeg_chroma` turns its
     output into libjpeg's pixels on the device (on photographs, H100: 97.6 % of the pixels
     exact, 0.03 levels off on average; after the resize 0.17, at most 15).
@@ -35,6 +38,7 @@ A file that cannot be decoded raises a ValueError naming its index and path, or,
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -100,6 +104,47 @@ def _tensor_decode(datas: list, device: str) -> list:
             except Exception:
                 out.append(None)
         return out
+
+
+@functools.cache
+def jpeg_engine(device_index: int) -> Any:
+    """nvImageCodec's JPEG decoder on GPU ``device_index`` (its hardware JPEG engines where the
+    GPU has them, else nvJPEG's hybrid decoder), with libjpeg's "fancy" chroma upsampling;
+    None where nvImageCodec is not installed or cannot start. One per device and process,
+    with the lock that keeps its calls one at a time."""
+    try:
+        from nvidia import nvimgcodec as nv
+
+        backends = [
+            nv.Backend(nv.BackendKind.HW_GPU_ONLY),
+            nv.Backend(nv.BackendKind.HYBRID_CPU_GPU),
+        ]
+        decoder = nv.Decoder(
+            device_id=device_index, backends=backends, options=":fancy_upsampling=1"
+        )
+        return decoder, threading.Lock()
+    except Exception:  # not installed, or no CUDA device it can use
+        return None
+
+
+def _engine_decode(engine: Any, datas: list, device: str) -> list:
+    """Decode JPEG byte tensors with nvImageCodec on ``device``'s current stream: (3, h, w)
+    uint8 images, None for each file it refuses."""
+    from nvidia import nvimgcodec as nv
+
+    torch = import_torch()
+    params = nv.DecodeParams(apply_exif_orientation=False, color_spec=nv.ColorSpec.SRGB)
+    stream = torch.cuda.current_stream(device).cuda_stream
+    decoder, lock = engine
+    try:
+        streams = [nv.CodeStream(d.numpy()) for d in datas]
+        with lock:
+            images = decoder.decode(streams, params=params, cuda_stream=stream)
+    except Exception:  # a file it cannot parse: the host decodes (and names) them all
+        return [None] * len(datas)
+    return [
+        None if x is None else torch.as_tensor(x, device=device).permute(2, 0, 1) for x in images
+    ]
 
 
 def _as_libjpeg(images: list, samplings: list) -> list:
@@ -204,15 +249,17 @@ def decode_images(
     futures = [submit(j, k) for j, k in enumerate(host_rows)]
     device_out, device_rows, late = None, [], []
     if on_device:
-        decoded = _tensor_decode([reads[k][0] for k in on_device], device)
+        datas = [reads[k][0] for k in on_device]
+        gpu = torch.device(device).index
+        engine = jpeg_engine(torch.cuda.current_device() if gpu is None else gpu)
+        decoded = _engine_decode(engine, datas, device) if engine else _tensor_decode(datas, device)
         kept = [(k, img) for k, img in zip(on_device, decoded, strict=True) if img is not None]
         late = [k for k, img in zip(on_device, decoded, strict=True) if img is None]
         if kept:
             device_rows = [k for k, _ in kept]
-            images = _as_libjpeg(
-                [img for _, img in kept],
-                [reads[k][1].sampling for k in device_rows],
-            )
+            images = [img for _, img in kept]
+            if engine is None:  # nvJPEG through torchvision: libjpeg's chroma rebuilt
+                images = _as_libjpeg(images, [reads[k][1].sampling for k in device_rows])
             images = [
                 orient(img, reads[k][1].orientation)
                 for k, img in zip(device_rows, images, strict=True)
