@@ -142,9 +142,8 @@ def _engine_decode(engine: Any, datas: list, device: str) -> list:
             images = decoder.decode(streams, params=params, cuda_stream=stream)
     except Exception:  # a file it cannot parse: the host decodes (and names) them all
         return [None] * len(datas)
-    return [
-        None if x is None else torch.as_tensor(x, device=device).permute(2, 0, 1) for x in images
-    ]
+    # DLPack, not the CUDA array interface: the consumer's stream waits for the decode.
+    return [None if x is None else torch.from_dlpack(x).permute(2, 0, 1) for x in images]
 
 
 def _as_libjpeg(images: list, samplings: list) -> list:
