@@ -141,6 +141,8 @@ def _engine_decode(engine: Any, datas: list, device: str) -> list:
         with lock:
             images = decoder.decode(streams, params=params, cuda_stream=stream)
     except Exception:  # a file it cannot parse: the host decodes (and names) them all
+        images = []
+    if len(images) != len(datas):  # or some releases leave out the images they fail on
         return [None] * len(datas)
     # DLPack, not the CUDA array interface: the consumer's stream waits for the decode.
     return [None if x is None else torch.from_dlpack(x).permute(2, 0, 1) for x in images]
