@@ -50,7 +50,7 @@ import numpy as np
 from ..utils._threads import pool
 from ..utils._torch import import_torch, to_device
 from ._chroma import libjpeg_chroma
-from ._host_decode import DRAFT, _host_work, _read, _turbo_ok, orient
+from ._host_decode import DRAFT, _host_work, _turbo_ok, orient, read_files
 from ._images import resize_crop_tensor
 
 ON_ERROR = ("raise", "skip")
@@ -94,6 +94,7 @@ def _tensor_decode(datas: list, device: str) -> list:
     one (None for each file the decoder refuses)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    datas = [import_torch().from_numpy(d) for d in datas]
     try:
         return list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device))
     except Exception:
@@ -226,7 +227,7 @@ def decode_images(
     if backend == "pil":
         reads = [(None, None)] * n
     else:
-        reads = list(workers.map(_read, paths))
+        reads = read_files(paths, num_workers, processes=cuda)
     plain = [k for k in range(n) if reads[k][1] is not None]
     on_device = []
     if cuda and backend != "pil":
