@@ -138,7 +138,7 @@ def _engine_decode(engine: Any, datas: list, device: str) -> list:
     stream = torch.cuda.current_stream(device).cuda_stream
     decoder, lock = engine
     try:
-        streams = [nv.CodeStream(d.numpy()) for d in datas]
+        streams = [nv.CodeStream(d) for d in datas]
         with lock:
             images = decoder.decode(streams, params=params, cuda_stream=stream)
     except Exception:  # a file it cannot parse: the host decodes (and names) them all
