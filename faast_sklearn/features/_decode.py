@@ -109,20 +109,24 @@ def _tensor_decode(datas: list, device: str) -> list:
 
 @functools.cache
 def jpeg_engine(device_index: int) -> Any:
-    """nvImageCodec's JPEG decoder on GPU ``device_index`` (its hardware JPEG engines where the
-    GPU has them, else nvJPEG's hybrid decoder), with libjpeg's "fancy" chroma upsampling;
-    None where nvImageCodec is not installed or cannot start. One per device and process,
-    with the lock that keeps its calls one at a time."""
+    """nvImageCodec's JPEG decoder on GPU ``device_index``: the GPU's hardware JPEG engines
+    with libjpeg's "fancy" chroma upsampling (libjpeg-turbo's pixels to within a level).
+    None where nvImageCodec is not installed, cannot start, or the GPU has no such engines
+    (nvJPEG's hybrid decoder, its other back-end, is 3 levels off and would take a share of a
+    batch that depends on the batch). One per device and process, with the lock that keeps
+    its calls one at a time."""
     try:
         from nvidia import nvimgcodec as nv
+        from torchvision.io import encode_jpeg
 
-        backends = [
-            nv.Backend(nv.BackendKind.HW_GPU_ONLY),
-            nv.Backend(nv.BackendKind.HYBRID_CPU_GPU),
-        ]
         decoder = nv.Decoder(
-            device_id=device_index, backends=backends, options=":fancy_upsampling=1"
+            device_id=device_index,
+            backends=[nv.Backend(nv.BackendKind.HW_GPU_ONLY)],
+            options=":fancy_upsampling=1",
         )
+        probe = encode_jpeg(import_torch().zeros((3, 16, 16), dtype=import_torch().uint8))
+        if decoder.decode(nv.CodeStream(probe.numpy())) is None:
+            return None
         return decoder, threading.Lock()
     except Exception:  # not installed, or no CUDA device it can use
         return None
