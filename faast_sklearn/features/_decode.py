@@ -125,7 +125,7 @@ def jpeg_engine(device_index: int) -> Any:
             options=":fancy_upsampling=1",
         )
         probe = encode_jpeg(import_torch().zeros((3, 16, 16), dtype=import_torch().uint8))
-        if decoder.decode(nv.CodeStream(probe.numpy())) is None:
+        if not [x for x in decoder.decode([nv.CodeStream(probe.numpy())]) if x is not None]:
             return None
         return decoder, threading.Lock()
     except Exception:  # not installed, or no CUDA device it can use
