@@ -36,8 +36,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from faast_sklearn.features import _decode
 from faast_sklearn.features._decode import _as_libjpeg, _device_resize, decode_images
-from faast_sklearn.features._host_decode import _read
-from faast_sklearn.utils._threads import pool
+from faast_sklearn.features._host_decode import read_files
 
 CFG = dict(input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.9, crop_mode="center")
 
@@ -90,12 +89,11 @@ def main(argv=None) -> None:
     p.add_argument("--baseline", help="a _chroma.py to time side by side with this one")
     args = p.parse_args(argv)
     paths = sorted(str(f) for f in Path(args.folder).rglob("*.jpg"))[: args.n_files]
-    workers = pool(args.workers)
-    reads = list(workers.map(_read, paths))
+    reads = read_files(paths, args.workers, processes=False)
     layouts: dict = {}
     for _, info in reads:
         layouts[str(info.sampling)] = layouts.get(str(info.sampling), 0) + 1
-    batch = [d for d, _ in reads[: args.batch]]
+    batch = [torch.from_numpy(d) for d, _ in reads[: args.batch]]
     samplings = [info.sampling for _, info in reads[: args.batch]]
     nv = decode_jpeg(batch, mode=ImageReadMode.RGB, device="cuda")
     rebuilt = _as_libjpeg(nv, samplings)
@@ -129,7 +127,8 @@ def main(argv=None) -> None:
         "images_per_s": {},
     }
     rates = out["images_per_s"]
-    rates["read_threads"] = timed(lambda: list(workers.map(_read, sub)), len(sub))
+    rates["read_threads"] = timed(lambda: read_files(sub, args.workers, False), len(sub))
+    rates["read_processes"] = timed(lambda: read_files(sub, args.workers, True), len(sub))
     rates["nvjpeg"] = timed(
         lambda: decode_jpeg(batch, mode=ImageReadMode.RGB, device="cuda"), len(sub)
     )

@@ -217,6 +217,26 @@ def test_nvjpeg_matches_timm(photo_files, tmp_path):
         decode_images([photo_files[0], bad[1]], VIT, device="cuda")
 
 
+@pytest.mark.gpu
+def test_jpeg_engine_gives_libjpeg_pixels(photo_files, tmp_path):
+    # With nvImageCodec installed, the GPU decodes 4:2:0 photographs with libjpeg's chroma
+    # upsampling: at the input size (no resize), PIL's pixels to within a level.
+    pytest.importorskip("nvidia.nvimgcodec")
+    cfg = {**VIT, "crop_pct": 1.0}
+    files = []
+    for i, p in enumerate(photo_files):
+        with Image.open(p) as img:
+            files.append(str(tmp_path / f"{i}.jpg"))
+            img.convert("RGB").resize((224, 224)).save(files[-1], "JPEG", quality=90)
+    got = decode_images(files, cfg, device="cuda").images.cpu()
+    ref = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))) for f in files])
+    err = (got.permute(0, 2, 3, 1).int() - ref.int()).abs().flatten(1)
+    assert err.max() <= 1, (err.max(1).values, (err > 1).sum(1))
+    # The same pixels every time, in batches decoded ahead on another stream too.
+    again = torch.cat([b.images for b in iter_decoded(files * 2, cfg, batch_size=3, device="cuda")])
+    assert torch.equal(again.cpu(), torch.cat([got, got]))
+
+
 def _save(path, source, **kwargs):
     """``source`` (any image file) re-saved as a JPEG at ``path`` with PIL's ``kwargs``."""
     with Image.open(source) as img:

@@ -9,9 +9,12 @@ the worker threads first; then, by ``backend``:
 
 ``"auto"``
     On CUDA, the plain JPEG files (8-bit, Huffman-coded, not progressive) of the common
-    chroma layouts (grey, 4:4:4, 4:2:0, 4:2:2) are decoded together by nvJPEG
-    (``torchvision.io.decode_jpeg`` on the device) and resized there, while the worker threads
-    decode the rest on the host at the same time. nvJPEG repeats subsampled chroma where
+    chroma layouts (grey, 4:4:4, 4:2:0, 4:2:2) are decoded together on the GPU and resized
+    there, while the worker threads decode the rest on the host at the same time. Where
+    NVIDIA's nvImageCodec is installed (:func:`jpeg_engine`), its decoder takes them: the GPU's
+    hardware JPEG engines, with libjpeg's "fancy" chroma upsampling (H200: libjpeg-turbo's
+    pixels to within one level, 3.5x nvJPEG with the rebuild below). Otherwise nvJPEG does
+    (``torchvision.io.decode_jpeg`` on the device), which repeats subsampled chroma where
     libjpeg (and so PIL and timm) interpolates it; :func:`._chroma.libjpeg_chroma` turns its
     output into libjpeg's pixels on the device (on photographs, H100: 97.6 % of the pixels
     exact, 0.03 levels off on average; after the resize 0.17, at most 15).
@@ -35,6 +38,7 @@ A file that cannot be decoded raises a ValueError naming its index and path, or,
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -46,7 +50,7 @@ import numpy as np
 from ..utils._threads import pool
 from ..utils._torch import import_torch, to_device
 from ._chroma import libjpeg_chroma
-from ._host_decode import DRAFT, _host_work, _read, _turbo_ok, orient
+from ._host_decode import DRAFT, _host_work, _turbo_ok, orient, read_files
 from ._images import resize_crop_tensor
 
 ON_ERROR = ("raise", "skip")
@@ -90,6 +94,7 @@ def _tensor_decode(datas: list, device: str) -> list:
     one (None for each file the decoder refuses)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    datas = [import_torch().from_numpy(d) for d in datas]
     try:
         return list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device))
     except Exception:
@@ -100,6 +105,52 @@ def _tensor_decode(datas: list, device: str) -> list:
             except Exception:
                 out.append(None)
         return out
+
+
+@functools.cache
+def jpeg_engine(device_index: int) -> Any:
+    """nvImageCodec's JPEG decoder on GPU ``device_index``: the GPU's hardware JPEG engines
+    with libjpeg's "fancy" chroma upsampling (libjpeg-turbo's pixels to within a level).
+    None where nvImageCodec is not installed, cannot start, or the GPU has no such engines
+    (nvJPEG's hybrid decoder, its other back-end, is 3 levels off and would take a share of a
+    batch that depends on the batch). One per device and process, with the lock that keeps
+    its calls one at a time."""
+    try:
+        from nvidia import nvimgcodec as nv
+        from torchvision.io import encode_jpeg
+
+        decoder = nv.Decoder(
+            device_id=device_index,
+            backends=[nv.Backend(nv.BackendKind.HW_GPU_ONLY)],
+            options=":fancy_upsampling=1",
+        )
+        probe = encode_jpeg(import_torch().zeros((3, 16, 16), dtype=import_torch().uint8))
+        if not [x for x in decoder.decode([nv.CodeStream(probe.numpy())]) if x is not None]:
+            return None
+        return decoder, threading.Lock()
+    except Exception:  # not installed, or no CUDA device it can use
+        return None
+
+
+def _engine_decode(engine: Any, datas: list, device: str) -> list:
+    """Decode JPEG byte tensors with nvImageCodec on ``device``'s current stream: (3, h, w)
+    uint8 images, None for each file it refuses."""
+    from nvidia import nvimgcodec as nv
+
+    torch = import_torch()
+    params = nv.DecodeParams(apply_exif_orientation=False, color_spec=nv.ColorSpec.SRGB)
+    stream = torch.cuda.current_stream(device).cuda_stream
+    decoder, lock = engine
+    try:
+        streams = [nv.CodeStream(d) for d in datas]
+        with lock:
+            images = decoder.decode(streams, params=params, cuda_stream=stream)
+    except Exception:  # a file it cannot parse: the host decodes (and names) them all
+        images = []
+    if len(images) != len(datas):  # or some releases leave out the images they fail on
+        return [None] * len(datas)
+    # DLPack, not the CUDA array interface: the consumer's stream waits for the decode.
+    return [None if x is None else torch.from_dlpack(x).permute(2, 0, 1) for x in images]
 
 
 def _as_libjpeg(images: list, samplings: list) -> list:
@@ -180,7 +231,7 @@ def decode_images(
     if backend == "pil":
         reads = [(None, None)] * n
     else:
-        reads = list(workers.map(_read, paths))
+        reads = read_files(paths, num_workers, processes=cuda)
     plain = [k for k in range(n) if reads[k][1] is not None]
     on_device = []
     if cuda and backend != "pil":
@@ -204,15 +255,17 @@ def decode_images(
     futures = [submit(j, k) for j, k in enumerate(host_rows)]
     device_out, device_rows, late = None, [], []
     if on_device:
-        decoded = _tensor_decode([reads[k][0] for k in on_device], device)
+        datas = [reads[k][0] for k in on_device]
+        gpu = torch.device(device).index
+        engine = jpeg_engine(torch.cuda.current_device() if gpu is None else gpu)
+        decoded = _engine_decode(engine, datas, device) if engine else _tensor_decode(datas, device)
         kept = [(k, img) for k, img in zip(on_device, decoded, strict=True) if img is not None]
         late = [k for k, img in zip(on_device, decoded, strict=True) if img is None]
         if kept:
             device_rows = [k for k, _ in kept]
-            images = _as_libjpeg(
-                [img for _, img in kept],
-                [reads[k][1].sampling for k in device_rows],
-            )
+            images = [img for _, img in kept]
+            if engine is None:  # nvJPEG through torchvision: libjpeg's chroma rebuilt
+                images = _as_libjpeg(images, [reads[k][1].sampling for k in device_rows])
             images = [
                 orient(img, reads[k][1].orientation)
                 for k, img in zip(device_rows, images, strict=True)

@@ -69,8 +69,9 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
         Also cache the features of each call on disk with :class:`joblib.Memory`, shared across
         processes and sessions (named backbones and specs only, not callables).
     num_workers : int, default=0
-        Threads decoding files, PIL images and dataset items and hashing inputs. 0 means
-        one per CPU core this process may use.
+        Threads decoding files, PIL images and dataset items and hashing inputs (and, on a
+        GPU, the worker processes reading image files). 0 means one per CPU core this
+        process may use.
     verbose : int, default=0
         Show a progress bar (tqdm) with the throughput in images/s.
     on_error : {"raise", "skip"}, default="raise"
