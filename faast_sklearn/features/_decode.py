@@ -4,16 +4,19 @@ A batch of files becomes a uint8 ``(N, 3, H, W)`` tensor on the device, resized 
 cropped as timm's evaluation transform does (shorter side to ``size / crop_pct``, then a centre
 crop; the geometry is :func:`._images.resize_plan`'s), with the EXIF orientation applied.
 
-Each file's bytes are read and its JPEG header scanned (:func:`._jpeg.scan_jpeg`, no PIL) in
-the worker threads first; then, by ``backend``:
+Each file's bytes are read and its JPEG header scanned (:func:`._jpeg.scan_jpeg`, no PIL)
+first: for a GPU in worker processes (in threads, that Python would hold the GIL that the
+forward pass's kernel launches wait for), on the host in the worker threads. Then, by
+``backend``:
 
 ``"auto"``
     On CUDA, the plain JPEG files (8-bit, Huffman-coded, not progressive) of the common
     chroma layouts (grey, 4:4:4, 4:2:0, 4:2:2) are decoded together on the GPU and resized
     there, while the worker threads decode the rest on the host at the same time. Where
-    NVIDIA's nvImageCodec is installed (:func:`jpeg_engine`), its decoder takes them: the GPU's
-    hardware JPEG engines, with libjpeg's "fancy" chroma upsampling (H200: libjpeg-turbo's
-    pixels to within one level, 3.5x nvJPEG with the rebuild below). Otherwise nvJPEG does
+    NVIDIA's nvImageCodec is installed and the GPU has hardware JPEG engines
+    (:func:`jpeg_engine`), the engines take them, with libjpeg's "fancy" chroma upsampling
+    (H200: libjpeg-turbo's pixels to within one level, 3.5x nvJPEG with the rebuild below);
+    a file the engines refuse goes to the host. Otherwise nvJPEG does
     (``torchvision.io.decode_jpeg`` on the device), which repeats subsampled chroma where
     libjpeg (and so PIL and timm) interpolates it; :func:`._chroma.libjpeg_chroma` turns its
     output into libjpeg's pixels on the device (on photographs, H100: 97.6 % of the pixels
