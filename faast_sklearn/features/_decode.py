@@ -93,8 +93,8 @@ def check_on_error(on_error: str) -> str:
 
 
 def _tensor_decode(datas: list, device: str) -> list:
-    """Decode JPEG byte tensors on ``device``: all at once, or, where the batch fails, one by
-    one (None for each file the decoder refuses)."""
+    """Decode JPEG files' bytes (uint8 arrays) with torchvision on ``device``: all at once,
+    or, where the batch fails, one by one (None for each file the decoder refuses)."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     datas = [import_torch().from_numpy(d) for d in datas]
@@ -122,12 +122,13 @@ def jpeg_engine(device_index: int) -> Any:
         from nvidia import nvimgcodec as nv
         from torchvision.io import encode_jpeg
 
+        torch = import_torch()
         decoder = nv.Decoder(
             device_id=device_index,
             backends=[nv.Backend(nv.BackendKind.HW_GPU_ONLY)],
             options=":fancy_upsampling=1",
         )
-        probe = encode_jpeg(import_torch().zeros((3, 16, 16), dtype=import_torch().uint8))
+        probe = encode_jpeg(torch.zeros((3, 16, 16), dtype=torch.uint8))
         if not [x for x in decoder.decode([nv.CodeStream(probe.numpy())]) if x is not None]:
             return None
         return decoder, threading.Lock()
@@ -136,8 +137,8 @@ def jpeg_engine(device_index: int) -> Any:
 
 
 def _engine_decode(engine: Any, datas: list, device: str) -> list:
-    """Decode JPEG byte tensors with nvImageCodec on ``device``'s current stream: (3, h, w)
-    uint8 images, None for each file it refuses."""
+    """Decode JPEG files' bytes (uint8 arrays) with nvImageCodec on ``device``'s current
+    stream: (3, h, w) uint8 images, None for each file it refuses."""
     from nvidia import nvimgcodec as nv
 
     torch = import_torch()

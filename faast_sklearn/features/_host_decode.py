@@ -79,9 +79,7 @@ def _decode_turbo(data: Any, info: JpegInfo, cfg: dict) -> Any:
     torch = import_torch()
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    x = orient(
-        decode_jpeg(import_torch().from_numpy(data), mode=ImageReadMode.RGB), info.orientation
-    )
+    x = orient(decode_jpeg(torch.from_numpy(data), mode=ImageReadMode.RGB), info.orientation)
     (nh, nw), (top, left, oh, ow) = resize_plan(x.shape[-2], x.shape[-1], cfg)
     if (nh, nw) != tuple(x.shape[-2:]):
         mode = cfg.get("interpolation", "bilinear")
