@@ -12,7 +12,7 @@ import numpy as np
 
 from ..utils._content_key import content_key
 from ..utils._threads import pool
-from ..utils._torch import import_torch
+from ..utils._torch import to_device
 from ._decode import decode_images, iter_decoded
 from ._images import array_item_to_uint8, is_pil, resize_crop_pil
 from ._keys import item_key, path_key, pil_key
@@ -131,16 +131,10 @@ class ItemSource:
                 return batch.images
             self.skipped.extend(batch.skipped)
             out = batch.images.new_zeros((len(idx), *batch.images.shape[1:]))
-            torch = import_torch()
-            rows = _rows_of(idx, batch.index)
-            out[torch.as_tensor(rows, device=out.device)] = batch.images
+            out[to_device(_rows_of(idx, batch.index), out.device)] = batch.images
             return out
-        torch = import_torch()
         arrays = list(pool(self.num_workers).map(self._decoded, [int(i) for i in idx]))
-        batch = torch.from_numpy(np.stack(arrays))
-        if device.startswith("cuda"):
-            batch = batch.pin_memory().to(device, non_blocking=True)
-        return batch
+        return to_device(np.stack(arrays), device)
 
     def drop_memo(self) -> None:
         self._memo.clear()
