@@ -122,6 +122,24 @@ def accumulate(backend, X, codes, w, n_targets: int, old, columns) -> dict[int, 
     return merged
 
 
+def split_fitted(backend, stats: Statistics) -> dict[int, Statistics]:
+    """Per-class statistics of the statistics ``fit`` made with ``"balanced"``: its kept rows,
+    each weight divided by the balanced factor ``fit`` multiplied in. Moments (more rows than
+    features) are merged across classes for good, and cannot be split."""
+    if stats.rows is None:
+        raise ValueError(
+            "This FAASTClassifier(class_weight='balanced') was fitted with fit on more rows "
+            "than features: its statistics merge the classes, and 'balanced' needs them "
+            "apart to take more rows. Refit with fit on all the rows, or stream from the "
+            "start with partial_fit."
+        )
+    X, codes, w = stats.map(backend.to_device).rows
+    codes = backend.to_numpy(codes).astype(np.intp)
+    w = backend.to_numpy(w)
+    factors = balanced_factors(np.bincount(codes, minlength=stats.n_targets))
+    return accumulate(backend, X, codes, w / factors[codes], stats.n_targets, {}, None)
+
+
 def combine(class_stats: dict[int, Statistics], n_targets: int) -> Statistics:
     """The balanced statistics: each class's statistics scaled by its current factor."""
     codes = sorted(class_stats)

@@ -59,7 +59,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     class_weight : None, "balanced" or dict, default=None
         Multiplies ``sample_weight`` as in :class:`~sklearn.linear_model.RidgeClassifier`;
         ``"balanced"`` is exact in ``partial_fit`` (per-class statistics: ``n_classes`` times
-        the memory). Not for multilabel targets.
+        the memory); ``partial_fit`` continues a ``fit`` on at most as many rows as
+        features (one on more merges the classes' statistics). Not for multilabel targets.
     prior : None, "identity", callable or fitted estimator, default=None
         Blended as ``(1 - r) prior(X) + r (X W + b)``, ``r = N / (N0 + N)``: ``"identity"``
         (the features are the prediction, as CLIP's: zero-shot), a callable returning class
@@ -299,6 +300,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
 
     def _target_weights(self, targets, w, state, *, partial):
         state["_class_stats"] = None  # a "balanced" stream's per-class statistics
+        # Statistics that fit weighted by class ("balanced"), which a stream may split again.
+        state["_balanced_fit"] = not partial and self.class_weight == "balanced"
         return _class_weight.row_weights(self.class_weight, targets, w, state, partial=partial)
 
     def _accumulate(self, backend, X, targets, w, n_targets, *, first, columns, state):
@@ -307,6 +310,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
                 backend, X, targets, w, n_targets, first=first, columns=columns, state=state
             )
         old = {} if first else self.__dict__.get("_class_stats")
+        if old is None and not first and self.__dict__.get("_balanced_fit"):
+            old = _class_weight.split_fitted(backend, self.stats_)  # fit, then partial_fit
         per_class = _class_weight.accumulate(backend, X, targets, w, n_targets, old, columns)
         state["_class_stats"] = per_class
         if not per_class:  # a zero-row batch (zero-shot start): no class has rows yet

@@ -141,3 +141,25 @@ def test_leave_one_out_with_class_weight_chooses_as_ridge_classifier_cv(class_we
     clf.fit(X, y)
     assert alphas[0] < ref.alpha_ < alphas[-1]
     assert clf.alpha_ == ref.alpha_
+
+
+@pytest.mark.parametrize("solver", ["scipy", "torch"])
+def test_balanced_fit_then_partial_fit_equals_fit(solver):
+    # fit on fewer rows than features keeps them: a stream continues from them exactly, the
+    # balanced factors recomputed from all the rows seen. More rows than features: a clear error.
+    if solver == "torch":
+        pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    X, y = _imbalanced(rng, 200, 60)
+    whole = FAASTClassifier(class_weight="balanced", solver=solver).fit(X, y)
+    clf = FAASTClassifier(class_weight="balanced", solver=solver).fit(X[:50], y[:50])
+    for part in np.array_split(np.arange(50, 200), 3):
+        clf.partial_fit(X[part], y[part])
+    np.testing.assert_allclose(clf.alpha_, whole.alpha_, rtol=1e-10)
+    np.testing.assert_allclose(clf.coef_, whole.coef_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(clf.intercept_, whole.intercept_, rtol=1e-7, atol=1e-9)
+    merged = FAASTClassifier(class_weight="balanced", solver=solver).fit(X[:100], y[:100])
+    before = merged.coef_.copy()
+    with pytest.raises(ValueError, match="more rows than features"):
+        merged.partial_fit(X[100:], y[100:])
+    np.testing.assert_array_equal(merged.coef_, before)  # left as it was
