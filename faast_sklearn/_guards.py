@@ -41,7 +41,17 @@ def check_finite(X) -> float:
     """``max |X|``, after a ValueError if ``X`` holds a NaN or an infinity."""
     amax = _abs_max(X)
     if not math.isfinite(amax):
-        raise ValueError("Input X contains NaN or infinity.")
+        bad = ~(X.isfinite() if is_tensor(X) else np.isfinite(X))
+        rows = bad.reshape(len(X), -1).any(1)
+        rows = rows.cpu().numpy() if is_tensor(rows) else rows
+        i = int(np.flatnonzero(rows)[0])
+        row = X[i].reshape(-1)
+        row = row.float().cpu().numpy() if is_tensor(row) else np.asarray(row)
+        j = int(np.flatnonzero(~np.isfinite(row))[0])
+        raise ValueError(
+            f"Input X contains NaN or infinity: {int(rows.sum())} row(s), the first row {i} "
+            f"({row[j]} in column {j})."
+        )
     return amax
 
 

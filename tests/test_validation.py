@@ -312,3 +312,19 @@ def test_huge_targets_refused_and_extreme_scales_never_nan(data):
             assert np.isfinite(pred).all(), (scale, n)
             if n == 60:
                 assert np.corrcoef(pred, X[:, 0])[0, 1] > 0.999
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_non_finite_rows_are_named(kind):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 5)), np.arange(30) % 3
+    X[7, 3], X[9, 0] = np.nan, np.inf
+    if kind == "torch":
+        X = pytest.importorskip("torch").from_numpy(X)
+    msg = r"NaN or infinity: 2 row\(s\), the first row 7 \(nan in column 3\)"
+    with pytest.raises(ValueError, match=msg):
+        FAASTClassifier().fit(X, y)
+    with pytest.raises(ValueError, match=msg):
+        FAASTRegressor().partial_fit(X, y.astype(float))
+    with pytest.raises(ValueError, match=msg):
+        FAASTClassifier().fit(X[:6], y[:6]).predict(X)  # the first 6 rows are finite
