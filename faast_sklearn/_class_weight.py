@@ -135,9 +135,8 @@ def split_fitted(backend, stats: Statistics) -> dict[int, Statistics]:
         )
     X, codes, w = stats.map(backend.to_device).rows
     codes = backend.to_numpy(codes).astype(np.intp)
-    w = backend.to_numpy(w)
-    factors = balanced_factors(np.bincount(codes, minlength=stats.n_targets))
-    return accumulate(backend, X, codes, w / factors[codes], stats.n_targets, {}, None)
+    factors = row_factors("balanced", codes, np.arange(stats.n_targets))  # what fit applied
+    return accumulate(backend, X, codes, backend.to_numpy(w) / factors, stats.n_targets, {}, None)
 
 
 def combine(class_stats: dict[int, Statistics], n_targets: int) -> Statistics:

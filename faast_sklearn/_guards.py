@@ -46,7 +46,7 @@ def check_finite(X) -> float:
         rows = rows.cpu().numpy() if is_tensor(rows) else rows
         i = int(np.flatnonzero(rows)[0])
         row = X[i].reshape(-1)
-        row = row.float().cpu().numpy() if is_tensor(row) else np.asarray(row)
+        row = row.float().cpu().numpy() if is_tensor(row) else row
         j = int(np.flatnonzero(~np.isfinite(row))[0])
         raise ValueError(
             f"Input X contains NaN or infinity: {int(rows.sum())} row(s), the first row {i} "
