@@ -146,13 +146,7 @@ def load_image_folder(path: str | os.PathLike, *, return_X_y: bool = False):
         )
     paths, target = [], []
     for index, name in enumerate(classes):
-        found = sorted(
-            str(p)
-            for p in (root / name).rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS
-            and p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        )
+        found = _image_files(root / name)
         if not found:
             raise ValueError(
                 f"Class folder {root / name} holds no image file (extensions: "
@@ -164,3 +158,25 @@ def load_image_folder(path: str | os.PathLike, *, return_X_y: bool = False):
     if return_X_y:
         return paths, target
     return Bunch(data=paths, target=target, target_names=classes, filenames=np.asarray(paths))
+
+
+def _image_files(folder: Path) -> list[str]:
+    """The image files below ``folder`` (sorted), hidden files and folders left out; linked
+    folders are followed, as torchvision's ImageFolder does, each real folder once."""
+    found, visited = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:  # a link back to a folder already read: no endless walk
+            dirnames[:] = []
+            continue
+        visited.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for f in filenames:
+            path = os.path.join(dirpath, f)
+            if (
+                not f.startswith(".")
+                and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+                and os.path.isfile(path)
+            ):
+                found.append(path)
+    return sorted(found)

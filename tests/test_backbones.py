@@ -114,6 +114,29 @@ def test_overwritten_backbone_gives_the_new_network_and_features(memory, tmp_pat
         unregister_backbone("scaled_for_test")
 
 
+def test_overwrite_drops_features_even_of_a_factory_of_the_same_code(tmp_path):
+    # A factory reading a weights file that has since changed: its code is the same, yet
+    # re-registering it must not serve the features of the old weights.
+    X = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    scale_file = tmp_path / "scale.txt"
+
+    def factory(*, pretrained, weights, image_size):
+        return _scaled_tiny(float(scale_file.read_text()))(
+            pretrained=pretrained, weights=weights, image_size=image_size
+        )
+
+    scale_file.write_text("1.0")
+    register_backbone("file_scaled_for_test", factory)
+    try:
+        first = FeatureExtractor("file_scaled_for_test", device="cpu").transform(X)
+        scale_file.write_text("3.0")
+        register_backbone("file_scaled_for_test", factory, overwrite=True)
+        second = FeatureExtractor("file_scaled_for_test", device="cpu").transform(X)
+        np.testing.assert_allclose(second, 3 * first, rtol=1e-5)
+    finally:
+        unregister_backbone("file_scaled_for_test")
+
+
 _SCRIPT = """
 import numpy as np, torch
 from faast_sklearn.backbones import Backbone, load_backbone, register_backbone

@@ -68,6 +68,17 @@ def test_load_image_folder_layout_and_errors(tmp_path):
     np.testing.assert_array_equal(data.target, [0, 1, 1])
     X, y = load_image_folder(tmp_path, return_X_y=True)
     assert X == data.data and y.dtype == np.int64
+    # A linked folder is followed (as torchvision's ImageFolder does); a link back to a
+    # folder already read is not walked again.
+    shard = tmp_path.parent / f"{tmp_path.name}_shard"
+    shard.mkdir()
+    Image.new("RGB", (12, 9)).save(shard / "w.png")
+    (tmp_path / "a_cat" / "more").symlink_to(shard, target_is_directory=True)
+    (tmp_path / "a_cat" / "loop").symlink_to(tmp_path / "a_cat", target_is_directory=True)
+    linked = load_image_folder(tmp_path)
+    assert [Path(p).name for p in linked.data] == ["w.png", "z.webp", "y.jpeg", "x.PNG"]
+    (tmp_path / "a_cat" / "more").unlink()
+    (tmp_path / "a_cat" / "loop").unlink()
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         load_image_folder(tmp_path / "missing")
     (tmp_path / "c_empty").mkdir()

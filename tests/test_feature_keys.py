@@ -42,6 +42,24 @@ def test_a_redefined_callable_gets_new_features():
     assert extraction_stats()["hits"] == len(ROWS)
 
 
+def test_a_redefined_class_gets_new_features():
+    # Callable objects and the classes a function reads are keyed by their code and class
+    # attributes, not by their names.
+    cell = {"__name__": "notebook_cell"}  # a module of user code
+    exec("class Embed:\n    def __call__(self, batch):\n        return batch[:, :1] * 2.0", cell)
+    first = features(cell["Embed"]())
+    exec("class Embed:\n    def __call__(self, batch):\n        return batch[:, :1] * 3.0", cell)
+    np.testing.assert_array_equal(features(cell["Embed"]()), 1.5 * first)
+    exec(
+        "class Settings:\n    scale = 2.0\n"
+        "def backbone(batch):\n    return batch[:, :1] * Settings.scale",
+        cell,
+    )
+    np.testing.assert_array_equal(features(cell["backbone"]), first)
+    cell["Settings"].scale = 5.0  # a class attribute, changed in place
+    np.testing.assert_array_equal(features(cell["backbone"]), 2.5 * first)
+
+
 def test_a_refitted_global_estimator_gives_its_new_width():
     global pca
     X = np.random.default_rng(1).normal(size=(30, 6))

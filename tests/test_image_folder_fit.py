@@ -110,6 +110,44 @@ def test_fit_skips_a_bad_file_on_request(folder):
     assert np.isnan(feats[bad]).all() and np.isfinite(feats[keep]).all()
 
 
+def test_skip_covers_missing_files_and_the_disk_cache_keeps_no_skipped_row(folder, tmp_path):
+    paths, _ = load_image_folder(folder, return_X_y=True)
+    gone = str(folder / "cat" / "0.jpg")
+    bad = paths.index(gone)
+    (folder / "cat" / "0.jpg").unlink()
+    kw = {"device": "cpu", "memory": str(tmp_path / "disk")}
+    with pytest.raises(ValueError, match=rf"X\[{bad}\] = '{re.escape(gone)}' does not exist"):
+        FeatureExtractor("test_tiny", **kw).transform(paths)
+    with pytest.warns(UserWarning, match=rf"Skipped 1 image file.*X\[{bad}\]"):
+        feats = FeatureExtractor("test_tiny", on_error="skip", **kw).transform(paths)
+    assert np.isnan(feats[bad]).all() and np.isfinite(np.delete(feats, bad, 0)).all()
+    # The disk cache kept no result with a skipped row: raising still raises.
+    with pytest.raises(ValueError, match=re.escape(gone)):
+        FeatureExtractor("test_tiny", **kw).transform(paths)
+
+
+def test_a_16_bit_grey_png_reads_as_its_8_bit_image(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (64, 1))
+    Image.fromarray(ramp).save(tmp_path / "16.png")
+    Image.fromarray((ramp / 257.0).round().astype(np.uint8)).save(tmp_path / "8.png")
+    ext = FeatureExtractor("test_tiny", device="cpu", cache=False)
+    wide, narrow = ext.transform([str(tmp_path / "16.png"), str(tmp_path / "8.png")])
+    np.testing.assert_allclose(wide, narrow, rtol=1e-5, atol=1e-6)
+
+
+def test_images_of_several_sizes_get_the_checks_of_one_array():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(32, 32), (40, 28)]]
+    ext = FeatureExtractor("test_tiny", device="cpu", cache=False)
+    with pytest.raises(TypeError, match=r"X\[0\]: Image arrays must be uint8 .* got dtype int64"):
+        ext.transform([a.astype(np.int64) for a in images])
+    with pytest.warns(UserWarning, match="read as values in \\[0, 1\\]"):
+        ext.transform([a.astype(np.float32) for a in images])
+    np.testing.assert_allclose(
+        ext.transform([a / np.float32(255) for a in images]), ext.transform(images), atol=1e-5
+    )
+
+
 def test_fit_from_a_folder_equals_fit_from_its_decoded_files(folder):
     """Batches decoded ahead of the forward pass (in a background thread) give the rows in
     order: the features equal those of each file decoded on its own."""

@@ -163,8 +163,9 @@ def register_backbone(
         ``pretrained=True``.
     overwrite : bool, default=False
         Replace an existing registration instead of raising. The network loaded from the old
-        factory is dropped, and features cached under the old factory are never served again
-        (cache keys cover the factory's content, see :func:`model_key`).
+        factory is dropped, and features cached under the name before are never served again
+        (a replaced factory is keyed apart from every earlier one, even one of the same
+        content, so its features are kept in memory only for the rest of the process).
     **meta
         Free-form metadata shown by :func:`get_backbone_meta`, e.g. ``modality="image"``,
         ``n_features=768``, ``source="timm:vit_base_patch16_224"``, ``offline=True``.
@@ -186,7 +187,12 @@ def register_backbone(
             raise ValueError(
                 f"A backbone named {name!r} is already registered; pass overwrite=True to replace it."
             )
-        _REGISTRY[name] = _Entry(factory, dict(meta), _token(name, factory))
+        token = _token(name, factory)
+        if name in _REGISTRY and token is None:
+            # Replaced: keyed apart from every earlier registration, even of the same content
+            # (a factory reading a file that changed), for the rest of this process.
+            token = uuid.uuid4().bytes
+        _REGISTRY[name] = _Entry(factory, dict(meta), token)
         # A replaced factory must not be served from the model table.
         _drop_models(lambda loaded: loaded == name)
 

@@ -261,6 +261,7 @@ class FeatureExtractor(ParamsMixin, TransformerMixin, BaseEstimator):
             source = make_source(X, backbone.modality, backbone.data_config, self.num_workers)
             if hasattr(source, "on_error"):  # image files
                 source.on_error = self.on_error
+                source.check_files()
             self._check_range(source)
             namespace = None
             if store or self.memory is not None:

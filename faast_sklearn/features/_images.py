@@ -67,6 +67,10 @@ def resize_crop_pil(img: Any, cfg: dict) -> np.ndarray:
         "nearest": Image.Resampling.NEAREST,
         "lanczos": Image.Resampling.LANCZOS,
     }.get(cfg.get("interpolation", "bilinear"), Image.Resampling.BILINEAR)
+    if img.mode.startswith("I"):  # 16-bit grey (I;16*, or I from a 16-bit PNG): to 8 bits
+        # (PIL's convert("RGB") clips at 255: every pixel above 255 / 65535 would be white)
+        grey = np.asarray(img).astype(np.float64)
+        img = Image.fromarray(np.rint(np.clip(grey, 0, 65535) / 257.0).astype(np.uint8))
     img = img.convert("RGB")  # grey -> 3 channels, alpha dropped (as PIL does)
     w, h = img.size
     (nh, nw), (top, left, oh, ow) = resize_plan(h, w, cfg)
@@ -121,9 +125,23 @@ def array_item_to_uint8(item: Any, cfg: dict) -> np.ndarray:
         raise ValueError(
             f"A dataset item must be one image (2-D or 3-D); got shape {tuple(x.shape)}."
         )
+    if x.dtype != torch.uint8 and not x.dtype.is_floating_point:
+        raise TypeError(
+            f"Image arrays must be uint8 (0-255) or floating point (0-1); got dtype "
+            f"{str(x.dtype).removeprefix('torch.')}. "
+            "Convert with x.astype(np.uint8) or x / 255."
+        )
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     if not bool(torch.isfinite(x).all()):
         raise ValueError("X contains NaN or infinity; image pixels must be finite.")
+    if x.dtype.is_floating_point and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
+        warnings.warn(
+            "Floating point images are read as values in [0, 1]; an image of X spans "
+            "beyond that, so its features will be distorted. Scale the images to [0, 1] "
+            "(e.g. x / 255) or pass uint8 images.",
+            UserWarning,
+            stacklevel=2,
+        )
     x = x[:3] if x.shape[0] == 4 else x.expand(3, -1, -1) if x.shape[0] == 1 else x
     x = resize_crop_tensor(x[None].clamp(0.0, 1.0), cfg)[0]
     return (x * 255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()

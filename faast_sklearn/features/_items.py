@@ -41,14 +41,13 @@ class ItemSource:
         self._memo: dict[int, Any] = {}  # decoded images, or a callable's items, until used
         self._decoding = None  # image files: the batches being decoded ahead (prefetch)
         self.skipped: list[tuple[int, str, str]] = []  # (position, path, reason), "skip" only
-        if what == "path":
-            missing = [p for p in X if not os.path.isfile(os.fspath(p))]
-            if missing:
-                raise ValueError(
-                    f"{len(missing)} of {self.n} image paths do not exist, e.g. {missing[0]!r}. "
-                    "An image backbone reads strings as image file paths; for text use a text "
-                    "backbone such as backbone='minilm'."
-                )
+        # Paths that are no file: an error in check_files() (once on_error is set), or, with
+        # on_error="skip", rows skipped as files that cannot be read.
+        self._missing = (
+            [i for i, p in enumerate(X) if not os.path.isfile(os.fspath(p))]
+            if what == "path"
+            else []
+        )
 
     def _item(self, i: int) -> Any:
         item = self.X[int(i)]
@@ -62,7 +61,22 @@ class ItemSource:
         item = self._item(i)
         if is_pil(item):
             return resize_crop_pil(item, self.cfg)
-        return array_item_to_uint8(item, self.cfg)
+        try:
+            return array_item_to_uint8(item, self.cfg)
+        except (TypeError, ValueError) as exc:  # the error names the item
+            raise type(exc)(f"X[{i}]: {exc}") from None
+
+    def check_files(self) -> None:
+        """With on_error="raise", a ValueError naming the first path that is no file."""
+        missing = self._missing
+        if missing and self.on_error == "raise":
+            p = self.X[missing[0]]
+            what = "is a folder" if os.path.isdir(os.fspath(p)) else "does not exist"
+            raise ValueError(
+                f"{len(missing)} of {self.n} image paths are no file: X[{missing[0]}] = {p!r} "
+                f"{what}. An image backbone reads strings as image file paths; for text use a "
+                "text backbone such as backbone='minilm'."
+            )
 
     def keys(self, idx: np.ndarray) -> list[bytes]:
         if self.what == "path":

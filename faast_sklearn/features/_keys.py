@@ -109,7 +109,10 @@ def chunk_row_keys(host: np.ndarray, tag: str, idx: np.ndarray, num_workers: int
 def path_key(path: Any) -> bytes:
     """An image file: absolute path, size, modification and change times (ns) and inode."""
     p = os.path.abspath(os.fspath(path))
-    st = os.stat(p)
+    try:
+        st = os.stat(p)
+    except OSError:  # no such file (skipped, with on_error="skip": never cached)
+        return content_key("path", p, "missing")
     return content_key("path", p, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 

@@ -161,7 +161,10 @@ def disk_extract(memory, source, compute, namespace, store, options):
     keys = source.keys(np.arange(source.n))
     cached = check_memory(memory).cache(_disk_extract, ignore=["job"])
     job = (source, compute, namespace, store, {**options, "as_tensor": False}, keys)
-    feats = cached(namespace.hex(), np.array(keys, dtype=f"S{len(keys[0])}"), job=job)
+    try:
+        feats = cached(namespace.hex(), np.array(keys, dtype=f"S{len(keys[0])}"), job=job)
+    except _NotStored as result:
+        feats = result.feats
     if options["as_tensor"]:
         feats = import_torch().from_numpy(feats).to(options["device"])
     return feats, keys
@@ -173,4 +176,14 @@ def _disk_extract(namespace: str, keys: np.ndarray, job: tuple) -> np.ndarray:
     feats, _ = extract_rows(
         source, compute, namespace=namespace_bytes, store=store, keys=key_list, **options
     )
+    if getattr(source, "skipped", None):
+        raise _NotStored(feats)  # NaN rows of files left out: not a result to keep
     return feats
+
+
+class _NotStored(Exception):
+    """Carries features out of the disk cache's function without joblib storing them."""
+
+    def __init__(self, feats: np.ndarray):
+        super().__init__("features with rows of skipped files")
+        self.feats = feats

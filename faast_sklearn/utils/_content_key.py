@@ -30,10 +30,11 @@ def content_key(*parts: Any) -> bytes:
     """A 16-byte SHA-256 digest of ``parts``, by content (SHA-256 runs at 1-2 GB/s a core where
     the CPU has SHA instructions, three times BLAKE2b).
 
-    Handles None, numbers, strings, bytes, tuples, lists, dicts, NumPy arrays, torch tensors
-    (their values, on any device), functions (code, defaults, closure cells, the globals they
-    read, recursively), modules (by name and version), and other objects by their pickled
-    state. Raises :class:`Unkeyable` where none of these applies (an unpicklable object).
+    Handles None, numbers, strings, bytes, tuples, lists, dicts, sets, NumPy arrays, torch
+    tensors (their values, on any device), functions (code, defaults, closure cells, the
+    globals they read, recursively), classes and modules (an installed library's by name and
+    version, a user's class by its bases, methods and class attributes), and other objects by
+    their pickled state (their class as a class). Raises :class:`Unkeyable` where none of these applies (an unpicklable object).
 
     Examples
     --------
@@ -119,6 +120,11 @@ def _feed(h, obj: Any, seen: set) -> None:
             _feed(h, k, seen)
             _feed(h, obj[k], seen)
         update(b"}")
+    elif isinstance(obj, (set, frozenset)):  # in an order that no hash seed changes
+        update(f"{type(obj).__name__}{len(obj)}(".encode())
+        for x in sorted(obj, key=repr):
+            _feed(h, x, seen)
+        update(b")")
     elif isinstance(obj, np.ndarray):
         _feed_array(h, obj, seen)
     elif is_tensor(obj):
@@ -131,7 +137,7 @@ def _feed(h, obj: Any, seen: set) -> None:
     elif isinstance(obj, types.CodeType):
         _feed_code(h, obj, seen)
     elif isinstance(obj, type):
-        update(f"type:{obj.__module__}.{obj.__qualname__};".encode())
+        _feed_type(h, obj, seen)
     else:
         _feed_object(h, obj, seen)
 
@@ -215,6 +221,55 @@ def _feed_function(h, fn: Any, seen: set) -> None:
             h.update(f"unbound:{name};".encode())
 
 
+# Entries of a class's namespace that its methods and attributes already determine, or that
+# say nothing about its behaviour (several cannot be pickled).
+_CLASS_BOOKKEEPING = {
+    "__dict__",
+    "__weakref__",
+    "__module__",
+    "__qualname__",
+    "__doc__",
+    "_abc_impl",
+    "__dataclass_fields__",
+    "__dataclass_params__",
+    "__orig_bases__",
+    "__parameters__",
+}
+_C_DESCRIPTORS = (
+    types.MemberDescriptorType,
+    types.GetSetDescriptorType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+)
+
+
+def _feed_type(h, cls: type, seen: set) -> None:
+    """A class of an installed library by name and version; a user's class (a script's, a
+    notebook's) by content: its bases and its namespace (methods by code, class attributes by
+    value), so that a class redefined or changed in place is a different key."""
+    version = _library_version(cls.__module__)
+    h.update(f"type:{cls.__module__}.{cls.__qualname__}:".encode())
+    if version is not None:
+        h.update(f"{version};".encode())
+        return
+    if id(cls) in seen:  # a method reading its own class (super(), a global): named only
+        h.update(b"recursive;")
+        return
+    seen.add(id(cls))
+    _feed(h, cls.__bases__, seen)
+    for name, value in sorted(vars(cls).items()):
+        if name in _CLASS_BOOKKEEPING:
+            continue
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        elif isinstance(value, property):
+            value = (value.fget, value.fset, value.fdel)
+        elif isinstance(value, _C_DESCRIPTORS):  # __slots__ and the like: their names say it
+            value = type(value).__name__
+        _feed(h, name, seen)
+        _feed(h, value, seen)
+
+
 def _library_version(module_name: str | None) -> str | None:
     """The version of the installed library (or of this package) defining a function, else
     None (user code: a script, a notebook, a module outside site-packages)."""
@@ -277,6 +332,8 @@ class _KeyPickler(pickle.Pickler):
             return NotImplemented
         if isinstance(obj, (types.FunctionType, types.MethodType)) or is_tensor(obj):
             return _keyed, (content_key_seen(obj, self._seen),)
+        if isinstance(obj, type) and _library_version(obj.__module__) is None:
+            return _keyed, (content_key_seen(obj, self._seen),)  # a user's class: by content
         return NotImplemented
 
 
