@@ -12,6 +12,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import (
     check_consistent_length,
@@ -82,6 +83,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         first = not partial or "stats_" not in previous
         try:
             self._validated_alpha()
+            self._check_prior_fitted()
             if y is None:
                 raise ValueError(
                     f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -194,6 +196,21 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
         if self.rtol == "paper":
             return float(n) ** -0.8  # the paper's rule for images
         return self.rtol
+
+    def _check_prior_fitted(self) -> None:
+        """An estimator prior must be fitted; clone() (in cross_val_score, GridSearchCV)
+        returns an unfitted copy unless it is wrapped in a FrozenEstimator."""
+        if not callable(getattr(self.prior, "get_params", None)):
+            return
+        try:
+            check_is_fitted(self.prior)
+        except NotFittedError:
+            raise ValueError(
+                f"prior={type(self.prior).__name__}(...) is not fitted. If it was, note that "
+                "clone() (used by cross_val_score, GridSearchCV and Pipeline) returns an "
+                "unfitted copy of an estimator parameter: pass "
+                "sklearn.frozen.FrozenEstimator(fitted_prior) so that it stays fitted."
+            ) from None
 
     def _validated_alpha(self):
         alpha = self.alpha

@@ -64,7 +64,8 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
     prior : None, "identity", callable or fitted estimator, default=None
         Blended as ``(1 - r) prior(X) + r (X W + b)``, ``r = N / (N0 + N)``: ``"identity"``
         (the features are the prediction, as CLIP's: zero-shot), a callable returning class
-        scores (n_samples, n_classes), or a fitted classifier's ``predict_proba``.
+        scores (n_samples, n_classes), or a fitted classifier's ``predict_proba`` (wrapped in
+        :class:`sklearn.frozen.FrozenEstimator` to stay fitted through ``clone``).
     prior_strength : "auto" or float >= 0, default="auto"
         ``N0``, in rows; ``"auto"``: 40 per class, the paper's setting.
     solver : {"auto", "torch", "scipy"}, default="auto"
@@ -302,7 +303,15 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         state["_class_stats"] = None  # a "balanced" stream's per-class statistics
         # Statistics that fit weighted by class ("balanced"), which a stream may split again.
         state["_balanced_fit"] = not partial and self.class_weight == "balanced"
-        return _class_weight.row_weights(self.class_weight, targets, w, state, partial=partial)
+        out = _class_weight.row_weights(self.class_weight, targets, w, state, partial=partial)
+        if out is not w:  # weighted by class: the checks on sample_weight, again
+            kept = np.count_nonzero(np.bincount(np.asarray(targets, dtype=np.intp), weights=out))
+            if kept < (1 if partial else 2):
+                raise ValueError(
+                    f"class_weight={self.class_weight!r} leaves {kept} class(es) with a positive "
+                    f"weight; {type(self).__name__} needs {'one' if partial else 'two'} to fit."
+                )
+        return out
 
     def _accumulate(self, backend, X, targets, w, n_targets, *, first, columns, state):
         if self.class_weight != "balanced":

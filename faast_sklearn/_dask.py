@@ -12,10 +12,11 @@ never rows; the solve runs once, on the client. The estimators call it from ``fi
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier
 
 from ._guards import estimator_lock
 from ._merge import adopt, combine
+from ._validation import validate_weights
 from .utils._dask import import_dask, is_frame
 
 # Fan-in of the merge tree: 64 partitions merge in 2 levels; a merge holds 8 models' statistics.
@@ -50,14 +51,25 @@ def _fit_partition(template, index: int, X, y, w, fit_params: dict):
     positive weight (it adds nothing to the statistics)."""
     name = f"partition {index}"
     n = len(X)
-    if n == 0 or (w is not None and not np.asarray(w, dtype=np.float64).sum() > 0):
-        return name, None, n
     try:
+        if n == 0:
+            return name, None, n
+        if w is not None and not np.asarray(w, dtype=np.float64).sum() > 0:
+            w64 = np.asarray(w, dtype=np.float64)
+            if len(w64) == n and np.isfinite(w64).all() and (w64 >= 0).all():
+                return name, None, n  # no weight: adds nothing
+            validate_weights(w, np.empty((n, 0)))  # NaN, negative or misaligned: its error
         model = clone(template).partial_fit(X, y, sample_weight=w, **fit_params)
     except Exception as exc:
         exc.add_note(f"(in {name} of the Dask inputs)")
         raise
     return name, model, n
+
+
+def _labels(y) -> np.ndarray | None:
+    """The sorted labels of one partition of a 1-D ``y`` (None for 2-D: multilabel)."""
+    y = np.asarray(y)
+    return np.unique(y) if y.ndim == 1 else None
 
 
 def _merge_partitions(*parts):
@@ -98,6 +110,14 @@ def fit_dask(estimator, X, y, sample_weight=None, *, partial: bool, classes=None
             raise ValueError(
                 f"{name} has {len(parts)} partitions but X has {len(xs)}: partition them alike."
             )
+    if not partial and classes is None and is_classifier(estimator):
+        # Every partition learns every class (the class embeddings' rows, a class whose rows
+        # all weigh 0), as one fit on all the rows does: one pass over y first.
+        labels = dask.compute(*map(dask.delayed(_labels), ys))
+        try:
+            classes = np.unique(np.concatenate(labels))
+        except (TypeError, ValueError):  # multilabel or mixed labels: the partitions say so
+            classes = None
     fit_params = {} if classes is None else {"classes": classes}
     template = clone(estimator)
     fit = dask.delayed(_fit_partition, pure=True)

@@ -59,6 +59,11 @@ def _log10(x: float) -> float:
     return math.log10(x) if x > 0 else -math.inf
 
 
+# Weights (their largest) within a factor 1e100 of 1: the solve squares products of the
+# statistics, which scale with the weights (1e160 overflowed, 1e-200 underflowed).
+_MIN_WEIGHT = 1e-100
+
+
 def check_rows(X, targets, w: np.ndarray) -> None:
     """Refuse a batch with NaN or infinity in ``X`` or whose statistics would overflow (or
     underflow) float64, checked where ``X`` lives. The bound, in log10: ``4 max|x|^2 sum(w)``
@@ -70,6 +75,15 @@ def check_rows(X, targets, w: np.ndarray) -> None:
             "sample_weight sums to infinity in float64: this batch would overflow the "
             "statistics. Rescale sample_weight (only ratios between weights matter for "
             "alpha='auto')."
+        )
+    largest = float(w.max()) if len(w) else 0.0
+    if largest and not _MIN_WEIGHT <= largest <= 1.0 / _MIN_WEIGHT:
+        raise ValueError(
+            f"The largest sample_weight is {largest:.3g}, outside [{_MIN_WEIGHT:.0e}, "
+            f"{1 / _MIN_WEIGHT:.0e}]: squares of the statistics would overflow or underflow "
+            "float64. The batch was refused and the estimator left as it was; rescale "
+            "sample_weight (only "
+            "ratios between weights matter for alpha='auto')."
         )
     size = math.log10(4.0 * max(X.shape[0], X.shape[1])) + _log10(weight)
     if getattr(targets, "ndim", 1) == 2 and np.issubdtype(

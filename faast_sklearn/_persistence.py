@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import secrets
 import zipfile
@@ -269,13 +270,14 @@ def load(path):
         metadata = json.loads(archive.read(_METADATA))
     except KeyError:
         raise ValueError(f"{path} is an .npz archive but not a faast_sklearn model file.") from None
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path} is truncated or corrupt ({exc}).") from exc
     _check_header(metadata, path)
     arrays = {}
     try:
         for member in archive.namelist():
             if member != _METADATA:
+                _check_array_size(archive, member)
                 with archive.open(member) as f:
                     key = member.removesuffix(".npy")
                     arrays[key] = npy_format.read_array(f, allow_pickle=False)
@@ -295,10 +297,25 @@ def load(path):
         estimator = cls(**params)
         if not all(k.isidentifier() and (k[0] == "_" or k[-1] == "_") for k in state):
             raise ValueError("fitted state names must start or end with an underscore")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path} holds a model this faast_sklearn cannot build ({exc}).") from exc
     estimator.__setstate__({**state, PICKLE_KEY: __version__})
     return estimator
+
+
+def _check_array_size(archive: zipfile.ZipFile, member: str) -> None:
+    """A ValueError where an array's header declares more bytes than its member holds (before
+    any memory is allocated for it)."""
+    with archive.open(member) as f:
+        version = npy_format.read_magic(f)
+        read = (
+            npy_format.read_array_header_1_0
+            if version == (1, 0)
+            else npy_format.read_array_header_2_0
+        )
+        shape, _, dtype = read(f)
+    if math.prod(shape) * dtype.itemsize > archive.getinfo(member).file_size:
+        raise ValueError(f"array {member!r} declares shape {shape}, more than the file holds")
 
 
 def _check_header(metadata: Any, path: str) -> None:

@@ -33,7 +33,8 @@ class FAASTRegressor(RegressorMixin, _BaseFAAST):
     fit_intercept : bool, default=True
     prior : None, "identity", callable or fitted regressor, default=None
         Blended as ``(1 - r) prior(X) + r (X W + b)``, ``r = N / (N0 + N)``; ``"identity"``
-        needs as many features as targets.
+        needs as many features as targets. A fitted regressor stays fitted through ``clone``
+        wrapped in :class:`sklearn.frozen.FrozenEstimator`.
     prior_strength : "auto" or float >= 0, default="auto"
         ``N0``; ``"auto"``: 40 per target.
     solver : {"auto", "torch", "scipy"}, default="auto"

@@ -253,3 +253,31 @@ def test_numpy_fit_imports_no_dask():
         "assert 'dask' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
+
+
+def test_partitions_of_bad_or_no_weight_and_missing_classes(client):
+    X, y, _ = _data()
+    dX, dy = da.from_array(X, chunks=(100, -1)), da.from_array(y, chunks=100)
+    w = np.ones(len(y))
+    w[150] = np.nan  # a NaN weight is an error, never a dropped partition
+    with pytest.raises(ValueError, match="sample_weight contains NaN") as info:
+        FAASTClassifier().fit(dX, dy, sample_weight=da.from_array(w, chunks=100))
+    assert "partition 1" in "".join(getattr(info.value, "__notes__", []))
+    # A class whose rows all weigh 0 (here: in one partition) is a class, as in fit.
+    order = np.argsort(y, kind="stable")
+    Xs, ys = X[order], y[order]
+    w = np.where(ys == ys.max(), 0.0, 1.0)
+    one = FAASTClassifier().fit(Xs, ys, sample_weight=w)
+    parts = FAASTClassifier().fit(
+        da.from_array(Xs, chunks=(100, -1)),
+        da.from_array(ys, chunks=100),
+        sample_weight=da.from_array(w, chunks=100),
+    )
+    np.testing.assert_array_equal(parts.classes_, one.classes_)
+    # Class embeddings with partitions that lack classes (rows sorted by label).
+    E = np.random.default_rng(3).normal(size=(len(np.unique(y)), 5))
+    one = FAASTClassifier(class_embeddings=E).fit(Xs, ys)
+    parts = FAASTClassifier(class_embeddings=E).fit(
+        da.from_array(Xs, chunks=(100, -1)), da.from_array(ys, chunks=100)
+    )
+    np.testing.assert_allclose(parts.decision_function(X), one.decision_function(X), atol=1e-8)

@@ -136,3 +136,17 @@ def test_placement_parameters_may_differ(rng):
 def test_empty_list():
     with pytest.raises(ValueError, match="at least one"):
         merge_models([])
+
+
+def test_merges_tensor_statistics_with_an_unpickled_copy():
+    # A model fitted here keeps torch statistics; one that was pickled (a Dask worker's, a
+    # file's) holds NumPy arrays: they merge into the model of one fit.
+    import pickle
+
+    pytest.importorskip("torch")
+    X, y = _data(np.random.default_rng(4))
+    here = FAASTClassifier(solver="torch").fit(X[:150], y[:150])
+    shipped = pickle.loads(pickle.dumps(FAASTClassifier(solver="torch").fit(X[150:], y[150:])))
+    merged = merge_models([here, shipped])
+    whole = FAASTClassifier(solver="torch").fit(X, y)
+    assert _rel(merged.coef_, whole.coef_) < 1e-8

@@ -234,6 +234,33 @@ def test_load_refuses_truncated_file(saved):
             load(saved)
 
 
+def test_load_refuses_crafted_structure(saved, tmp_path):
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(saved) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    meta_name = next(n for n in members if n.endswith(".json"))
+    array_name = next(n for n in members if n.endswith(".npy"))
+    # Deeply nested metadata: a ValueError, not a RecursionError.
+    deep = dict(members)
+    deep[meta_name] = b"[" * 100_000 + b"]" * 100_000
+    # An array header declaring far more bytes than the member holds: refused before any
+    # allocation.
+    huge = dict(members)
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (100000000000,), }"
+    header += b" " * (117 - len(header)) + b"\n"
+    huge[array_name] = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+    for name, content in (("deep", deep), ("huge", huge)):
+        path = tmp_path / f"{name}.npz"
+        with zipfile.ZipFile(path, "w") as z:
+            for n, data in content.items():
+                z.writestr(n, data)
+        with pytest.raises(ValueError, match="corrupt"):
+            load(path)
+    assert json  # the metadata member is JSON
+
+
 def test_load_refuses_files_that_are_not_ours(rng, tmp_path):
     X, y = _data(rng)
     path = tmp_path / "model.pkl"

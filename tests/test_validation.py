@@ -328,3 +328,36 @@ def test_non_finite_rows_are_named(kind):
         FAASTRegressor().partial_fit(X, y.astype(float))
     with pytest.raises(ValueError, match=msg):
         FAASTClassifier().fit(X[:6], y[:6]).predict(X)  # the first 6 rows are finite
+
+
+def test_class_weight_that_zeroes_classes_is_refused_as_sample_weight_is(data):
+    X, y = data
+    with pytest.raises(ValueError, match="leaves 0 class\\(es\\) with a positive weight"):
+        FAASTClassifier(class_weight={0: 0.0, 1: 0.0, 2: 0.0}).fit(X, y)
+    with pytest.raises(ValueError, match="leaves 1 class\\(es\\).*needs two"):
+        FAASTClassifier(class_weight={0: 0.0, 1: 0.0}).fit(X, y)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e150])
+def test_weights_whose_squares_leave_float64_are_refused(data, scale):
+    X, y = data
+    with pytest.raises(ValueError, match="largest sample_weight .* rescale sample_weight"):
+        FAASTRegressor().fit(X, X[:, 0], sample_weight=np.full(len(y), scale))
+    # Within the range, scaling every weight changes nothing (alpha="auto").
+    ref = FAASTRegressor().fit(X, X[:, 0])
+    scaled = FAASTRegressor().fit(X, X[:, 0], sample_weight=np.full(len(y), scale**0.6))
+    np.testing.assert_allclose(scaled.predict(X), ref.predict(X), rtol=1e-8, atol=1e-10)
+
+
+def test_an_unfitted_prior_names_frozen_estimator(data):
+    from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    X, y = data
+    fitted = LogisticRegression().fit(X, y)
+    with pytest.raises(ValueError, match="not fitted.*FrozenEstimator"):
+        clone(FAASTClassifier(prior=fitted)).fit(X, y)  # clone unfits the prior
+    scores = cross_val_score(FAASTClassifier(prior=FrozenEstimator(fitted)), X, y, cv=3)
+    assert np.isfinite(scores).all()

@@ -153,6 +153,12 @@ class Statistics:
             return self
         return replace(self, moments=self.moments.map(fn))
 
+    def _placement(self) -> str | None:
+        """The device of the arrays if they are tensors, None if NumPy (or none held)."""
+        m = self.moments
+        a = self.rows[0] if self.rows is not None else None if m is None else m.cxx
+        return str(a.device) if is_tensor(a) else None
+
     def to_numpy(self) -> Statistics:
         """These statistics in NumPy arrays (copied from a GPU)."""
         return self.map(to_host)
@@ -196,6 +202,8 @@ class Statistics:
         """Statistics of the union of both row sets (same features and targets)."""
         if (self.n_features, self.n_targets) != (other.n_features, other.n_targets):
             raise ValueError("Cannot merge statistics of different shapes.")
+        if self._placement() != other._placement():  # e.g. tensors and an unpickled copy
+            self, other = self.to_numpy(), other.to_numpy()
         if self.rows is not None and self.count == 0 and self.max_rows == other.max_rows:
             return other  # nothing kept yet: no copy of its rows, no d x d zeros
         if self.rows is not None and other.rows is not None:
