@@ -11,9 +11,12 @@ never rows; the solve runs once, on the client. The estimators call it from ``fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from sklearn.base import clone, is_classifier
 
+from ._class_weight import mapping_factors
 from ._guards import estimator_lock
 from ._merge import adopt, combine
 from ._validation import validate_weights
@@ -34,7 +37,7 @@ def _row_blocks(data, name: str, row_chunks=None) -> list | None:
         if data.ndim == 0:
             raise ValueError(f"{name} must have at least one dimension; got a 0-d dask array.")
         chunks = {i: -1 for i in range(1, data.ndim)}  # partitions split rows only
-        if row_chunks is not None and not any(np.isnan(row_chunks)):
+        if row_chunks is not None and not np.isnan([*row_chunks, data.shape[0]]).any():
             if data.shape[0] != sum(row_chunks):
                 raise ValueError(f"{name} has {data.shape[0]} rows; X has {int(sum(row_chunks))}.")
             chunks[0] = row_chunks
@@ -118,6 +121,9 @@ def fit_dask(estimator, X, y, sample_weight=None, *, partial: bool, classes=None
             classes = np.unique(np.concatenate(labels))
         except (TypeError, ValueError):  # multilabel or mixed labels: the partitions say so
             classes = None
+        weights = estimator.get_params().get("class_weight")
+        if classes is not None and isinstance(weights, Mapping):
+            mapping_factors(weights, classes, strict=True)  # labels unknown to y: its error
     fit_params = {} if classes is None else {"classes": classes}
     template = clone(estimator)
     fit = dask.delayed(_fit_partition, pure=True)

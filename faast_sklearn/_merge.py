@@ -27,9 +27,26 @@ def _same_value(a, b) -> bool:
     if a is b:
         return True
     try:
-        return content_key(a) == content_key(b)
+        return content_key(_by_value(a)) == content_key(_by_value(b))
     except Unkeyable:
         return repr(a) == repr(b)
+
+
+def _by_value(v):
+    """``v`` with numbers as floats and numeric sequences as arrays of floats, recursively:
+    ``1``, ``1.0`` and ``np.float64(1.0)``, a list and an array of equal values compare equal."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    if isinstance(v, (list, tuple, np.ndarray)):
+        a = np.asarray(v) if not isinstance(v, np.ndarray) else v
+        if a.dtype.kind in "iuf":
+            return np.asarray(a, dtype=np.float64)
+        return [_by_value(x) for x in v]
+    if isinstance(v, dict):
+        return {_by_value(k): _by_value(x) for k, x in v.items()}
+    return v
 
 
 def check_params(first, other, where: str, first_name: str = "the first") -> None:

@@ -281,3 +281,13 @@ def test_partitions_of_bad_or_no_weight_and_missing_classes(client):
         da.from_array(Xs, chunks=(100, -1)), da.from_array(ys, chunks=100)
     )
     np.testing.assert_allclose(parts.decision_function(X), one.decision_function(X), atol=1e-8)
+
+
+def test_dask_fit_checks_class_weight_and_takes_y_of_unknown_chunks(client):
+    X, y, _ = _data()
+    dX, dy = da.from_array(X, chunks=(100, -1)), da.from_array(y, chunks=100)
+    with pytest.raises(ValueError, match="classes \\[9\\] of class_weight are not among"):
+        FAASTClassifier(class_weight={0: 1.0, 9: 2.0}).fit(dX, dy)
+    unknown = dd.from_pandas(pd.Series(y), npartitions=4).values  # chunk sizes unknown
+    one = FAASTClassifier().fit(X, y)
+    np.testing.assert_allclose(FAASTClassifier().fit(dX, unknown).coef_, one.coef_, atol=1e-10)

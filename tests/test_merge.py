@@ -150,3 +150,13 @@ def test_merges_tensor_statistics_with_an_unpickled_copy():
     merged = merge_models([here, shipped])
     whole = FAASTClassifier(solver="torch").fit(X, y)
     assert _rel(merged.coef_, whole.coef_) < 1e-8
+
+
+def test_parameters_equal_in_value_merge():
+    X, y = _data(np.random.default_rng(5))
+    a = FAASTClassifier(alpha=1, class_weight={0: 3}).fit(X[:150], y[:150])
+    b = FAASTClassifier(alpha=np.float64(1.0), class_weight={0: 3.0}).fit(X[150:], y[150:])
+    whole = FAASTClassifier(alpha=1.0, class_weight={0: 3.0}).fit(X, y)
+    assert _rel(merge_models([a, b]).coef_, whole.coef_) < 1e-8
+    with pytest.raises(ValueError, match="different parameters"):
+        merge_models([a, FAASTClassifier(alpha=2.0, class_weight={0: 3}).fit(X, y)])
