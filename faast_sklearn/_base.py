@@ -304,6 +304,9 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             raw = raw[:, None]
         if raw.shape[0] != Xh.shape[0]:
             raise ValueError(f"The prior returned {raw.shape[0]} rows for {Xh.shape[0]} samples.")
+        if not np.isfinite(raw).all():
+            row = int(np.flatnonzero(~np.isfinite(raw).all(axis=1))[0])
+            raise ValueError(f"The prior returned NaN or infinity (first in row {row}).")
         return (1.0 - self._ensure_solution()["blend"]) * self._prior_to_outputs(raw)
 
     def _linear_targets(self):

@@ -304,7 +304,7 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         # Statistics that fit weighted by class ("balanced"), which a stream may split again.
         state["_balanced_fit"] = not partial and self.class_weight == "balanced"
         out = _class_weight.row_weights(self.class_weight, targets, w, state, partial=partial)
-        if out is not w:  # weighted by class: the checks on sample_weight, again
+        if out is not w and len(out):  # weighted by class: the checks on sample_weight, again
             kept = np.count_nonzero(np.bincount(np.asarray(targets, dtype=np.intp), weights=out))
             if kept < (1 if partial else 2):
                 raise ValueError(
@@ -379,11 +379,9 @@ class FAASTClassifier(ClassifierMixin, _BaseFAAST):
         n_cls = len(self.classes_)
         if prior.shape[1] != n_cls:
             raise ValueError(f"The prior returned {prior.shape[1]} columns for {n_cls} classes.")
-        noise = self._error_variance()
-        E = self._embedding()
-        if E is not None:
-            prior = (prior @ E) @ E.T
-        scores = prior / noise
+        # The prior's own class scores, with or without class embeddings (the fast weights'
+        # embedded predictions become class scores too, see _decision_coef).
+        scores = prior / self._error_variance()
         if n_cls == 2 and not self._multilabel:
             return scores[:, 1:] - scores[:, :1]
         return scores

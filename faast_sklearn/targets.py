@@ -132,9 +132,15 @@ def prior_scores(prior, X, classes: np.ndarray) -> np.ndarray:
     callable's output, or ``predict``'s."""
     if hasattr(prior, "predict_proba"):
         proba = prior.predict_proba(X)
-        pos = np.searchsorted(prior.classes_, classes)
-        pos = np.minimum(pos, len(prior.classes_) - 1)
-        if np.any(np.asarray(prior.classes_)[pos] != classes):
+        if isinstance(proba, list):  # a multilabel scikit-learn classifier's: one per label
+            raise ValueError(
+                "The prior's predict_proba returned a list (a multilabel classifier's); a prior "
+                "must give one (n_samples, n_classes) array of class scores."
+            )
+        theirs = np.asarray(prior.classes_)
+        order = np.argsort(theirs, kind="stable")  # their classes_ need not be sorted
+        pos = order[np.minimum(np.searchsorted(theirs[order], classes), len(theirs) - 1)]
+        if np.any(theirs[pos] != classes):
             raise ValueError("The prior's classes_ do not cover this estimator's classes_.")
         return proba[:, pos]
     if callable(prior):

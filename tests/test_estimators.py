@@ -134,6 +134,19 @@ def test_user_prior_estimator_and_callable(digits):
     )
     # A prior learnt on more data helps the few-shot model.
     assert few.score(Xte, yte) >= base.score(Xte, yte)
+    # Its classes_ need not be sorted.
+    shuffled = LogisticRegression(max_iter=2000).fit(Xtr[:200], ytr[:200])
+    order = np.random.default_rng(0).permutation(len(shuffled.classes_))
+    shuffled.classes_, shuffled.coef_ = shuffled.classes_[order], shuffled.coef_[order]
+    shuffled.intercept_ = shuffled.intercept_[order]
+    moved = FAASTClassifier(prior=shuffled, prior_strength=100.0).fit(Xtr[:30], ytr[:30])
+    np.testing.assert_allclose(moved.decision_function(Xte), expected, rtol=1e-8)
+    # With class embeddings, a prior that all but outweighs the rows predicts as it does.
+    E = dict(enumerate(np.random.default_rng(1).normal(size=(10, 6))))
+    held = FAASTClassifier(prior=prior, prior_strength=1e12, class_embeddings=E)
+    np.testing.assert_array_equal(held.fit(Xtr[:30], ytr[:30]).predict(Xte), prior.predict(Xte))
+    with pytest.raises(ValueError, match="prior returned NaN or infinity"):
+        FAASTClassifier(prior=lambda X: np.full((len(X), 10), np.nan)).fit(Xtr, ytr).predict(Xte)
 
 
 def test_array_alpha_picks_gcv_best_and_fixed_alpha(digits):
