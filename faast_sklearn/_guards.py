@@ -82,8 +82,7 @@ def check_rows(X, targets, w: np.ndarray) -> None:
             f"The largest sample_weight is {largest:.3g}, outside [{_MIN_WEIGHT:.0e}, "
             f"{1 / _MIN_WEIGHT:.0e}]: squares of the statistics would overflow or underflow "
             "float64. The batch was refused and the estimator left as it was; rescale "
-            "sample_weight (only "
-            "ratios between weights matter for alpha='auto')."
+            "sample_weight (only ratios between weights matter for alpha='auto')."
         )
     size = math.log10(4.0 * max(X.shape[0], X.shape[1])) + _log10(weight)
     if getattr(targets, "ndim", 1) == 2 and np.issubdtype(
