@@ -42,8 +42,12 @@ def test_registered_names():
 def test_unknown_name_lists_known_ones():
     with pytest.raises(ValueError, match="Unknown backbone 'nope'.*efficientnet_lite0.*vit_base"):
         resolve_backbone("nope")
-    with pytest.raises(ValueError, match="Unknown backbone"):
+    with pytest.raises(ValueError, match="Unknown backbone 'vit_bse'. Did you mean 'vit_base'"):
         FeatureExtractor("vit_bse", device="cpu").fit()
+    with pytest.raises(ValueError, match="Did you mean 'efficientnet_lite0'"):
+        resolve_backbone("EfficientNet_Lite0")
+    with pytest.raises(FileNotFoundError, match="'/no/such/folder' is no folder"):
+        FeatureExtractor("hf:/no/such/folder", device="cpu").transform(["a text"])
     with pytest.raises(ValueError, match="names no model"):
         resolve_backbone("timm:")
     with pytest.raises(TypeError, match="backbone must be"):

@@ -155,6 +155,9 @@ def test_cuda_device_without_cuda(data):
     X, y = data
     with pytest.raises(ValueError, match="CUDA is not available"):
         FAASTClassifier(device="cuda").fit(X, y)
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="'mps' device type is not available"):
+            FAASTClassifier(device="mps").fit(X, y)
 
 
 def test_failing_solve_restores_the_previous_model(data, monkeypatch):

@@ -11,6 +11,7 @@ pickle never carries weights.
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 import uuid
@@ -239,8 +240,10 @@ def _scheme_of(name: str) -> str | None:
 
 def _check_known(name: str) -> None:
     if name not in _REGISTRY:
+        close = difflib.get_close_matches(name.lower(), list_backbones(), n=1, cutoff=0.75)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(
-            f"Unknown backbone {name!r}. Known backbones: {', '.join(list_backbones())}; "
+            f"Unknown backbone {name!r}.{hint} Known backbones: {', '.join(list_backbones())}; "
             "or use 'timm:<any timm model>', 'hf:<Hugging Face text model or local folder>', "
             "a BackboneSpec, or a callable mapping a batch to features."
         )

@@ -51,6 +51,8 @@ def _local_folder(model_id: str, weights: str | os.PathLike | None = None) -> st
     model_id = os.fspath(weights) if weights is not None else model_id
     if os.path.isdir(model_id):
         return model_id
+    if model_id.startswith(("/", "./", "../", "~")):
+        raise FileNotFoundError(f"{model_id!r} is no folder (a path, not a Hugging Face id).")
     from huggingface_hub import snapshot_download
 
     try:

@@ -105,9 +105,12 @@ def resolve_device(device: Any = "auto") -> str:
         dev = torch.device(name)
     except (RuntimeError, ValueError) as exc:
         raise ValueError(f"Invalid device {device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    module = getattr(torch, dev.type, None)  # torch.cuda, torch.mps, torch.xpu...
+    available = getattr(module, "is_available", None)
+    if dev.type != "cpu" and (available is None or not available()):
+        what = "CUDA" if dev.type == "cuda" else f"the {dev.type!r} device type"
         raise ValueError(
-            f"device={device!r} was requested but CUDA is not available on this machine; "
+            f"device={device!r} was requested but {what} is not available on this machine; "
             "use device='auto' or device='cpu'."
         )
     return str(dev)
