@@ -122,8 +122,10 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
                 _solution=None,
             )
             self.__dict__.update(state)
-            if not partial:
-                self._solution = self._solve(backend, entry, host_rows=(targets, w))
+            if not partial:  # the rows' targets and weights as the statistics hold them
+                keep = w > 0  # (rows of zero weight are left out)
+                host = (targets, w) if keep.all() else (np.asarray(targets)[keep], w[keep])
+                self._solution = self._solve(backend, entry, host_rows=host)
         except BaseException:
             # Restored in place (never an empty __dict__ that a predict could see).
             for key in [k for k in self.__dict__ if k not in previous]:

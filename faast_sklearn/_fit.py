@@ -19,7 +19,7 @@ from .solvers import Backend, Spectrum, Statistics, fit_flops, spectrum
 from .utils._arrays import same_bytes
 from .utils._cache import STORE, nbytes_of
 from .utils._content_key import content_key
-from .utils._torch import is_tensor
+from .utils._torch import import_torch, is_tensor
 
 # Largest NumPy X moved to a torch back-end's device whole (see placed); past it, X streams
 # there in blocks of solvers._backends._CHUNK_BYTES. 256 MiB is small on any CUDA card.
@@ -46,6 +46,9 @@ def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int
     """Statistics of one batch of rows, in the back-end's arrays: few rows (N <= d) kept as a
     private copy in their own precision, more reduced to moments."""
     d = X.shape[1]
+    keep = np.asarray(w) > 0
+    if not keep.all():  # a zero weight leaves its row out (scikit-learn's rule): not even kept
+        X, targets, w = _rows(X, keep), _rows(targets, keep), np.asarray(w)[keep]
     if X.shape[0] > d:
         return Statistics(
             d, n_targets, d, moments=backend.moments(placed(X, backend), targets, w, n_targets)
@@ -54,6 +57,13 @@ def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int
     # One-hot targets stay class codes (float64, exact): never an N x C one-hot.
     rows = (backend.to_device(X), backend.asarray(targets), backend.asarray(w))
     return Statistics(d, n_targets, d, rows=rows)
+
+
+def _rows(a, keep: np.ndarray):
+    """Rows ``keep`` (a NumPy mask) of an array or a tensor, where it lives."""
+    if is_tensor(a):
+        return a[import_torch().as_tensor(np.flatnonzero(keep), device=a.device)]
+    return np.asarray(a)[keep]
 
 
 @dataclass

@@ -364,3 +364,20 @@ def test_an_unfitted_prior_names_frozen_estimator(data):
         clone(FAASTClassifier(prior=fitted)).fit(X, y)  # clone unfits the prior
     scores = cross_val_score(FAASTClassifier(prior=FrozenEstimator(fitted)), X, y, cv=3)
     assert np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("Est", [FAASTClassifier, FAASTRegressor])
+def test_rows_of_zero_weight_are_rows_left_out(Est):
+    # scikit-learn's rule, also where it decides between keeping the rows (leave-one-out) and
+    # moments (GCV): 8 rows of weight plus 6 of none in 10 dimensions are 8 rows.
+    rng = np.random.default_rng(19)
+    X, y = rng.normal(size=(14, 10)), np.arange(14) % 3
+    w = np.r_[np.ones(8), np.zeros(6)]
+    with_zeros = Est().fit(X, y, sample_weight=w)
+    without = Est().fit(X[:8], y[:8])
+    assert with_zeros.alpha_ == without.alpha_
+    out = "predict_proba" if Est is FAASTClassifier else "predict"
+    np.testing.assert_allclose(getattr(with_zeros, out)(X), getattr(without, out)(X))
+    stream = Est().partial_fit(X[:5], y[:5], sample_weight=w[:5])
+    stream.partial_fit(X[5:], y[5:], sample_weight=w[5:])
+    np.testing.assert_allclose(stream.coef_, without.coef_, rtol=1e-10, atol=1e-12)
