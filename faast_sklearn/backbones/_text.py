@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -141,15 +142,25 @@ def _text_encoder_class():
 
 
 class _Tokenizer:
-    """list[str] -> dict of padded tensors, cut to ``max_length`` tokens."""
+    """list[str] -> dict of padded tensors, cut to ``max_length`` tokens (with a warning)."""
 
-    def __init__(self, tokenizer: Any, max_length: int | None):
+    def __init__(self, tokenizer: Any, max_length: int):
         self.tokenizer = tokenizer
         self.max_length = max_length
 
     def __call__(self, texts: list[str]) -> dict:
         kwargs = {"padding": True, "truncation": True, "return_tensors": "pt"}
-        return dict(self.tokenizer(list(texts), max_length=self.max_length, **kwargs))
+        out = dict(self.tokenizer(list(texts), max_length=self.max_length, **kwargs))
+        full = int((out["attention_mask"].sum(1) >= self.max_length).sum())
+        if full:  # at the limit: cut, unless exactly that long
+            warnings.warn(
+                f"{full} of {len(texts)} texts reach the limit of {self.max_length} tokens: "
+                "what follows was cut (pass BackboneSpec(..., model_kwargs={'max_length': ...})"
+                " to change the limit, up to the model's).",
+                UserWarning,
+                stacklevel=2,
+            )
+        return out
 
 
 def token_limit(tokenizer: Any, config: Any, max_length: int | None, default: int) -> int:
