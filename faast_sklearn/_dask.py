@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.base import clone, is_classifier
 
 from ._class_weight import mapping_factors
-from ._guards import estimator_lock
+from ._guards import check_finite, estimator_lock
 from ._merge import adopt, combine
 from ._validation import validate_weights
 from .utils._dask import import_dask, is_frame
@@ -60,6 +60,8 @@ def _fit_partition(template, index: int, X, y, w, fit_params: dict):
         if w is not None and not np.asarray(w, dtype=np.float64).sum() > 0:
             w64 = np.asarray(w, dtype=np.float64)
             if len(w64) == n and np.isfinite(w64).all() and (w64 >= 0).all():
+                if getattr(template, "backbone", None) is None:  # features: checked as in fit
+                    check_finite(np.asarray(X, dtype=np.float64))
                 return name, None, n  # no weight: adds nothing
             validate_weights(w, np.empty((n, 0)))  # NaN, negative or misaligned: its error
         model = clone(template).partial_fit(X, y, sample_weight=w, **fit_params)

@@ -263,6 +263,14 @@ def test_partitions_of_bad_or_no_weight_and_missing_classes(client):
     with pytest.raises(ValueError, match="sample_weight contains NaN") as info:
         FAASTClassifier().fit(dX, dy, sample_weight=da.from_array(w, chunks=100))
     assert "partition 1" in "".join(getattr(info.value, "__notes__", []))
+    # NaN in a partition of no weight is still an error, as in fit.
+    Xn, w = X.copy(), np.r_[np.ones(300), np.zeros(100)]
+    Xn[350, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN") as info:
+        FAASTClassifier().fit(
+            da.from_array(Xn, chunks=(100, -1)), dy, sample_weight=da.from_array(w, chunks=100)
+        )
+    assert "partition 3" in "".join(getattr(info.value, "__notes__", []))
     # A class whose rows all weigh 0 (here: in one partition) is a class, as in fit.
     order = np.argsort(y, kind="stable")
     Xs, ys = X[order], y[order]
