@@ -20,7 +20,7 @@ from sklearn.utils.validation import (
 )
 
 from ._dask import fit_dask
-from ._fit import FitEntry, batch_statistics, fit_statistics
+from ._fit import FitEntry, batch_statistics, fit_statistics, weighted_rows
 from ._guards import check_rows, check_statistics, estimator_lock
 from ._validation import validate_features, validate_weights
 from ._version import PICKLE_KEY, __version__, pop_pickled_version
@@ -123,8 +123,7 @@ class _BaseFAAST(ParamsMixin, BaseEstimator):
             )
             self.__dict__.update(state)
             if not partial:  # the rows' targets and weights as the statistics hold them
-                keep = w > 0  # (rows of zero weight are left out)
-                host = (targets, w) if keep.all() else (np.asarray(targets)[keep], w[keep])
+                host = weighted_rows(w, targets)
                 self._solution = self._solve(backend, entry, host_rows=host)
         except BaseException:
             # Restored in place (never an empty __dict__ that a predict could see).

@@ -57,8 +57,8 @@ def _fit_partition(template, index: int, X, y, w, fit_params: dict):
     try:
         if n == 0:
             return name, None, n
-        if w is not None and not np.asarray(w, dtype=np.float64).sum() > 0:
-            w64 = np.asarray(w, dtype=np.float64)
+        w64 = None if w is None else np.asarray(w, dtype=np.float64)
+        if w64 is not None and not w64.sum() > 0:
             if len(w64) == n and np.isfinite(w64).all() and (w64 >= 0).all():
                 if getattr(template, "backbone", None) is None:  # features: checked as in fit
                     check_finite(np.asarray(X, dtype=np.float64))

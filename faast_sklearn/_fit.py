@@ -46,9 +46,7 @@ def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int
     """Statistics of one batch of rows, in the back-end's arrays: few rows (N <= d) kept as a
     private copy in their own precision, more reduced to moments."""
     d = X.shape[1]
-    keep = np.asarray(w) > 0
-    if not keep.all():  # a zero weight leaves its row out (scikit-learn's rule): not even kept
-        X, targets, w = _rows(X, keep), _rows(targets, keep), np.asarray(w)[keep]
+    X, targets, w = weighted_rows(w, X, targets)
     if X.shape[0] > d:
         return Statistics(
             d, n_targets, d, moments=backend.moments(placed(X, backend), targets, w, n_targets)
@@ -59,11 +57,18 @@ def batch_statistics(backend: Backend, X, targets, w: np.ndarray, n_targets: int
     return Statistics(d, n_targets, d, rows=rows)
 
 
-def _rows(a, keep: np.ndarray):
-    """Rows ``keep`` (a NumPy mask) of an array or a tensor, where it lives."""
-    if is_tensor(a):
-        return a[import_torch().as_tensor(np.flatnonzero(keep), device=a.device)]
-    return np.asarray(a)[keep]
+def weighted_rows(w: np.ndarray, *arrays) -> tuple:
+    """``(*arrays, w)`` without the rows of zero weight: a zero weight leaves its row out
+    (scikit-learn's rule), not even kept. Tensors are indexed where they live."""
+    keep = np.asarray(w) > 0
+    if keep.all():
+        return (*arrays, w)
+    index = np.flatnonzero(keep)
+    rows = [
+        a[import_torch().as_tensor(index, device=a.device)] if is_tensor(a) else np.asarray(a)[keep]
+        for a in arrays
+    ]
+    return (*rows, np.asarray(w)[keep])
 
 
 @dataclass

@@ -40,7 +40,7 @@ def _by_value(v):
     if isinstance(v, (int, float, np.integer, np.floating)):
         return float(v)
     if isinstance(v, (list, tuple, np.ndarray)):
-        a = np.asarray(v) if not isinstance(v, np.ndarray) else v
+        a = np.asarray(v)
         if a.dtype.kind in "iuf":
             return np.asarray(a, dtype=np.float64)
         return [_by_value(x) for x in v]

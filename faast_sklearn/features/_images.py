@@ -107,6 +107,14 @@ def image_layout(shape: tuple[int, ...], *, prefer_channels_first: bool) -> str:
     )
 
 
+def image_dtype_error(dtype: Any) -> TypeError:
+    """The error for image pixels of a dtype other than uint8 and floating point."""
+    return TypeError(
+        "Image arrays must be uint8 (0-255) or floating point (0-1); got dtype "
+        f"{str(dtype).removeprefix('torch.')}. Convert with X.astype(np.uint8) or X / 255."
+    )
+
+
 def array_item_to_uint8(item: Any, cfg: dict) -> np.ndarray:
     """One dataset item (array or tensor, HW / HWC / CHW) -> resized (H, W, 3) uint8."""
     torch = import_torch()
@@ -126,11 +134,7 @@ def array_item_to_uint8(item: Any, cfg: dict) -> np.ndarray:
             f"A dataset item must be one image (2-D or 3-D); got shape {tuple(x.shape)}."
         )
     if x.dtype != torch.uint8 and not x.dtype.is_floating_point:
-        raise TypeError(
-            f"Image arrays must be uint8 (0-255) or floating point (0-1); got dtype "
-            f"{str(x.dtype).removeprefix('torch.')}. "
-            "Convert with x.astype(np.uint8) or x / 255."
-        )
+        raise image_dtype_error(x.dtype)
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     if not bool(torch.isfinite(x).all()):
         raise ValueError("X contains NaN or infinity; image pixels must be finite.")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..utils._torch import import_torch, is_tensor
-from ._images import image_layout, is_pil
+from ._images import image_dtype_error, image_layout, is_pil
 from ._keys import chunk_row_keys, host_bits, is_range, text_key
 
 
@@ -69,10 +69,7 @@ class ArraySource:
         if not ok and not images:
             raise TypeError(f"Cannot pass an array of dtype {dtype} to a callable backbone.")
         if not ok:
-            raise TypeError(
-                f"Image arrays must be uint8 (0-255) or floating point (0-1); got dtype {dtype}. "
-                "Convert with X.astype(np.uint8) or X / 255."
-            )
+            raise image_dtype_error(dtype)
         if X.ndim == 0:
             raise ValueError("X must hold samples along a first axis; got a 0-d array.")
         if X.shape[0] == 0:
